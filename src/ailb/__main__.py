@@ -1,0 +1,5 @@
+import sys
+
+from ailb.cli import main
+
+sys.exit(main())

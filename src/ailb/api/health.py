@@ -1,0 +1,107 @@
+"""GET /healthz (what is up, what is down) and GET /livez (the process answers)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ailb import __version__
+from ailb.api.common import JSONResponse
+from ailb.api.openapi import Operation
+from ailb.runtime import Runtime
+
+
+class ProviderHealth(msgspec.Struct, omit_defaults=True):
+    provider: str
+    status: str
+    models: int
+    detail: str | None = None
+
+
+class FeatureHealth(msgspec.Struct, omit_defaults=True):
+    enabled: bool
+    status: str
+    detail: str | None = None
+
+
+class HealthReport(msgspec.Struct):
+    status: Literal["ok", "degraded", "unhealthy"]
+    version: str
+    module_id: str
+    uptime_s: float
+    demo_mode: bool
+    providers: dict[str, ProviderHealth]
+    memory: FeatureHealth
+    rag: FeatureHealth
+
+
+class Liveness(msgspec.Struct):
+    status: Literal["alive"]
+
+
+def health_report(runtime: Runtime) -> HealthReport:
+    providers: dict[str, ProviderHealth] = {}
+    for d in runtime.router.deployments.values():
+        state = d.health()
+        providers[d.name] = ProviderHealth(
+            provider=d.config.provider,
+            status=state,
+            models=len(d.models),
+            detail=d.probe_error if state == "down" else None,
+        )
+    usable = [p for p in providers.values() if p.status in ("up", "unknown")]
+    status: Any
+    if not usable:
+        status = "unhealthy"
+    elif len(usable) < len(providers):
+        status = "degraded"
+    else:
+        status = "ok"
+    s = runtime.settings
+    return HealthReport(
+        status=status,
+        version=__version__,
+        module_id=s.module_id,
+        uptime_s=round(runtime.uptime(), 1),
+        demo_mode=s.demo,
+        providers=providers,
+        memory=FeatureHealth(
+            s.env.enable_memory, "unavailable", "conversation memory is not in this build yet"
+        ),
+        rag=FeatureHealth(s.env.enable_rag, "unavailable", "RAG is not in this build yet"),
+    )
+
+
+def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
+    async def healthz(_: Request) -> JSONResponse:
+        report = health_report(runtime)
+        return JSONResponse(report, status_code=503 if report.status == "unhealthy" else 200)
+
+    async def livez(_: Request) -> JSONResponse:
+        return JSONResponse(Liveness("alive"))
+
+    return (
+        [Route("/healthz", healthz, methods=["GET"]), Route("/livez", livez, methods=["GET"])],
+        [
+            Operation(
+                "GET",
+                "/healthz",
+                "Overall, per-provider and memory/RAG status",
+                "Operations",
+                response=HealthReport,
+                errors=(),
+                description="503 with the same body when no provider can serve.",
+            ),
+            Operation(
+                "GET",
+                "/livez",
+                "Liveness: the process serves HTTP",
+                "Operations",
+                response=Liveness,
+                errors=(),
+            ),
+        ],
+    )

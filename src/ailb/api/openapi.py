@@ -1,0 +1,99 @@
+"""The OpenAPI document, generated from the same msgspec types that validate requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    request: Any = None  # a msgspec-describable type for the JSON body
+    response: Any = None  # a msgspec-describable type for the 200 JSON body
+    response_media: dict[str, Any] | None = None  # explicit 200 content, when not JSON
+    errors: tuple[int, ...] = (400,)
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+
+def path_param(name: str, description: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def document(
+    operations: list[Operation], title: str, version: str, description: str
+) -> dict[str, Any]:
+    types = [t for op in operations for t in (op.request, op.response) if t is not None]
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = dict(zip((id(t) for t in types), schemas, strict=True))
+    components = {**components, "Error": ERROR_SCHEMA}
+    error_ref = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        if op.response_media is not None:
+            ok: dict[str, Any] = {"description": "OK", "content": op.response_media}
+        else:
+            body = schema_of[id(op.response)] if op.response is not None else {"type": "object"}
+            ok = {"description": "OK", "content": {"application/json": {"schema": body}}}
+        entry: dict[str, Any] = {
+            "tags": [op.tag],
+            "summary": op.summary,
+            "operationId": f"{op.method.lower()}_{op.path.strip('/').replace('/', '_')}".replace(
+                "{", ""
+            )
+            .replace("}", "")
+            .replace(".", "_"),
+            "responses": {
+                "200": ok,
+                **{str(s): {"description": "Error", **error_ref} for s in op.errors},
+            },
+        }
+        if op.description:
+            entry["description"] = op.description
+        if op.parameters:
+            entry["parameters"] = op.parameters
+        if op.request is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema_of[id(op.request)]}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": paths,
+        "components": {"schemas": components},
+    }

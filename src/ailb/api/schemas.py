@@ -1,0 +1,120 @@
+"""The chat-completions request schema: validation on the hot path (msgspec) and the OpenAPI
+description of the endpoint (generated from the same types, so they cannot drift apart)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ailb.errors import InvalidRequest
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+UnitFloat = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+SessionId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:@-]+$")]
+CollectionName = Annotated[str, Meta(min_length=3, max_length=512, pattern=r"^[a-zA-Z0-9._-]+$")]
+
+
+class ChatMessage(msgspec.Struct, omit_defaults=True):
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(msgspec.Struct, omit_defaults=True):
+    include_usage: bool | None = None
+
+
+class FunctionDef(msgspec.Struct, omit_defaults=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(msgspec.Struct, omit_defaults=True):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
+    """OpenAI's chat-completions body plus AILB's `session_id`, `rag_collection`, `rag_top_k`.
+    Fields not listed are passed through to OpenAI-compatible upstreams unchanged."""
+
+    model: Annotated[str, Meta(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: UnitFloat | None = None
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Meta(ge=1)] | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
+    stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: Annotated[str, Meta(max_length=512)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    session_id: SessionId | None = None
+    rag_collection: CollectionName | None = None
+    rag_top_k: Annotated[int, Meta(ge=1, le=20)] | None = None
+
+
+AILB_FIELDS = ("session_id", "rag_collection", "rag_top_k")
+
+_decode_typed = msgspec.json.Decoder(ChatCompletionRequest).decode
+_decode_any = msgspec.json.Decoder().decode
+_AT = re.compile(r"- at `\$\.?([^`]*)`")
+
+
+def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """The validated request and the raw body (for pass-through of fields not modelled)."""
+    try:
+        raw = _decode_any(body)
+    except msgspec.DecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+            code="invalid_json",
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        req = _decode_typed(body)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        m = _AT.search(text)
+        param = (m.group(1) or None) if m else None
+        if text.startswith("Object missing required field"):
+            field = text.split("`")[1]
+            param = f"{param}.{field}" if param else field
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            ) from None
+        detail = _AT.sub("", text).strip()
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
+        ) from None
+    return req, raw
+
+
+def chat_request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(schema of the request body, component schemas) for the OpenAPI document."""
+    (schema,), components = msgspec.json.schema_components(
+        [ChatCompletionRequest], ref_template="#/components/schemas/{name}"
+    )
+    return schema, components

@@ -1,0 +1,36 @@
+"""GET /api/routing/stats: per deployment and per model routing figures."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ailb.api.common import JSONResponse
+from ailb.api.openapi import Operation
+from ailb.runtime import Runtime
+
+
+def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
+    async def routing_stats(_: Request) -> JSONResponse:
+        router = runtime.router
+        return JSONResponse(
+            {
+                "strategy": router.strategy.value,
+                "deployments": {name: d.snapshot() for name, d in router.deployments.items()},
+                "models": router.stats(),
+            }
+        )
+
+    return (
+        [Route("/api/routing/stats", routing_stats, methods=["GET"])],
+        [
+            Operation(
+                "GET",
+                "/api/routing/stats",
+                "Requests, errors, latency, health, tokens and cost per deployment; strategy "
+                "and selections per model",
+                "Operations",
+                errors=(),
+            )
+        ],
+    )

@@ -1,0 +1,150 @@
+"""`create_app(settings)`: the one place where the gateway is wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ailb import __version__
+from ailb.api import health, models, stats
+from ailb.api.asgi import Receive, Scope, Send
+from ailb.api.chat import ChatCompletionsEndpoint
+from ailb.api.common import JSONResponse, error_response
+from ailb.api.openapi import Operation, document
+from ailb.api.schemas import ChatCompletionRequest
+from ailb.config import Settings
+from ailb.errors import APIError, error_for_status
+from ailb.observability.access_log import AccessLog
+from ailb.providers import build_provider
+from ailb.routing.deployment import DeploymentState
+from ailb.routing.failover import Failover
+from ailb.routing.health import HealthMonitor
+from ailb.routing.router import Router
+from ailb.runtime import Runtime
+
+log = logging.getLogger("ailb")
+
+CHAT_PATH = "/v1/chat/completions"
+DESCRIPTION = (
+    "AI load balancer: one OpenAI-compatible endpoint in front of OpenAI, Anthropic and Ollama."
+)
+
+
+class Gateway:
+    """The ASGI application: the chat hot path goes straight to its endpoint, everything else
+    (and lifespan) through Starlette's routing and error handling."""
+
+    def __init__(self, api: Starlette, chat: ChatCompletionsEndpoint, runtime: Runtime) -> None:
+        self.api = api
+        self.chat = chat
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
+            await self.chat(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        msg = "Unknown endpoint."
+    elif exc.status_code == 405:
+        msg = "Method not allowed for this endpoint."
+    else:
+        msg = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    return error_response(error_for_status(exc.status_code, msg))
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc)
+    return error_response(APIError("The gateway failed to process the request."))
+
+
+def _chat_operation() -> Operation:
+    return Operation(
+        "POST",
+        CHAT_PATH,
+        "Create a chat completion (OpenAI-compatible; SSE when stream=true)",
+        "OpenAI-compatible",
+        request=ChatCompletionRequest,
+        response_media={
+            "application/json": {
+                "schema": {"type": "object", "description": "An OpenAI chat.completion object"}
+            },
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "data: <chat.completion.chunk> events, then data: [DONE]",
+                }
+            },
+        },
+        errors=(400, 404, 413, 429, 502, 503, 504),
+    )
+
+
+def create_app(settings: Settings) -> Gateway:
+    deployments = [
+        DeploymentState(config=c, provider=build_provider(c, settings.credentials.get(c.name)))
+        for c in settings.deployments
+    ]
+    env = settings.env
+    router = Router(deployments, env.routing_strategy, settings.models)
+    runtime = Runtime(
+        settings=settings,
+        router=router,
+        failover=Failover(max_attempts=env.max_attempts, request_timeout=env.request_timeout),
+        health=HealthMonitor(router, interval=env.health_interval),
+    )
+    access_log = AccessLog()
+    chat = ChatCompletionsEndpoint(router, runtime.failover, env.max_body_bytes, access_log)
+
+    routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
+    operations = [_chat_operation()]
+    for module in (models, health, stats):
+        r, ops = module.build(runtime)
+        routes += r
+        operations += ops
+    openapi = document(operations, "AILB", __version__, DESCRIPTION)
+
+    async def openapi_json(_: Request) -> JSONResponse:
+        return JSONResponse(openapi)
+
+    routes.append(Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False))
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await runtime.health.start()
+        try:
+            yield
+        finally:
+            await runtime.health.stop()
+            for d in router.deployments.values():
+                await d.provider.close()
+            access_log.flush()
+
+    api = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    api.state.runtime = runtime
+    return Gateway(api, chat, runtime)

@@ -1,0 +1,54 @@
+"""`ailb` command line: `ailb serve` starts the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ailb import __version__
+from ailb.config import ConfigError, load_settings
+from ailb.observability.logging import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ailb", description="AI load balancer")
+    p.add_argument("--version", action="version", version=f"ailb {__version__}")
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="start the gateway (the default command)")
+    serve.add_argument("--host", help="listen address (overrides HOST)")
+    serve.add_argument("--port", type=int, help="HTTP port (overrides HTTP_PORT)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="with no provider configured, serve the built-in mock provider (what `make run` "
+        "does on a fresh machine)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "serve":
+        try:
+            settings = load_settings(demo=getattr(args, "demo", False))
+            overrides: dict[str, object] = {}
+            if getattr(args, "host", None):
+                overrides["host"] = args.host
+            if getattr(args, "port", None) is not None:
+                overrides["http_port"] = args.port
+            if overrides:
+                settings = settings.with_env(**overrides)
+        except ConfigError as e:
+            print(f"ailb: configuration error: {e}", file=sys.stderr)
+            return 2
+        configure_logging(settings.env.log_level)
+        from ailb.server import serve
+
+        serve(settings)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

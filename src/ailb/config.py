@@ -1,0 +1,430 @@
+"""Settings: environment variables plus an optional YAML file (AILB_CONFIG).
+
+Everything the gateway reads is resolved here once, validated, and handed to `create_app`.
+Invalid configuration raises `ConfigError` with a message naming the field and the problem.
+Credentials are never part of the configuration objects: they are resolved from the
+environment into `Settings.credentials` (masked `Secret` values) and given only to providers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import Meta
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message names the field and the problem."""
+
+
+class Secret(str):
+    """A credential: usable as a string, never shown by repr()."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+class RoutingStrategy(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+    LATENCY_OPTIMIZED = "latency_optimized"
+    COST_OPTIMIZED = "cost_optimized"
+    LOAD_BALANCED = "load_balanced"
+    FAILOVER = "failover"
+
+
+ProviderType = Literal["openai", "anthropic", "ollama", "mock"]
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "ollama": "http://localhost:11434",
+}
+
+Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class Timeouts(_Strict, frozen=True):
+    """Seconds. `first_byte` bounds the wait for the first response byte, `idle` the gap
+    between two reads of a body or stream, `total` the whole exchange."""
+
+    connect: Positive = 5.0
+    first_byte: Positive = 60.0
+    idle: Positive = 60.0
+    total: Positive = 600.0
+
+
+class Capabilities(_Strict, frozen=True):
+    tools: bool = True
+    images: bool = True
+    json_mode: bool = True
+    streaming: bool = True
+
+
+class MockOptions(_Strict, frozen=True):
+    """Behaviour of the built-in `mock` provider (demos, client tests, load tests)."""
+
+    mode: Literal["echo", "fixed"] = "echo"
+    reply: str = "Hello from the AILB mock provider."
+    latency_ms: NonNegative = 0.0
+    chunks: Annotated[int, Meta(ge=1, le=1000)] = 8
+
+
+class DeploymentConfig(_Strict, frozen=True):
+    """One provider endpoint serving some models."""
+
+    name: Name
+    provider: ProviderType
+    base_url: str | None = None
+    api_key_env: EnvName | None = None
+    models: tuple[ModelName, ...] = ()
+    aliases: dict[ModelName, ModelName] = msgspec.field(default_factory=dict)
+    weight: Annotated[int, Meta(ge=0, le=1000)] = 1
+    priority: Annotated[int, Meta(ge=0)] = 0
+    input_cost_per_1m: NonNegative = 0.0
+    output_cost_per_1m: NonNegative = 0.0
+    rpm: Annotated[int, Meta(gt=0)] | None = None
+    tpm: Annotated[int, Meta(gt=0)] | None = None
+    context_window: Annotated[int, Meta(gt=0)] | None = None
+    max_output_tokens: Annotated[int, Meta(gt=0)] = 4096
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    mock: MockOptions = msgspec.field(default_factory=MockOptions)
+    max_connections: Annotated[int, Meta(ge=1)] = 1000
+
+    def __post_init__(self) -> None:
+        if self.base_url is not None:
+            validate_base_url(self.base_url)
+        elif self.provider != "mock":
+            # Frozen struct: set the provider's default the supported way.
+            msgspec.structs.force_setattr(self, "base_url", DEFAULT_BASE_URLS[self.provider])
+        if self.base_url is not None:
+            msgspec.structs.force_setattr(self, "base_url", self.base_url.rstrip("/"))
+        for alias, target in self.aliases.items():
+            if self.models and target not in self.models:
+                raise ValueError(f"alias {alias!r} points to {target!r}, which is not in models")
+        for name in self.headers:
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name) or name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is not allowed")
+
+    def served_models(self) -> dict[str, str]:
+        """Public model name -> the name sent upstream (configured models and aliases)."""
+        out = {m: m for m in self.models}
+        out.update(self.aliases)
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """A view safe for logs and APIs: no header values, no credential-bearing URL."""
+        d = msgspec.to_builtins(self)
+        d["base_url"] = redact_url(self.base_url) if self.base_url else None
+        d["headers"] = sorted(self.headers)
+        return d  # type: ignore[no-any-return]
+
+
+_RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+class ModelSettings(_Strict, frozen=True):
+    """Per-model overrides from the config file."""
+
+    strategy: RoutingStrategy | None = None
+    hedging: bool = False
+
+
+class FileConfig(_Strict, frozen=True):
+    deployments: tuple[DeploymentConfig, ...] = ()
+    models: dict[ModelName, ModelSettings] = msgspec.field(default_factory=dict)
+
+
+class EnvSettings(_Strict, frozen=True):
+    """What plain environment variables set (names in ENV_VARS)."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
+    http_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    grpc_port: Annotated[int, Meta(ge=0, le=65535)] = 50051
+    module_id: str = ""
+    routing_strategy: RoutingStrategy = RoutingStrategy.LOAD_BALANCED
+    enable_memory: bool = True
+    enable_rag: bool = False
+    memory_backend: Literal["chromadb"] = "chromadb"
+    rag_backend: Literal["chromadb"] = "chromadb"
+    max_body_bytes: Annotated[int, Meta(gt=0)] = 20 * 1024 * 1024
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_interval: Positive = 15.0
+    request_timeout: Positive = 600.0
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: EnvSettings = field(default_factory=EnvSettings)
+    deployments: tuple[DeploymentConfig, ...] = ()
+    models: Mapping[str, ModelSettings] = field(default_factory=dict)
+    credentials: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    config_path: str | None = None
+    demo: bool = False
+
+    @property
+    def module_id(self) -> str:
+        return self.env.module_id or f"ailb-{socket.gethostname()}"
+
+    def with_env(self, **changes: Any) -> Settings:
+        return replace(self, env=msgspec.structs.replace(self.env, **changes))
+
+
+def validate_base_url(v: str) -> None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url {v!r} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("base_url must not carry credentials; use api_key_env")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+# --- environment -------------------------------------------------------------------------------
+
+# variable -> (EnvSettings field or None, default shown in the docs, description). The README's
+# configuration table is checked against this by a test.
+ENV_VARS: dict[str, tuple[str | None, str, str]] = {
+    "HOST": ("host", "0.0.0.0", "Address the HTTP API listens on."),  # noqa: S104
+    "HTTP_PORT": ("http_port", "8080", "HTTP API port."),
+    "GRPC_PORT": ("grpc_port", "50051", "gRPC ModuleService port."),
+    "MODULE_ID": ("module_id", "ailb-<hostname>", "This instance's id for MarchProxy."),
+    "ROUTING_STRATEGY": (
+        "routing_strategy",
+        "load_balanced",
+        "round_robin, random, latency_optimized, cost_optimized, load_balanced or failover.",
+    ),
+    "ENABLE_MEMORY": ("enable_memory", "true", "Conversation memory for requests with session_id."),
+    "ENABLE_RAG": ("enable_rag", "false", "Retrieval over document collections (rag_collection)."),
+    "MEMORY_BACKEND": ("memory_backend", "chromadb", "Vector store for memory."),
+    "RAG_BACKEND": ("rag_backend", "chromadb", "Vector store for RAG."),
+    "OPENAI_API_KEY": (None, "", "Enables the `openai` deployment."),
+    "OPENAI_BASE_URL": (
+        None,
+        "https://api.openai.com/v1",
+        "OpenAI or an OpenAI-compatible server.",
+    ),
+    "OPENAI_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /v1/models."),
+    "ANTHROPIC_API_KEY": (None, "", "Enables the `anthropic` deployment."),
+    "ANTHROPIC_BASE_URL": (None, "https://api.anthropic.com", "Anthropic Messages API base URL."),
+    "ANTHROPIC_MODELS": (
+        None,
+        "",
+        "Comma-separated models; unset: discovered from GET /v1/models.",
+    ),
+    "OLLAMA_BASE_URL": (
+        None,
+        "http://localhost:11434",
+        "Ollama server; setting it (or OLLAMA_MODELS) enables the `ollama` deployment.",
+    ),
+    "OLLAMA_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /api/tags."),
+    "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
+    "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
+    "AILB_LOG_LEVEL": ("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    "AILB_HEALTH_INTERVAL": (
+        "health_interval",
+        "15",
+        "Seconds between active probes (model lists) of each deployment; refreshes discovery.",
+    ),
+    "AILB_REQUEST_TIMEOUT": (
+        "request_timeout",
+        "600",
+        "Deadline in seconds for one client request, failovers and retries included.",
+    ),
+    "AILB_MAX_ATTEMPTS": ("max_attempts", "4", "Most upstream attempts for one client request."),
+}
+
+_BOOL = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+
+
+def _env_deployments(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if env.get("OPENAI_API_KEY"):
+        out.append(
+            {
+                "name": "openai",
+                "provider": "openai",
+                "base_url": env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URLS["openai"],
+                "api_key_env": "OPENAI_API_KEY",
+                "models": _csv(env.get("OPENAI_MODELS")),
+            }
+        )
+    if env.get("ANTHROPIC_API_KEY"):
+        out.append(
+            {
+                "name": "anthropic",
+                "provider": "anthropic",
+                "base_url": env.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URLS["anthropic"],
+                "api_key_env": "ANTHROPIC_API_KEY",
+                "models": _csv(env.get("ANTHROPIC_MODELS")),
+            }
+        )
+    if env.get("OLLAMA_BASE_URL") or env.get("OLLAMA_MODELS"):
+        out.append(
+            {
+                "name": "ollama",
+                "provider": "ollama",
+                "base_url": env.get("OLLAMA_BASE_URL") or DEFAULT_BASE_URLS["ollama"],
+                "models": _csv(env.get("OLLAMA_MODELS")),
+            }
+        )
+    return out
+
+
+_AT = re.compile(r"\s*- at `\$\.?([^`]*)`$")
+
+
+def _problem(err: msgspec.ValidationError, prefix: str) -> str:
+    """'deployments[0].weight: Expected `int` >= 0' from msgspec's message."""
+    text = str(err)
+    m = _AT.search(text)
+    path = m.group(1) if m else ""
+    text = _AT.sub("", text)
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", text)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        text = "unknown field"
+    missing = re.match(r"Object missing required field `([^`]+)`", text)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+        text = "required field is missing"
+    where = ".".join(p for p in (prefix, path) if p)
+    return f"{where or '(root)'}: {text}"
+
+
+def load_file_config(path: str) -> FileConfig:
+    import yaml  # only when a file is configured: keeps start-up lean
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"AILB_CONFIG: cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"AILB_CONFIG: {path} is not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"AILB_CONFIG: {path} must hold a mapping at the top level")
+    try:
+        return msgspec.convert(raw, FileConfig)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"AILB_CONFIG {path}: {_problem(e, '')}") from None
+
+
+def _credentials(
+    deployments: tuple[DeploymentConfig, ...], env: Mapping[str, str]
+) -> dict[str, Secret]:
+    out: dict[str, Secret] = {}
+    seen: set[str] = set()
+    for d in deployments:
+        where = f"deployment {d.name!r}"
+        if d.name in seen:
+            raise ConfigError(f"{where}: name: the same name is used twice")
+        seen.add(d.name)
+        if d.api_key_env:
+            value = env.get(d.api_key_env)
+            if not value:
+                raise ConfigError(
+                    f"{where}: api_key_env: environment variable {d.api_key_env} is not set"
+                )
+            out[d.name] = Secret(value)
+        elif d.provider == "anthropic":
+            raise ConfigError(f"{where}: api_key_env: required for an anthropic deployment")
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
+    """Resolve settings from environment variables and the optional YAML file."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var, (fld, _, _) in ENV_VARS.items():
+        raw = env.get(var)
+        if fld is None or raw is None or raw == "":
+            continue
+        if fld in ("enable_memory", "enable_rag"):
+            if raw.strip().lower() not in _BOOL:
+                raise ConfigError(f"{var}: expected true or false, got {raw!r}")
+            values[fld] = _BOOL[raw.strip().lower()]
+        else:
+            values[fld] = raw.upper() if fld == "log_level" else raw
+    try:
+        env_settings = msgspec.convert(values, EnvSettings, strict=False)
+    except msgspec.ValidationError as e:
+        field_name = _problem(e, "").split(":", 1)[0]
+        var = next((k for k, v in ENV_VARS.items() if v[0] == field_name), field_name)
+        raise ConfigError(f"{var}: {_problem(e, '').split(': ', 1)[1]}") from None
+
+    try:
+        env_deps = tuple(msgspec.convert(d, DeploymentConfig) for d in _env_deployments(env))
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"environment: {_problem(e, '')}") from None
+
+    file_cfg = FileConfig()
+    config_path = env.get("AILB_CONFIG") or None
+    if config_path:
+        file_cfg = load_file_config(config_path)
+    env_names = {d.name for d in env_deps}
+    clash = [d.name for d in file_cfg.deployments if d.name in env_names]
+    if clash:
+        raise ConfigError(
+            f"deployments: {clash[0]!r} is configured both by environment variables and in "
+            "AILB_CONFIG; rename the one in the file"
+        )
+    deployments = env_deps + file_cfg.deployments
+    return Settings(
+        env=env_settings,
+        deployments=deployments,
+        models=file_cfg.models,
+        credentials=_credentials(deployments, env),
+        config_path=config_path,
+        demo=demo,
+    )
+
+
+def demo_deployment() -> DeploymentConfig:
+    """The deployment `make run` adds when nothing is configured: clearly a mock."""
+    return DeploymentConfig(name="mock", provider="mock", models=("mock",))

@@ -1,0 +1,115 @@
+"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio ...): pass-through."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from ailb.config import DeploymentConfig, Secret
+from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
+from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode
+
+
+def prepare_stream_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Ask for usage on every stream: billing needs it even when the client did not ask
+    (the gateway drops the usage chunk for such clients)."""
+    opts = dict(body.get("stream_options") or {})
+    opts["include_usage"] = True
+    return {**body, "stream": True, "stream_options": opts}
+
+
+def parse_stream_event(event: str | None, data: str) -> dict[str, Any] | None:
+    """One SSE event of an OpenAI stream: a chunk, or None for `[DONE]`; an error event
+    raises UpstreamError."""
+    if data == "[DONE]":
+        return None
+    obj = decode_json(data.encode(), "stream event")
+    if not isinstance(obj, dict):
+        raise UpstreamError("protocol", "stream event is not a JSON object")
+    if "error" in obj or event == "error":
+        msg, code, _ = error_message_from(obj)
+        raise UpstreamError(
+            "status", f"upstream error mid-stream: {msg or 'unknown'}", status=502, code=code
+        )
+    return obj
+
+
+def check_completion(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+        raise UpstreamError("protocol", "upstream answer is not a chat.completion object")
+    return obj
+
+
+class OpenAIProvider:
+    def __init__(self, config: DeploymentConfig, api_key: Secret | None) -> None:
+        self.config = config
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.upstream = Upstream(config, headers)
+        self._chat = self.upstream.head("POST", "/chat/completions")
+        self._chat_stream = self.upstream.head(
+            "POST", "/chat/completions", {"Accept": "text/event-stream"}
+        )
+        self._models = self.upstream.head("GET", "/models")
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        resp = await self.upstream.send(self._chat, encode(body))
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        return check_completion(decode_json(raw, "chat completion"))
+
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
+        resp = await self.upstream.send(self._chat_stream, encode(prepare_stream_body(body)))
+        try:
+            if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                # Some servers ignore stream=true for errors or small answers: read it whole.
+                raw = await resp.read()
+                yield [_as_chunk(check_completion(decode_json(raw, "chat completion")))]
+                return
+            decoder = SSEDecoder()
+            async for data in resp.iter_chunks():
+                batch: ChunkBatch = []
+                for event, payload in decoder.feed(data):
+                    chunk = parse_stream_event(event, payload)
+                    if chunk is None:
+                        if batch:
+                            yield batch
+                        return
+                    batch.append(chunk)
+                if batch:
+                    yield batch
+        finally:
+            resp.release()
+        raise UpstreamError("protocol", "stream ended before [DONE]")
+
+    async def list_models(self) -> list[str]:
+        resp = await self.upstream.send(self._models)
+        try:
+            obj = decode_json(await resp.read(), "model list")
+        finally:
+            resp.release()
+        data = obj.get("data") if isinstance(obj, dict) else None
+        if not isinstance(data, list):
+            raise UpstreamError("protocol", "bad model list")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+
+def _as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat.completion as one chunk (with usage), for servers that did not stream."""
+    choices = [
+        {
+            "index": c.get("index", 0),
+            "delta": c.get("message") or {},
+            "logprobs": c.get("logprobs"),
+            "finish_reason": c.get("finish_reason"),
+        }
+        for c in completion.get("choices", ())
+    ]
+    out = {**completion, "object": "chat.completion.chunk", "choices": choices}
+    return out

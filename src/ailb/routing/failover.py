@@ -1,0 +1,330 @@
+"""Trying a plan's deployments in turn until one answers, within a deadline and attempt budget.
+
+Streams may fail over freely until their first batch exists; after that the caller owns the
+stream and a failure can only be reported to the client (DESIGN §3). With hedging on for a
+model, a second deployment is asked when the first has not answered within its recent p95; the
+first answer wins and the other attempt is cancelled (both are counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ailb.errors import APIError, RateLimited, UpstreamTimeout, UpstreamUnavailable
+from ailb.providers.base import ChunkBatch, UnsupportedFeature, UpstreamError
+from ailb.routing.deployment import DeploymentState
+from ailb.routing.router import Plan, Target
+
+log = logging.getLogger("ailb.routing")
+
+Call = Callable[[Target, dict[str, Any]], Awaitable[Any]]
+MIN_HEDGE_SAMPLES = 20
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream whose first batch arrived: from here on it belongs to the client, who must call
+    `deployment.end()` when it is over (the deployment counts it in flight until then)."""
+
+    deployment: DeploymentState
+    first: ChunkBatch
+    rest: AsyncGenerator[ChunkBatch, None]
+    started: float
+    ttft: float
+    attempts: int
+
+
+class _Attempts:
+    """Bookkeeping of one request's attempts: errors seen, budget, deadline."""
+
+    __slots__ = ("count", "deadline", "errors", "unsupported")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.count = 0
+        self.errors: list[UpstreamError] = []
+        self.unsupported: UnsupportedFeature | None = None
+
+
+class Failover:
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 4,
+        request_timeout: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.request_timeout = request_timeout
+        self._clock = clock
+
+    async def complete(
+        self, plan: Plan, body: dict[str, Any], request_id: str
+    ) -> tuple[dict[str, Any], DeploymentState, int]:
+        """The first successful answer: (chat.completion, deployment, attempts)."""
+
+        async def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+            return await target.deployment.provider.complete(payload)
+
+        result, target, attempts, started = await self._run(plan, body, request_id, call, False)
+        d = target.deployment
+        d.end()
+        d.record_success(time.perf_counter() - started)
+        return result, d, attempts
+
+    async def open_stream(self, plan: Plan, body: dict[str, Any], request_id: str) -> OpenStream:
+        async def call(target: Target, payload: dict[str, Any]) -> tuple[Any, ChunkBatch]:
+            gen = target.deployment.provider.stream(payload)
+            try:
+                first = await anext(gen)
+            except StopAsyncIteration:
+                raise UpstreamError("protocol", "empty stream") from None
+            except BaseException:
+                await gen.aclose()
+                raise
+            return gen, first
+
+        (gen, first), target, attempts, started = await self._run(
+            plan, body, request_id, call, True, discard=_close_stream
+        )
+        return OpenStream(
+            deployment=target.deployment,
+            first=first,
+            rest=gen,
+            started=started,
+            ttft=time.perf_counter() - started,
+            attempts=attempts,
+        )
+
+    # --- sequential attempts ----------------------------------------------------------------
+
+    async def _run(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        call: Call,
+        stream: bool,
+        discard: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> tuple[Any, Target, int, float]:
+        state = _Attempts(self._clock() + self.request_timeout)
+        if plan.hedging and len(plan) > 1:
+            return await self._run_hedged(plan, body, request_id, call, stream, state, discard)
+        i = 0
+        while i < len(plan) and state.count < self.max_attempts:
+            target = plan.target(i)
+            d = target.deployment
+            remaining = state.deadline - self._clock()
+            if remaining <= 0:
+                break
+            state.count += 1
+            started = time.perf_counter()
+            d.begin()
+            try:
+                if remaining < d.config.timeouts.total:
+                    async with asyncio.timeout(remaining):
+                        result = await call(target, {**body, "model": target.upstream_model})
+                else:  # the deployment's own total timeout ends it first: skip a timer
+                    result = await call(target, {**body, "model": target.upstream_model})
+            except UnsupportedFeature as e:
+                d.end()
+                state.unsupported = e  # another provider of the model may support it
+                i += 1
+                continue
+            except UpstreamError as e:
+                err = e
+            except TimeoutError:
+                err = UpstreamError("timeout", "request deadline reached")
+            except BaseException:
+                d.end()
+                raise
+            else:
+                # Still in flight: the caller ends it when the answer is delivered.
+                return result, target, state.count, started
+            d.end()
+            self._failed(plan, target, err, state, request_id)
+            if await self._wait_out_429(plan, i, err, state):
+                continue  # same deployment again, after its Retry-After
+            i += 1
+            if i < len(plan) and state.count < self.max_attempts:
+                log.info(
+                    "failover",
+                    extra={
+                        "request_id": request_id,
+                        "model": plan.model,
+                        "from": d.name,
+                        "to": plan.target(i).deployment.name,
+                        "error": err.label,
+                    },
+                )
+        raise self._final(state)
+
+    def _failed(
+        self, plan: Plan, target: Target, err: UpstreamError, state: _Attempts, request_id: str
+    ) -> None:
+        d = target.deployment
+        ejected = d.record_failure(err)
+        state.errors.append(err)
+        log.warning(
+            "upstream_failure",
+            extra={
+                "request_id": request_id,
+                "deployment": d.name,
+                "model": plan.model,
+                "error": err.label,
+                "detail": err.message,
+                "ejected": ejected,
+                "attempt": state.count,
+            },
+        )
+        if err.kind == "status" and err.status in (401, 403):
+            log.error(
+                "upstream_credentials_rejected", extra={"deployment": d.name, "status": err.status}
+            )
+        if err.client_fault:
+            raise APIError(
+                err.client_message or "The request was rejected by the upstream model.",
+                status=err.status,
+                type="invalid_request_error",
+                code=err.code,
+                param=err.param,
+            )
+
+    async def _wait_out_429(self, plan: Plan, i: int, err: UpstreamError, state: _Attempts) -> bool:
+        """With no other deployment left, waiting out an upstream's 429 is the answer -- when
+        the wait fits the deadline."""
+        if not (err.kind == "status" and err.status == 429 and err.retry_after is not None):
+            return False
+        if i != len(plan) - 1 or state.count >= self.max_attempts:
+            return False
+        if self._clock() + err.retry_after >= state.deadline:
+            return False
+        await asyncio.sleep(err.retry_after)
+        return True
+
+    def _final(self, state: _Attempts) -> Exception:
+        if not state.errors and state.unsupported is not None:
+            return state.unsupported
+        return final_error(state.errors)
+
+    # --- hedged attempts --------------------------------------------------------------------
+
+    async def _run_hedged(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        call: Call,
+        stream: bool,
+        state: _Attempts,
+        discard: Callable[[Any], Awaitable[None]] | None,
+    ) -> tuple[Any, Target, int, float]:
+        running: dict[asyncio.Task[Any], tuple[Target, float]] = {}
+        next_i = 0
+
+        def can_start() -> bool:
+            return next_i < len(plan) and state.count < self.max_attempts
+
+        def start() -> None:
+            nonlocal next_i
+            target = plan.target(next_i)
+            next_i += 1
+            state.count += 1
+            target.deployment.begin()
+            task = asyncio.ensure_future(call(target, {**body, "model": target.upstream_model}))
+            running[task] = (target, time.perf_counter())
+
+        try:
+            while True:
+                if not running:
+                    if not can_start():
+                        break
+                    start()
+                remaining = state.deadline - self._clock()
+                if remaining <= 0:
+                    state.errors.append(UpstreamError("timeout", "request deadline reached"))
+                    break
+                wait_for = remaining
+                hedge_at = None
+                if len(running) == 1 and can_start():
+                    (only,) = running.values()
+                    hedge_at = _hedge_delay(only[0].deployment, stream)
+                    if hedge_at is not None:
+                        elapsed = time.perf_counter() - only[1]
+                        wait_for = min(remaining, max(0.0, hedge_at - elapsed))
+                done, _ = await asyncio.wait(
+                    running, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    if hedge_at is not None and can_start():
+                        log.info(
+                            "hedge",
+                            extra={
+                                "request_id": request_id,
+                                "model": plan.model,
+                                "slow": next(iter(running.values()))[0].deployment.name,
+                                "to": plan.target(next_i).deployment.name,
+                            },
+                        )
+                        start()
+                    continue
+                for task in done:
+                    target, started = running.pop(task)
+                    d = target.deployment
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result(), target, state.count, started
+                    d.end()
+                    if isinstance(exc, UnsupportedFeature):
+                        state.unsupported = exc
+                        continue
+                    if not isinstance(exc, UpstreamError):
+                        raise exc
+                    self._failed(plan, target, exc, state, request_id)
+        finally:
+            for task, (target, _) in running.items():
+                # The loser of a hedge: cancelled, but it was sent and its prompt was paid for.
+                task.cancel()
+                target.deployment.end()
+                target.deployment.record_usage(plan.prompt_tokens, 0)
+            for outcome in await asyncio.gather(*running, return_exceptions=True):
+                if discard is not None and not isinstance(outcome, BaseException):
+                    await discard(outcome)  # it finished too, a moment too late
+        raise self._final(state)
+
+
+async def _close_stream(opened: tuple[AsyncGenerator[ChunkBatch, None], ChunkBatch]) -> None:
+    await opened[0].aclose()
+
+
+def _hedge_delay(d: DeploymentState, stream: bool) -> float | None:
+    """The deployment's recent p95 to first byte; None until it has enough history."""
+    window = d.ttft if stream else d.latency
+    if len(window) < MIN_HEDGE_SAMPLES:
+        return None
+    p95 = window.percentile(0.95)
+    return None if p95 is None else max(p95, 0.005)
+
+
+def final_error(errors: list[UpstreamError]) -> APIError:
+    """What the client hears when no deployment answered: no provider names, no details."""
+    if errors and all(e.kind == "status" and e.status == 429 for e in errors):
+        wait = min((e.retry_after for e in errors if e.retry_after is not None), default=1.0)
+        secs = max(1, int(wait + 0.999))
+        return RateLimited(
+            "The upstream models are rate limited; retry after the indicated time.",
+            code="upstream_rate_limited",
+            headers={"retry-after": str(secs)},
+        )
+    if errors and all(e.kind == "timeout" for e in errors):
+        return UpstreamTimeout(
+            "The upstream model did not answer in time.", code="upstream_timeout"
+        )
+    return UpstreamUnavailable(
+        "No upstream model could answer the request; please retry.", code="upstream_error"
+    )

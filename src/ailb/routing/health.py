@@ -1,0 +1,88 @@
+"""Active health probes and model discovery.
+
+A probe is the upstream's model list (`/v1/models`, `/api/tags`, Anthropic's models list):
+cheap, and never a billed completion. Deployments configured without a model list take
+theirs from the same call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ailb.providers.base import UpstreamError
+from ailb.routing.deployment import DeploymentState
+from ailb.routing.router import Router
+
+log = logging.getLogger("ailb.health")
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        router: Router,
+        interval: float,
+        probe_timeout: float = 10.0,
+    ) -> None:
+        self.router = router
+        self.interval = interval
+        self.probe_timeout = probe_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def _discovers(self, d: DeploymentState) -> bool:
+        return not d.config.models
+
+    async def probe(self, d: DeploymentState) -> bool:
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                models = await d.provider.list_models()
+        except (UpstreamError, TimeoutError) as e:
+            detail = e.message if isinstance(e, UpstreamError) else "probe timed out"
+            if d.probe_ok is not False:
+                log.warning("deployment_down", extra={"deployment": d.name, "detail": detail})
+            d.record_probe(False, detail)
+            return False
+        if d.probe_ok is False:
+            log.info("deployment_up", extra={"deployment": d.name})
+        d.record_probe(True)
+        if self._discovers(d):
+            discovered = {m: m for m in models}
+            discovered.update(d.config.aliases)
+            if discovered != d.models:
+                d.models = discovered
+                self.router.rebuild_index()
+                log.info(
+                    "models_discovered", extra={"deployment": d.name, "models": len(discovered)}
+                )
+        return True
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(d) for d in self.router.deployments.values()))
+
+    async def start(self, initial_wait: float = 3.0) -> None:
+        """Begin probing. Waits (up to `initial_wait`) only for deployments whose models are
+        discovered, so a request right after start-up finds them."""
+        first = asyncio.ensure_future(self.probe_all())
+        needs_discovery = any(self._discovers(d) for d in self.router.deployments.values())
+        if needs_discovery:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(first), initial_wait)
+        self._task = asyncio.create_task(self._loop(first))
+
+    async def _loop(self, first: asyncio.Future[None]) -> None:
+        with contextlib.suppress(Exception):
+            await first
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.probe_all()
+            except Exception:  # a probe bug must not end health checking
+                log.exception("probe_round_failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

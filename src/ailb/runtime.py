@@ -1,0 +1,23 @@
+"""Everything one running gateway holds, built by `create_app` and shared by its endpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ailb.config import Settings
+from ailb.routing.failover import Failover
+from ailb.routing.health import HealthMonitor
+from ailb.routing.router import Router
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    router: Router
+    failover: Failover
+    health: HealthMonitor
+    started_at: float = field(default_factory=time.time)
+
+    def uptime(self) -> float:
+        return time.time() - self.started_at

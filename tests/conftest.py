@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.fakes.openai import fake_openai
+from tests.fakes.server import FakeServer
+from tests.gateway import RunningGateway, settings_for
+
+
+@pytest.fixture
+def openai_upstream() -> Iterator[FakeServer]:
+    server = fake_openai().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Any) -> Iterator[Any]:
+    """gateway_factory(yaml_text, env={...}) -> RunningGateway (stopped after the test)."""
+    running: list[RunningGateway] = []
+
+    def make(
+        config_yaml: str | None = None, env: dict[str, str] | None = None, **kw: Any
+    ) -> RunningGateway:
+        gw = RunningGateway(settings_for(config_yaml, tmp_path, env, **kw)).start()
+        running.append(gw)
+        return gw
+
+    yield make
+    for gw in running:
+        gw.stop()
+
+
+@pytest.fixture
+def client_for() -> Iterator[Any]:
+    """client_for(gateway) -> an official openai SDK client for it (closed after the test)."""
+    clients: list[openai.OpenAI] = []
+
+    def make(gw: RunningGateway, **kw: Any) -> openai.OpenAI:
+        c = openai.OpenAI(
+            base_url=f"{gw.url}/v1",
+            api_key=kw.pop("api_key", "sk-client"),
+            max_retries=0,
+            timeout=kw.pop("timeout", 20),
+            **kw,
+        )
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()

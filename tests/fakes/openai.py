@@ -1,0 +1,115 @@
+"""A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), GET /v1/models."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.server import FakeServer, Reply, split_text, sse_frame
+
+
+def completion(model: str, reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+            for t in reply.tool_calls
+        ]
+    p, c = reply.usage
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+        ],
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+    }
+
+
+def chunks(model: str, reply: Reply, include_usage: bool) -> list[dict[str, Any]]:
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": piece}) for piece in split_text(reply.text, reply.pieces)]
+    for i, t in enumerate(reply.tool_calls):
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": t.id,
+                            "type": "function",
+                            "function": {"name": t.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        for piece in split_text(t.arguments, 2):
+            out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+    out.append(chunk({}, reply.finish_reason))
+    if include_usage:
+        p, c = reply.usage
+        out.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            }
+        )
+    return out
+
+
+async def chat(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    model = body.get("model", "?") if isinstance(body, dict) else "?"
+    if not (isinstance(body, dict) and body.get("stream")):
+        return web.json_response(completion(model, reply), headers=reply.headers)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    frames = [sse_frame(c) for c in chunks(model, reply, include_usage)]
+    if reply.garbage:
+        frames.insert(1, b"data: {not json\n\n")
+    if reply.stream_error is not None:
+        frames.append(sse_frame(reply.stream_error))
+    else:
+        frames.append(b"data: [DONE]\n\n")
+    return await server.stream(request, reply, frames)
+
+
+async def models(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                for m in server.models
+            ],
+        }
+    )
+
+
+def fake_openai() -> FakeServer:
+    return FakeServer({("POST", "/v1/chat/completions"): chat, ("GET", "/v1/models"): models})

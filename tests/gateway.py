@@ -1,0 +1,80 @@
+"""Running a real gateway (uvicorn, real sockets) in a background thread for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from ailb.app import Gateway, create_app
+from ailb.config import Settings, load_settings
+
+
+class RunningGateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app: Gateway = create_app(settings)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            loop="none",
+            proxy_headers=False,
+        )
+        self.server = uvicorn.Server(config)
+        self._loop = uvloop.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.server.serve(sockets=[self._sock]))
+
+    def start(self) -> RunningGateway:
+        self._thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            if not self._thread.is_alive():
+                raise RuntimeError("gateway failed to start")
+            threading.Event().wait(0.01)
+        raise RuntimeError("gateway did not start in 5 s")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self._loop.close()
+        self._sock.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.runtime
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the gateway's loop (to inspect or change its state)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+
+def settings_for(
+    config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None, **kw: Any
+) -> Settings:
+    values = dict(env or {})
+    if config_yaml is not None:
+        path = tmp_path / "ailb.yaml"
+        path.write_text(config_yaml)
+        values["AILB_CONFIG"] = str(path)
+    return load_settings(values, **kw)
