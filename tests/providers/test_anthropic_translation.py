@@ -1,0 +1,431 @@
+"""Pure translation between OpenAI chat completions and Anthropic's Messages API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ailb.errors import InvalidRequest
+from ailb.providers.anthropic import (
+    JSON_OBJECT_INSTRUCTION,
+    StreamTranslator,
+    to_completion,
+    to_messages_request,
+)
+from ailb.providers.base import UnsupportedFeature, UpstreamError
+
+PNG = "iVBORw0KGgo="
+
+
+def req(messages: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return {"model": "claude-x", "messages": messages, **kw}
+
+
+USER = {"role": "user", "content": "hi"}
+
+REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "plain user message, default max_tokens",
+        req([USER]),
+        {
+            "model": "claude-x",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "max_tokens": 1024,
+        },
+    ),
+    (
+        "system and developer messages become the system prompt",
+        req(
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": "No"},
+                USER,
+            ]
+        ),
+        {"system": "Be brief.\n\nNo"},
+    ),
+    (
+        "client max_tokens wins; max_completion_tokens over max_tokens",
+        req([USER], max_tokens=50, max_completion_tokens=70),
+        {"max_tokens": 70},
+    ),
+    ("temperature above 1 is clamped", req([USER], temperature=1.7), {"temperature": 1.0}),
+    (
+        "temperature kept",
+        req([USER], temperature=0.3, top_p=0.9),
+        {"temperature": 0.3, "top_p": 0.9},
+    ),
+    ("stop string", req([USER], stop="END"), {"stop_sequences": ["END"]}),
+    ("stop list", req([USER], stop=["a", "b"]), {"stop_sequences": ["a", "b"]}),
+    ("user id", req([USER], user="u-1"), {"metadata": {"user_id": "u-1"}}),
+    (
+        "json_object adds a system instruction",
+        req([USER], response_format={"type": "json_object"}),
+        {"system": JSON_OBJECT_INSTRUCTION},
+    ),
+    (
+        "json_schema forces a tool carrying the schema",
+        req(
+            [USER],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "person", "schema": {"type": "object"}},
+            },
+        ),
+        {
+            "tools": [{"name": "person", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "person"},
+        },
+    ),
+    (
+        "images: data URL and https URL",
+        req(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.jpg"}},
+                    ],
+                }
+            ]
+        ),
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what?"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                        },
+                        {"type": "image", "source": {"type": "url", "url": "https://x.test/a.jpg"}},
+                    ],
+                }
+            ]
+        },
+    ),
+    (
+        "tools, tool calls and tool results (results merged into one user turn)",
+        req(
+            [
+                USER,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "toolu_1",
+                            "type": "function",
+                            "function": {"name": "get", "arguments": '{"q": 1}'},
+                        },
+                        {
+                            "id": "toolu_2",
+                            "type": "function",
+                            "function": {"name": "get", "arguments": "{}"},
+                        },
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "one"},
+                {
+                    "role": "tool",
+                    "tool_call_id": "toolu_2",
+                    "content": [{"type": "text", "text": "two"}],
+                },
+            ],
+            tools=[
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get",
+                        "description": "Get it",
+                        "parameters": {"type": "object", "properties": {"q": {"type": "integer"}}},
+                    },
+                }
+            ],
+            tool_choice="required",
+            parallel_tool_calls=False,
+        ),
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {"q": 1}},
+                        {"type": "tool_use", "id": "toolu_2", "name": "get", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "one"},
+                        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "two"},
+                    ],
+                },
+            ],
+            "tools": [
+                {
+                    "name": "get",
+                    "description": "Get it",
+                    "input_schema": {"type": "object", "properties": {"q": {"type": "integer"}}},
+                }
+            ],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+        },
+    ),
+    (
+        "named tool choice",
+        req(
+            [USER],
+            tools=[{"type": "function", "function": {"name": "f"}}],
+            tool_choice={"type": "function", "function": {"name": "f"}},
+        ),
+        {
+            "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {}}}],
+            "tool_choice": {"type": "tool", "name": "f"},
+        },
+    ),
+    ("neutral penalties are accepted", req([USER], frequency_penalty=0, presence_penalty=0), {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "expected"), REQUEST_CASES, ids=[c[0] for c in REQUEST_CASES]
+)
+def test_request_translation(name: str, body: dict[str, Any], expected: dict[str, Any]) -> None:
+    out = to_messages_request(body, 1024)
+    for key, value in expected.items():
+        assert out[key] == value, key
+    assert "n" not in out and "frequency_penalty" not in out
+
+
+REFUSED: list[tuple[dict[str, Any], str, type[Exception]]] = [
+    (req([USER], n=2), "n", UnsupportedFeature),
+    (req([USER], logprobs=True), "logprobs", UnsupportedFeature),
+    (req([USER], frequency_penalty=0.5), "frequency_penalty", UnsupportedFeature),
+    (req([USER], logit_bias={"1": 5}), "logit_bias", UnsupportedFeature),
+    (
+        req([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]),
+        "messages[0].content[0]",
+        UnsupportedFeature,
+    ),
+    (
+        req(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]
+        ),
+        "messages[0].content[0]",
+        InvalidRequest,
+    ),
+    (
+        req(
+            [
+                USER,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "not json"}}],
+                },
+            ]
+        ),
+        "messages[1].tool_calls[0].function.arguments",
+        InvalidRequest,
+    ),
+    (req([USER, {"role": "tool", "content": "x"}]), "messages[1].tool_call_id", InvalidRequest),
+    (req([{"role": "wizard", "content": "x"}]), "messages[0].role", InvalidRequest),
+]
+
+
+@pytest.mark.parametrize(("body", "param", "error"), REFUSED)
+def test_refused_requests_name_the_parameter(
+    body: dict[str, Any], param: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error) as info:
+        to_messages_request(body, 1024)
+    assert isinstance(info.value, InvalidRequest)
+    assert info.value.param == param
+
+
+def message(content: list[dict[str, Any]], stop: str, **usage: int) -> dict[str, Any]:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
+    }
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+    ],
+)
+def test_stop_reason_maps_to_finish_reason(stop: str, finish: str) -> None:
+    out = to_completion(message([{"type": "text", "text": "x"}], stop))
+    assert out["choices"][0]["finish_reason"] == finish
+
+
+def test_completion_with_text_tool_calls_and_cache_usage() -> None:
+    out = to_completion(
+        message(
+            [
+                {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_9", "name": "get", "input": {"q": 2}},
+            ],
+            "tool_use",
+            cache_read_input_tokens=100,
+            cache_creation_input_tokens=20,
+        )
+    )
+    msg = out["choices"][0]["message"]
+    assert msg["content"] == "Let me look."
+    assert msg["tool_calls"] == [
+        {"id": "toolu_9", "type": "function", "function": {"name": "get", "arguments": '{"q":2}'}}
+    ]
+    assert out["usage"] == {
+        "prompt_tokens": 130,
+        "completion_tokens": 5,
+        "total_tokens": 135,
+        "prompt_tokens_details": {"cached_tokens": 100},
+    }
+
+
+def test_json_schema_tool_answer_becomes_text() -> None:
+    out = to_completion(
+        message([{"type": "tool_use", "id": "t", "name": "person", "input": {"a": 1}}], "tool_use"),
+        schema_tool="person",
+    )
+    choice = out["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": '{"a":1}'}
+    assert choice["finish_reason"] == "stop"
+
+
+def test_not_a_message_is_a_protocol_error() -> None:
+    with pytest.raises(UpstreamError) as info:
+        to_completion({"hello": 1})
+    assert info.value.kind == "protocol"
+
+
+def events(*pairs: tuple[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(name, json.dumps({"type": name, **data})) for name, data in pairs]
+
+
+STREAM = events(
+    (
+        "message_start",
+        {
+            "message": {
+                "id": "msg_s",
+                "model": "claude-x",
+                "usage": {"input_tokens": 9, "output_tokens": 1},
+            }
+        },
+    ),
+    ("ping", {}),
+    ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+    ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+    ("content_block_stop", {"index": 0}),
+    (
+        "content_block_start",
+        {
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {}},
+        },
+    ),
+    (
+        "content_block_delta",
+        {"index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"q":'}},
+    ),
+    (
+        "content_block_delta",
+        {"index": 1, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
+    ),
+    ("content_block_stop", {"index": 1}),
+    (
+        "message_delta",
+        {
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 12},
+        },
+    ),
+    ("message_stop", {}),
+)
+
+
+def test_stream_translation_whole_sequence() -> None:
+    t = StreamTranslator("claude-x")
+    chunks = [c for name, data in STREAM for c in t.feed(name, data)]
+    assert t.done
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert "".join(d.get("content") or "" for d in deltas) == "Hello"
+    calls = [tc for d in deltas for tc in d.get("tool_calls", ())]
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_1",
+        "type": "function",
+        "function": {"name": "get", "arguments": ""},
+    }
+    assert "".join(tc["function"]["arguments"] for tc in calls) == '{"q":1}'
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert [f for f in finishes if f] == ["tool_calls"]
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["prompt_tokens"] == 9
+    assert chunks[-1]["usage"]["completion_tokens"] == 12
+    assert {c["id"] for c in chunks} == {"msg_s"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("overloaded_error", 529), ("api_error", 500), ("rate_limit_error", 429), ("weird", 502)],
+)
+def test_stream_error_event_raises_with_the_matching_status(kind: str, status: int) -> None:
+    t = StreamTranslator("claude-x")
+    t.feed(*STREAM[0])
+    with pytest.raises(UpstreamError) as info:
+        t.feed("error", json.dumps({"type": "error", "error": {"type": kind, "message": "busy"}}))
+    assert info.value.status == status
+    assert info.value.client_message == "busy"
+
+
+def test_stream_json_schema_tool_streams_as_content() -> None:
+    t = StreamTranslator("claude-x", schema_tool="person")
+    seq = events(
+        ("message_start", {"message": {"id": "m", "usage": {"input_tokens": 1}}}),
+        (
+            "content_block_start",
+            {
+                "index": 0,
+                "content_block": {"type": "tool_use", "id": "t", "name": "person", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"a":'}},
+        ),
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
+        ),
+        ("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}}),
+        ("message_stop", {}),
+    )
+    chunks = [c for name, data in seq for c in t.feed(name, data)]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("content") or "" for d in deltas) == '{"a":1}'
+    assert not any("tool_calls" in d for d in deltas)
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
