@@ -47,6 +47,19 @@ class HealthPolicy:
     max_ejection_s: float = 300.0
 
 
+class HealthEpoch:
+    """Bumped whenever a deployment's selectability changes (ejection, cool-down, probe result),
+    so the router can cache its pools and rebuild them only then."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self) -> None:
+        self.n += 1
+
+
 @dataclass(eq=False)
 class DeploymentState:
     config: DeploymentConfig
@@ -74,6 +87,7 @@ class DeploymentState:
     ejections: int = 0
     ejected_until: float = 0.0
     cooldown_until: float = 0.0  # after a 429: not selected until then
+    epoch: HealthEpoch = field(default_factory=HealthEpoch)  # shared with the router
 
     def __post_init__(self) -> None:
         self.models = self.config.served_models()
@@ -121,6 +135,8 @@ class DeploymentState:
         if self.ejections and self.clock() >= self.ejected_until:
             # Recovering: each success after an ejection shortens the next one.
             self.ejections -= 1
+        if self.probe_ok is False:
+            self.epoch.bump()
         self.probe_ok = True
 
     def record_usage(self, prompt: int, completion: int) -> float:
@@ -140,6 +156,7 @@ class DeploymentState:
         now = self.clock()
         if err.kind == "status" and err.status == 429:
             self.cooldown_until = max(self.cooldown_until, now + (err.retry_after or 1.0))
+            self.epoch.bump()
             return False
         if err.kind == "status" and err.status in (401, 403):
             return self._eject(now, force=True)  # bad credentials: out until they are fixed
@@ -155,9 +172,12 @@ class DeploymentState:
         duration = min(self.policy.base_ejection_s * self.ejections, self.policy.max_ejection_s)
         self.ejected_until = now + duration
         self.consecutive_failures = 0
+        self.epoch.bump()
         return True
 
     def record_probe(self, ok: bool, error: str | None = None) -> None:
+        if (self.probe_ok is False) != (not ok):
+            self.epoch.bump()
         self.probe_ok = ok
         self.probe_error = error
 

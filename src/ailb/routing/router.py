@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import time
 from collections import Counter, OrderedDict
@@ -11,7 +13,7 @@ from typing import Any
 
 from ailb.config import ModelSettings, RoutingStrategy
 from ailb.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
-from ailb.routing.deployment import DeploymentState
+from ailb.routing.deployment import DeploymentState, HealthEpoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,45 @@ class Plan:
         return [d.name for d in self._pool[:limit]]
 
 
+class _Pool:
+    """A model's deployments for one capability mask, precomputed so that a routing decision
+    touches no more than it must. Valid while the health epoch is unchanged and no ejection or
+    cool-down has run out (`valid_until`)."""
+
+    __slots__ = (
+        "capable",
+        "cum",
+        "epoch",
+        "error",
+        "first_by_priority",
+        "frontier",
+        "min_window",
+        "panic",
+        "pool",
+        "rr",
+        "total",
+        "unmeasured",
+        "valid_until",
+        "weights",
+    )
+
+    def __init__(self) -> None:
+        self.epoch = -1
+        self.valid_until = 0.0
+        self.error: Exception | None = None
+        self.capable: list[DeploymentState] = []
+        self.pool: list[DeploymentState] = []
+        self.panic = False
+        self.weights: list[int] = []
+        self.cum: list[int] = []
+        self.total = 0
+        self.min_window = float("inf")
+        self.rr: list[float] = []
+        self.unmeasured: list[DeploymentState] = []
+        self.frontier: list[DeploymentState] = []
+        self.first_by_priority: DeploymentState | None = None
+
+
 class Router:
     EXPLORE_SHARE = 0.06  # latency_optimized: share of traffic spread over the non-fastest
 
@@ -111,16 +152,20 @@ class Router:
         affinity_size: int = 100_000,
     ) -> None:
         self.deployments: dict[str, DeploymentState] = {d.name: d for d in deployments}
+        self._epoch = HealthEpoch()
+        for d in self.deployments.values():
+            d.epoch = self._epoch
         self.strategy = strategy
         self.model_settings = dict(model_settings or {})
         self._rng = rng or random.Random()
         self._clock = clock
         self._weights: dict[str, dict[str, int]] = {}  # model -> deployment -> weight override
-        self._rr: dict[str, dict[str, float]] = {}  # smooth weighted round robin state
+        self._rr_state: dict[str, dict[str, float]] = {}  # smooth weighted round robin, by name
         self._affinity: OrderedDict[str, str] = OrderedDict()
         self._affinity_size = affinity_size
         self.selections: dict[str, Counter[str]] = {}
         self._index: dict[str, list[DeploymentState]] = {}
+        self._pools: dict[tuple[str, int], _Pool] = {}
         self.rebuild_index()
 
     # --- model index ------------------------------------------------------------------------
@@ -132,6 +177,7 @@ class Router:
             for model in d.models:
                 index.setdefault(model, []).append(d)
         self._index = index
+        self._epoch.bump()
 
     def models(self) -> dict[str, list[DeploymentState]]:
         return self._index
@@ -159,7 +205,8 @@ class Router:
             if not 0 <= w <= 1000:
                 raise ValueError(f"weight for {name!r} must be between 0 and 1000, got {w}")
         self._weights.setdefault(model, {}).update(weights)
-        self._rr.pop(model, None)
+        self._rr_state.pop(model, None)
+        self._epoch.bump()
 
     def weights(self, model: str) -> dict[str, int]:
         return {d.name: self.weight(d, model) for d in self._index.get(model, ())}
@@ -167,46 +214,17 @@ class Router:
     # --- planning ---------------------------------------------------------------------------
 
     def plan(self, model: str, needs: Needs, session_id: str | None = None) -> Plan:
-        serving = self._index.get(model)
-        if not serving:
-            raise ModelNotFound(model)
+        mask = needs.tools | needs.images << 1 | needs.json_mode << 2 | needs.streaming << 3
         now = self._clock()
-        demanding = needs.demanding
-        able = fitting = False
-        weighted: list[DeploymentState] = []
-        pool: list[DeploymentState] = []
-        for d in serving:  # one pass: this runs for every request
-            if demanding and not _capable(d, needs):
-                continue
-            able = True
-            if not _fits(d, needs):
-                continue
-            fitting = True
-            if self.weight(d, model) <= 0:
-                continue
-            weighted.append(d)
-            if d.available(now):
-                pool.append(d)
-        if not able:
-            what, param = _missing_capability(serving, needs)
-            raise InvalidRequest(
-                f"No deployment of model `{model}` supports {what}.",
-                param=param,
-                code="unsupported_feature",
-            )
-        if not fitting:
-            raise InvalidRequest(
-                f"The request needs about {needs.prompt_tokens + needs.max_tokens} tokens, more "
-                f"than the context window of any deployment of `{model}`.",
-                param="messages",
-                code="context_length_exceeded",
-            )
-        if not weighted:
-            raise ServiceUnavailable(f"Model `{model}` has no deployment with traffic weight.")
-
-        panic = not pool
-        if panic:
-            pool = _panic_order(weighted)
+        entry = self._pools.get((model, mask))
+        if entry is None or entry.epoch != self._epoch.n or now >= entry.valid_until:
+            entry = self._build(model, mask, needs, now)
+        if entry.error is not None:
+            raise entry.error
+        if needs.prompt_tokens + needs.max_tokens > entry.min_window:
+            entry = self._build_fitting(model, entry, needs, now)
+        pool = entry.pool
+        panic = entry.panic
         strategy = self.strategy_for(model)
 
         first: DeploymentState | None = None
@@ -219,7 +237,7 @@ class Router:
                     self._affinity.move_to_end(session_id)
                     reason = "session_affinity"
         if first is None:
-            first = pool[0] if panic else self._choose(strategy, model, pool, needs)
+            first = pool[0] if panic or len(pool) == 1 else self._choose(strategy, entry, needs)
             if session_id is not None:
                 self._remember(session_id, first.name)
         if panic:
@@ -241,6 +259,75 @@ class Router:
             prompt_tokens=needs.prompt_tokens,
         )
 
+    def _build(self, model: str, mask: int, needs: Needs, now: float) -> _Pool:
+        old = self._pools.get((model, mask))
+        if old is not None and old.rr:
+            # Round-robin positions carry over, so the interleaving survives a rebuild.
+            state = self._rr_state.setdefault(model, {})
+            for d, v in zip(old.pool, old.rr, strict=True):
+                state[d.name] = v
+        entry = _Pool()
+        entry.epoch = self._epoch.n
+        serving = self._index.get(model)
+        if not serving:
+            entry.error = ModelNotFound(model)
+            entry.valid_until = float("inf")
+            self._pools[(model, mask)] = entry
+            return entry
+        capable = [d for d in serving if _capable(d, needs)] if mask else list(serving)
+        if not capable:
+            what, param = _missing_capability(serving, needs)
+            entry.error = InvalidRequest(
+                f"No deployment of model `{model}` supports {what}.",
+                param=param,
+                code="unsupported_feature",
+            )
+        entry.capable = capable
+        windows = [d.config.context_window for d in capable]
+        entry.min_window = min((w for w in windows if w is not None), default=float("inf"))
+        self._fill(model, entry, capable, now)
+        self._pools[(model, mask)] = entry
+        return entry
+
+    def _build_fitting(self, model: str, base: _Pool, needs: Needs, now: float) -> _Pool:
+        """The uncached path for a prompt too long for some deployments of the model."""
+        fitting = [d for d in base.capable if _fits(d, needs)]
+        if not fitting:
+            raise InvalidRequest(
+                f"The request needs about {needs.prompt_tokens + needs.max_tokens} tokens, more "
+                f"than the context window of any deployment of `{model}`.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        entry = _Pool()
+        self._fill(model, entry, fitting, now)
+        if entry.error is not None:
+            raise entry.error
+        return entry
+
+    def _fill(self, model: str, entry: _Pool, eligible: list[DeploymentState], now: float) -> None:
+        if entry.error is not None:
+            return
+        weighted = [d for d in eligible if self.weight(d, model) > 0]
+        if not weighted:
+            entry.error = ServiceUnavailable(
+                f"Model `{model}` has no deployment with traffic weight."
+            )
+            return
+        pool = [d for d in weighted if d.available(now)]
+        entry.panic = not pool
+        entry.pool = pool or _panic_order(weighted)
+        ends = [t for d in weighted for t in (d.ejected_until, d.cooldown_until) if t > now]
+        entry.valid_until = min(ends, default=float("inf"))
+        entry.weights = [max(1, self.weight(d, model)) for d in entry.pool]
+        entry.cum = list(itertools.accumulate(entry.weights))
+        entry.total = entry.cum[-1]
+        state = self._rr_state.setdefault(model, {})
+        entry.rr = [state.get(d.name, 0.0) for d in entry.pool]
+        entry.unmeasured = [d for d in entry.pool if d.speed is None]
+        entry.frontier = _cost_frontier(entry.pool)
+        entry.first_by_priority = min(entry.pool, key=_priority)  # stable: config order ties
+
     def _remember(self, session_id: str, name: str) -> None:
         self._affinity[session_id] = name
         self._affinity.move_to_end(session_id)
@@ -258,61 +345,58 @@ class Router:
 
     # --- strategies -------------------------------------------------------------------------
 
-    def _choose(
-        self, strategy: RoutingStrategy, model: str, pool: list[DeploymentState], needs: Needs
-    ) -> DeploymentState:
-        if len(pool) == 1:
-            return pool[0]
+    def _choose(self, strategy: RoutingStrategy, entry: _Pool, needs: Needs) -> DeploymentState:
+        if strategy is RoutingStrategy.LOAD_BALANCED:
+            return self._least_loaded(entry)
         if strategy is RoutingStrategy.ROUND_ROBIN:
-            return self._round_robin(model, pool)
+            return self._round_robin(entry)
         if strategy is RoutingStrategy.RANDOM:
-            return self._weighted_random(model, pool)
+            return self._weighted_random(entry)
         if strategy is RoutingStrategy.LATENCY_OPTIMIZED:
-            return self._latency_optimized(pool)
+            return self._latency_optimized(entry)
         if strategy is RoutingStrategy.COST_OPTIMIZED:
-            return min(pool, key=lambda d: (_cost(d, needs), _latency(d)))
-        if strategy is RoutingStrategy.FAILOVER:
-            return min(pool, key=lambda d: d.config.priority)  # stable: config order breaks ties
-        return self._least_loaded(model, pool)
+            return min(entry.frontier, key=lambda d: (_cost(d, needs), _latency(d)))
+        assert entry.first_by_priority is not None
+        return entry.first_by_priority
 
-    def _weighted_random(self, model: str, pool: list[DeploymentState]) -> DeploymentState:
-        weights = [self.weight(d, model) for d in pool]
-        return self._rng.choices(pool, weights=weights)[0]
+    def _weighted_random(self, entry: _Pool) -> DeploymentState:
+        return entry.pool[bisect.bisect_right(entry.cum, self._rng.random() * entry.total)]
 
-    def _round_robin(self, model: str, pool: list[DeploymentState]) -> DeploymentState:
+    def _round_robin(self, entry: _Pool) -> DeploymentState:
         # nginx's smooth weighted round robin: exact proportions, evenly interleaved.
-        state = self._rr.setdefault(model, {})
-        total = 0
-        best: DeploymentState | None = None
-        for d in pool:
-            w = self.weight(d, model)
-            total += w
-            state[d.name] = state.get(d.name, 0.0) + w
-            if best is None or state[d.name] > state[best.name]:
-                best = d
-        assert best is not None
-        state[best.name] -= total
-        return best
+        rr, weights = entry.rr, entry.weights
+        best, best_value = 0, -1e300
+        for i, w in enumerate(weights):
+            v = rr[i] + w
+            rr[i] = v
+            if v > best_value:
+                best, best_value = i, v
+        rr[best] -= entry.total
+        return entry.pool[best]
 
-    def _least_loaded(self, model: str, pool: list[DeploymentState]) -> DeploymentState:
+    def _least_loaded(self, entry: _Pool) -> DeploymentState:
         # Power of two choices, drawn by weight, then the lower in-flight per unit of weight:
         # follows the weights when idle and steers away from a backed-up deployment under load.
-        a = self._weighted_random(model, pool)
-        b = self._weighted_random(model, pool)
-        if a is b:
-            return a
-        la = (a.in_flight + 1) / self.weight(a, model)
-        lb = (b.in_flight + 1) / self.weight(b, model)
+        pool, cum, total, rnd = entry.pool, entry.cum, entry.total, self._rng.random
+        i = bisect.bisect_right(cum, rnd() * total)
+        j = bisect.bisect_right(cum, rnd() * total)
+        if i == j:
+            return pool[i]
+        a, b = pool[i], pool[j]
+        la = (a.in_flight + 1) / entry.weights[i]
+        lb = (b.in_flight + 1) / entry.weights[j]
         return a if la <= lb else b
 
-    def _latency_optimized(self, pool: list[DeploymentState]) -> DeploymentState:
-        unmeasured = [d for d in pool if d.speed is None]
-        if unmeasured:
-            return self._rng.choice(unmeasured)
+    def _latency_optimized(self, entry: _Pool) -> DeploymentState:
+        if entry.unmeasured:
+            entry.unmeasured = [d for d in entry.unmeasured if d.speed is None]
+            if entry.unmeasured:
+                return self._rng.choice(entry.unmeasured)
+        pool = entry.pool
         fastest = min(pool, key=_latency)
         if self._rng.random() < self.EXPLORE_SHARE:
-            others = [d for d in pool if d is not fastest]
-            return self._rng.choice(others)
+            k = self._rng.randrange(len(pool) - 1)  # any but the fastest, uniformly
+            return pool[k + 1] if k >= pool.index(fastest) else pool[k]
         return fastest
 
     def stats(self) -> dict[str, Any]:
@@ -363,6 +447,26 @@ def _missing_capability(serving: list[DeploymentState], needs: Needs) -> tuple[s
 def _fits(d: DeploymentState, needs: Needs) -> bool:
     cw = d.config.context_window
     return cw is None or needs.prompt_tokens + needs.max_tokens <= cw
+
+
+def _cost_frontier(pool: list[DeploymentState]) -> list[DeploymentState]:
+    """Deployments no other beats on both input and output price: the only possible cheapest
+    for any mix of tokens."""
+    out = []
+    for d in pool:
+        ci, co = d.config.input_cost_per_1m, d.config.output_cost_per_1m
+        dominated = any(
+            (e.config.input_cost_per_1m <= ci and e.config.output_cost_per_1m <= co)
+            and (e.config.input_cost_per_1m < ci or e.config.output_cost_per_1m < co)
+            for e in pool
+        )
+        if not dominated:
+            out.append(d)
+    return out
+
+
+def _priority(d: DeploymentState) -> int:
+    return d.config.priority
 
 
 def _panic_order(pool: list[DeploymentState]) -> list[DeploymentState]:
