@@ -16,7 +16,13 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         return JSONResponse(
             {
                 "strategy": router.strategy.value,
-                "deployments": {name: d.snapshot() for name, d in router.deployments.items()},
+                "deployments": {
+                    name: {
+                        **d.snapshot(),
+                        "weights": {m: router.weight(d, m) for m in sorted(d.models)},
+                    }
+                    for name, d in router.deployments.items()
+                },
                 "models": router.stats(),
             }
         )

