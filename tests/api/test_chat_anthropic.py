@@ -1,0 +1,260 @@
+"""End to end through the Anthropic provider (fake Messages API), official openai SDK as client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.fakes.anthropic import anthropic_error, fake_anthropic
+from tests.fakes.server import FakeServer, Reply, ToolCall
+
+KEY = "sk-ant-secret-abcdef123456"
+ENV = {"ANTHROPIC_KEY_REF": KEY}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeServer]:
+    server = fake_anthropic().start()
+    yield server
+    server.stop()
+
+
+def config(url: str) -> str:
+    return f"""
+deployments:
+  - name: claude
+    provider: anthropic
+    base_url: {url}
+    api_key_env: ANTHROPIC_KEY_REF
+    models: [claude-test]
+    max_output_tokens: 321
+    timeouts: {{connect: 2, first_byte: 2, idle: 2, total: 10}}
+"""
+
+
+def test_complete_translates_both_ways(upstream, gateway_factory, client_for):
+    upstream.script(Reply(text="Bonjour!", usage=(12, 4)))
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    resp = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "Hello"},
+        ],
+        temperature=1.5,
+        stop=["END"],
+    )
+    assert resp.choices[0].message.content == "Bonjour!"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (12, 4)
+    sent = upstream.calls("/v1/messages")[-1]
+    assert sent.headers["x-api-key"] == KEY
+    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in sent.headers
+    assert sent.body["system"] == "Answer in French."
+    assert sent.body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}]}
+    ]
+    assert sent.body["max_tokens"] == 321  # the deployment's default: the client gave none
+    assert sent.body["temperature"] == 1.0
+    assert sent.body["stop_sequences"] == ["END"]
+    assert "stream" not in sent.body
+
+
+def test_stream_with_usage(upstream, gateway_factory, client_for):
+    upstream.script(
+        Reply(text="One two three four", usage=(20, 6), pieces=4, finish_reason="length")
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    chunks = list(
+        client.chat.completions.create(
+            model="claude-test",
+            messages=[{"role": "user", "content": "Count"}],
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=5,
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "One two three four"
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["length"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 20
+    assert chunks[-1].usage.completion_tokens == 6
+    assert upstream.calls("/v1/messages")[-1].body["stream"] is True
+    assert upstream.calls("/v1/messages")[-1].body["max_tokens"] == 5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_round_trip(upstream, gateway_factory, client_for, stream):
+    call = ToolCall(name="get_weather", arguments='{"city": "Paris"}', id="toolu_01")
+    upstream.script(
+        Reply(text="", tool_calls=[call], finish_reason="tool_calls"), Reply(text="Sunny.")
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(
+        model="claude-test", messages=messages, tools=TOOLS, tool_choice="required", stream=stream
+    )
+    if stream:
+        chunks = list(first)
+        deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or ())]
+        assert deltas[0].id == "toolu_01" and deltas[0].function.name == "get_weather"
+        arguments = "".join(d.function.arguments or "" for d in deltas)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    else:
+        tc = first.choices[0].message.tool_calls[0]
+        assert (tc.id, tc.function.name) == ("toolu_01", "get_weather")
+        arguments = tc.function.arguments
+        finish = first.choices[0].finish_reason
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert finish == "tool_calls"
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["tools"][0]["input_schema"]["properties"] == {"city": {"type": "string"}}
+    assert sent["tool_choice"] == {"type": "any"}
+
+    follow = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            *messages,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "toolu_01",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_01", "content": "sunny, 24C"},
+        ],
+        tools=TOOLS,
+    )
+    assert follow.choices[0].message.content == "Sunny."
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+    ]
+    assert sent["messages"][2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny, 24C"}],
+    }
+
+
+def test_image_and_json_schema(upstream, gateway_factory, client_for):
+    call = ToolCall(name="answer", arguments='{"animal": "cat"}', id="toolu_9")
+    upstream.script(Reply(text="", tool_calls=[call], finish_reason="tool_calls"))
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    resp = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What animal?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/AA=="}},
+                ],
+            }
+        ],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": {"type": "object"}},
+        },
+    )
+    assert json.loads(resp.choices[0].message.content) == {"animal": "cat"}
+    assert resp.choices[0].finish_reason == "stop"
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["messages"][0]["content"][1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/AA=="},
+    }
+    assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
+
+
+def test_unsupported_parameter_is_a_clear_400(upstream, gateway_factory, client_for):
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="claude-test", messages=[{"role": "user", "content": "x"}], n=2
+        )
+    assert info.value.body["param"] == "n"
+    assert info.value.body["code"] == "unsupported_feature"
+    assert upstream.calls("/v1/messages") == []
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "expected"),
+    [
+        (400, "invalid_request_error", openai.BadRequestError),
+        (529, "overloaded_error", openai.APIStatusError),
+        (500, "api_error", openai.APIStatusError),
+    ],
+)
+def test_upstream_errors(upstream, gateway_factory, client_for, status, kind, expected):
+    upstream.default = Reply(
+        status=status, error=anthropic_error(kind, "nope: sk-ant-leaked-999999")
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    with pytest.raises(expected) as info:
+        client.chat.completions.create(
+            model="claude-test", messages=[{"role": "user", "content": "x"}]
+        )
+    err = info.value
+    assert err.status_code == (400 if status == 400 else 502)
+    assert "sk-ant-leaked" not in json.dumps(err.body)
+    assert KEY not in json.dumps(err.body)
+
+
+def test_error_event_mid_stream_ends_with_error_not_done(upstream, gateway_factory, client_for):
+    upstream.script(
+        Reply(
+            text="partial answer",
+            chunk_delay=0.05,
+            stream_error=anthropic_error("overloaded_error", "Overloaded"),
+        )
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(
+            model="claude-test", messages=[{"role": "user", "content": "x"}], stream=True
+        ):
+            received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    assert "".join(received) == "partial answer"
+    assert "sk-ant" not in str(info.value)
+
+
+def test_models_are_discovered_from_the_models_list(upstream, gateway_factory, client_for):
+    upstream.models = ["claude-a", "claude-b"]
+    gw = gateway_factory(
+        f"""
+deployments:
+  - name: claude
+    provider: anthropic
+    base_url: {upstream.url}
+    api_key_env: ANTHROPIC_KEY_REF
+""",
+        ENV,
+    )
+    ids = {m.id for m in client_for(gw).models.list()}
+    assert {"claude-a", "claude-b"} <= ids
+    probe = upstream.calls("/v1/models")[0]
+    assert probe.headers["x-api-key"] == KEY

@@ -1,0 +1,266 @@
+"""The Anthropic and Ollama fakes speak their providers' wire formats over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.anthropic import anthropic_error, fake_anthropic
+from tests.fakes.ollama import fake_ollama, ollama_error
+from tests.fakes.server import FakeServer, Reply, ToolCall
+
+Response = tuple[int, str, bytes]
+
+
+def fetch(url: str, body: Any = None, method: str = "POST", cut: bool = False) -> Response:
+    """(status, content type, body); with cut=True the body must end in a dropped connection
+    and is what arrived before it."""
+
+    async def go() -> Response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, url, json=body) as r,
+        ):
+            ctype = r.headers.get("Content-Type", "")
+            if not cut:
+                return r.status, ctype, await r.read()
+            got = bytearray()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for piece in r.content.iter_any():
+                    got += piece
+            return r.status, ctype, bytes(got)
+
+    return asyncio.run(go())
+
+
+def sse_events(raw: bytes) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for block in raw.decode().split("\n\n"):
+        if not block:
+            continue
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+def _running(factory: Callable[[], FakeServer]) -> Iterator[FakeServer]:
+    server = factory().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def anth() -> Iterator[FakeServer]:
+    yield from _running(fake_anthropic)
+
+
+@pytest.fixture
+def oll() -> Iterator[FakeServer]:
+    yield from _running(fake_ollama)
+
+
+TOOL = ToolCall(name="get_weather", arguments='{"city": "Paris"}', id="toolu_1")
+USAGE_A = {
+    "input_tokens": 11,
+    "output_tokens": 7,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("finish", "stops", "reason", "seq"),
+    [
+        ("stop", None, "end_turn", None),
+        ("length", None, "max_tokens", None),
+        ("tool_calls", None, "tool_use", None),
+        ("stop_sequence", ["END", "X"], "stop_sequence", "END"),
+    ],
+)
+def test_anthropic_message(
+    anth: FakeServer, finish: str, stops: list[str] | None, reason: str, seq: str | None
+) -> None:
+    anth.script(Reply(text="Hi", tool_calls=[TOOL], finish_reason=finish))
+    req: dict[str, Any] = {"model": "claude-x", "max_tokens": 5, "messages": []}
+    if stops:
+        req["stop_sequences"] = stops
+    status, _, raw = fetch(f"{anth.url}/v1/messages", req)
+    assert status == 200
+    assert json.loads(raw) == {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [
+            {"type": "text", "text": "Hi"},
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "get_weather",
+                "input": {"city": "Paris"},
+            },
+        ],
+        "stop_reason": reason,
+        "stop_sequence": seq,
+        "usage": USAGE_A,
+    }
+    assert anth.calls("/v1/messages")[0].body == req
+
+
+def test_anthropic_message_without_text_has_only_tool_block(anth: FakeServer) -> None:
+    anth.script(Reply(text="", tool_calls=[TOOL], finish_reason="tool_calls"))
+    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m"})
+    assert [b["type"] for b in json.loads(raw)["content"]] == ["tool_use"]
+
+
+def test_anthropic_stream(anth: FakeServer) -> None:
+    anth.script(Reply(text="Hello world", tool_calls=[TOOL], finish_reason="tool_calls"))
+    status, ctype, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    assert status == 200
+    assert ctype == "text/event-stream"
+    evs = sse_events(raw)
+    assert all(name == data["type"] for name, data in evs)
+    assert [n for n, _ in evs] == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        *["content_block_delta"] * 3,
+        "content_block_stop",
+        "content_block_start",
+        *["content_block_delta"] * 2,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = evs[0][1]["message"]
+    assert start["content"] == []
+    assert start["usage"]["input_tokens"] == 11
+    assert start["usage"]["output_tokens"] == 1
+    assert evs[2][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    assert "".join(d["delta"]["text"] for _, d in evs[3:6]) == "Hello world"
+    assert evs[7][1]["content_block"] == {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {},
+    }
+    parts = [d["delta"] for _, d in evs[8:10]]
+    assert {p["type"] for p in parts} == {"input_json_delta"}
+    assert json.loads("".join(p["partial_json"] for p in parts)) == {"city": "Paris"}
+    assert {d["index"] for _, d in evs[7:11]} == {1}
+    assert evs[11][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 7},
+    }
+
+
+def test_anthropic_stream_error_replaces_ending(anth: FakeServer) -> None:
+    err = anthropic_error("overloaded_error", "Overloaded")
+    anth.script(Reply(text="Hi", pieces=1, stream_error=err))
+    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    evs = sse_events(raw)
+    assert [n for n, _ in evs][-2:] == ["content_block_stop", "error"]
+    assert evs[-1][1] == err
+
+
+def test_anthropic_stream_garbage_and_cut(anth: FakeServer) -> None:
+    anth.script(Reply(garbage=True), Reply(cut_after=2))
+    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    assert b"data: {not json\n\n" in raw
+    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True}, cut=True)
+    assert [n for n, _ in sse_events(raw)] == ["message_start", "ping"]
+
+
+def test_anthropic_error_status(anth: FakeServer) -> None:
+    anth.script(Reply(status=529, error=anthropic_error("overloaded_error", "Overloaded")))
+    status, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m"})
+    assert status == 529
+    assert json.loads(raw)["error"]["type"] == "overloaded_error"
+
+
+def test_anthropic_models(anth: FakeServer) -> None:
+    anth.models = ["claude-a", "claude-b"]
+    status, _, raw = fetch(f"{anth.url}/v1/models", method="GET")
+    assert status == 200
+    body = json.loads(raw)
+    assert body["data"][1] == {
+        "type": "model",
+        "id": "claude-b",
+        "display_name": "claude-b",
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+    assert (body["has_more"], body["first_id"], body["last_id"]) == (False, "claude-a", "claude-b")
+
+
+@pytest.mark.parametrize(("finish", "reason"), [("stop", "stop"), ("length", "length")])
+def test_ollama_chat(oll: FakeServer, finish: str, reason: str) -> None:
+    oll.script(Reply(text="Hi", tool_calls=[TOOL], finish_reason=finish))
+    status, _, raw = fetch(f"{oll.url}/api/chat", {"model": "llama3.2", "stream": False})
+    assert status == 200
+    body = json.loads(raw)
+    assert body["message"] == {
+        "role": "assistant",
+        "content": "Hi",
+        "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+    }
+    assert (body["model"], body["done"], body["done_reason"]) == ("llama3.2", True, reason)
+    assert (body["prompt_eval_count"], body["eval_count"]) == (11, 7)
+    assert body["created_at"].endswith("Z")
+    for key in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
+        assert isinstance(body[key], int)
+
+
+@pytest.mark.parametrize("stream", [True, None])
+def test_ollama_stream(oll: FakeServer, stream: bool | None) -> None:
+    oll.script(Reply(text="Hello world", tool_calls=[TOOL]))
+    req: dict[str, Any] = {"model": "m"}
+    if stream is not None:
+        req["stream"] = stream
+    status, ctype, raw = fetch(f"{oll.url}/api/chat", req)
+    assert (status, ctype) == (200, "application/x-ndjson")
+    rows = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [r["done"] for r in rows] == [False] * 4 + [True]
+    assert "".join(r["message"]["content"] for r in rows[:3]) == "Hello world"
+    assert rows[3]["message"]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    assert rows[4]["message"] == {"role": "assistant", "content": ""}
+    assert (rows[4]["done_reason"], rows[4]["prompt_eval_count"], rows[4]["eval_count"]) == (
+        "stop",
+        11,
+        7,
+    )
+
+
+def test_ollama_stream_error_and_garbage(oll: FakeServer) -> None:
+    oll.script(Reply(text="Hi", pieces=1, stream_error=ollama_error("boom"), garbage=True))
+    _, _, raw = fetch(f"{oll.url}/api/chat", {"model": "m", "stream": True})
+    lines = raw.decode().splitlines()
+    assert lines[1] == "{not json"
+    assert json.loads(lines[-1]) == {"error": "boom"}
+    assert len(lines) == 3
+
+
+def test_ollama_error_and_tags(oll: FakeServer) -> None:
+    oll.script(Reply(status=404, error=ollama_error('model "x" not found')))
+    status, _, raw = fetch(f"{oll.url}/api/chat", {"model": "x", "stream": False})
+    assert (status, json.loads(raw)) == (404, {"error": 'model "x" not found'})
+    _, _, raw = fetch(f"{oll.url}/api/tags", method="GET")
+    models = json.loads(raw)["models"]
+    assert [m["name"] for m in models] == ["llama3.2:latest", "qwen2.5:7b"]
+    assert models[0] == {
+        "name": "llama3.2:latest",
+        "model": "llama3.2:latest",
+        "modified_at": models[0]["modified_at"],
+        "size": 1,
+        "digest": "sha256:0",
+        "details": {},
+    }
