@@ -73,6 +73,7 @@ def settings_for(
     config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None, **kw: Any
 ) -> Settings:
     values = dict(env or {})
+    values.setdefault("AILB_DATA_DIR", str(tmp_path / "ailb_memory"))
     if config_yaml is not None:
         path = tmp_path / "ailb.yaml"
         path.write_text(config_yaml)

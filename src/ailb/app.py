@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ailb import __version__
-from ailb.api import health, models, stats
+from ailb.api import health, models, sessions, stats
 from ailb.api.asgi import Receive, Scope, Send
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.common import JSONResponse, error_response
@@ -22,6 +22,7 @@ from ailb.api.openapi import Operation, document
 from ailb.api.schemas import ChatCompletionRequest
 from ailb.config import Settings
 from ailb.errors import APIError, error_for_status
+from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
 from ailb.providers import build_provider
 from ailb.routing.deployment import DeploymentState
@@ -109,13 +110,16 @@ def create_app(settings: Settings) -> Gateway:
         router=router,
         failover=Failover(max_attempts=env.max_attempts, request_timeout=env.request_timeout),
         health=HealthMonitor(router, interval=env.health_interval),
+        memory=MemoryService(env) if env.enable_memory else None,
     )
     access_log = AccessLog()
-    chat = ChatCompletionsEndpoint(router, runtime.failover, env.max_body_bytes, access_log)
+    chat = ChatCompletionsEndpoint(
+        router, runtime.failover, env.max_body_bytes, access_log, runtime.memory
+    )
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
     operations = [_chat_operation()]
-    for module in (models, health, stats):
+    for module in (models, health, stats, sessions):
         r, ops = module.build(runtime)
         routes += r
         operations += ops
@@ -129,10 +133,14 @@ def create_app(settings: Settings) -> Gateway:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await runtime.health.start()
+        if runtime.memory is not None:
+            await runtime.memory.start()
         try:
             yield
         finally:
             await runtime.health.stop()
+            if runtime.memory is not None:
+                await runtime.memory.stop()
             for d in router.deployments.values():
                 await d.provider.close()
             access_log.flush()

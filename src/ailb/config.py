@@ -172,6 +172,15 @@ class EnvSettings(_Strict, frozen=True):
     health_interval: Positive = 15.0
     request_timeout: Positive = 600.0
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    data_dir: Annotated[str, Meta(min_length=1)] = "./ailb_memory"
+    chroma_url: str = ""
+    memory_ttl: Positive = 30 * 86400.0
+    memory_recent_turns: Annotated[int, Meta(ge=0, le=200)] = 6
+    memory_max_tokens: Annotated[int, Meta(ge=0)] = 2000
+
+    def __post_init__(self) -> None:
+        if self.chroma_url:
+            validate_base_url(self.chroma_url)
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,31 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "Deadline in seconds for one client request, failovers and retries included.",
     ),
     "AILB_MAX_ATTEMPTS": ("max_attempts", "4", "Most upstream attempts for one client request."),
+    "AILB_DATA_DIR": (
+        "data_dir",
+        "./ailb_memory",
+        "Directory of the embedded vector store (memory and RAG); `/app/ailb_memory` in the image.",
+    ),
+    "CHROMA_URL": (
+        "chroma_url",
+        "",
+        "A Chroma server (http://host:8000) shared by several instances, not the embedded store.",
+    ),
+    "AILB_MEMORY_TTL": (
+        "memory_ttl",
+        "2592000",
+        "Seconds after which a session's turns expire (background clean-up).",
+    ),
+    "AILB_MEMORY_RECENT_TURNS": (
+        "memory_recent_turns",
+        "6",
+        "Most recent turns of a session given back verbatim.",
+    ),
+    "AILB_MEMORY_MAX_TOKENS": (
+        "memory_max_tokens",
+        "2000",
+        "Most tokens of remembered context added to one request (also bounded by the window).",
+    ),
 }
 
 _BOOL = {

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ailb.config import Settings
+from ailb.memory.service import MemoryService
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
@@ -17,6 +18,7 @@ class Runtime:
     router: Router
     failover: Failover
     health: HealthMonitor
+    memory: MemoryService | None = None
     started_at: float = field(default_factory=time.time)
 
     def uptime(self) -> float:

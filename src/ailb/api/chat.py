@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -24,7 +25,9 @@ from ailb.api.asgi import (
 )
 from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
+from ailb.auth.identity import caller_id
 from ailb.errors import APIError
+from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
 from ailb.routing.deployment import DeploymentState
@@ -82,6 +85,7 @@ class Exchange:
         "cost",
         "deployment",
         "error",
+        "memory",
         "model",
         "plan",
         "prompt_tokens",
@@ -104,6 +108,7 @@ class Exchange:
         self.completion_tokens = 0
         self.cost = 0.0
         self.stream = False
+        self.memory: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         plan = self.plan
@@ -114,6 +119,7 @@ class Exchange:
             "status": self.status,
             "error": self.error,
             "stream": self.stream,
+            "memory": self.memory,
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 2),
             "attempts": self.attempts,
             "reason": plan.reason if plan is not None else None,
@@ -126,12 +132,18 @@ class Exchange:
 
 class ChatCompletionsEndpoint:
     def __init__(
-        self, router: Router, failover: Failover, max_body_bytes: int, access_log: AccessLog
+        self,
+        router: Router,
+        failover: Failover,
+        max_body_bytes: int,
+        access_log: AccessLog,
+        memory: MemoryService | None = None,
     ) -> None:
         self.router = router
         self.failover = failover
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.memory = memory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange("req_" + os.urandom(12).hex())
@@ -142,15 +154,36 @@ class ChatCompletionsEndpoint:
             ex.model = req.model
             ex.stream = bool(req.stream)
             needs = request_needs(req)
-            plan = ex.plan = self.router.plan(req.model, needs, req.session_id)
             upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
+            owner = None
+            if req.session_id is not None and self.memory is not None:
+                owner = caller_id(scope)
+                aug = await self.memory.augment(
+                    owner,
+                    req.session_id,
+                    raw["messages"],
+                    self.router.context_window(req.model),
+                    needs.prompt_tokens,
+                    needs.max_tokens,
+                )
+                ex.memory = aug.outcome
+                rid_header = [*rid_header, (b"x-ailb-memory", aug.outcome.encode())]
+                if aug.added_tokens:
+                    upstream_body["messages"] = aug.messages
+                    needs = replace(needs, prompt_tokens=needs.prompt_tokens + aug.added_tokens)
+            plan = ex.plan = self.router.plan(req.model, needs, req.session_id)
             if req.stream:
                 opened = await self.failover.open_stream(plan, upstream_body, ex.request_id)
                 ex.deployment = opened.deployment.name
                 ex.attempts = opened.attempts
                 ex.status = 200
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
-                await self._pump(opened, receive, send, rid_header, include_usage, needs, ex)
+                answer = await self._pump(
+                    opened, receive, send, rid_header, include_usage, needs, ex, owner is not None
+                )
+                if owner is not None and answer is not None and self.memory is not None:
+                    assert req.session_id is not None
+                    self.memory.remember(owner, req.session_id, raw["messages"], answer)
                 return
             result, dep, ex.attempts = await self.failover.complete(
                 plan, upstream_body, ex.request_id
@@ -159,6 +192,9 @@ class ChatCompletionsEndpoint:
             _account(ex, dep, result.get("usage"), needs, result)
             ex.status = 200
             await send_bytes(send, 200, _encode(result), rid_header)
+            if owner is not None and self.memory is not None:
+                assert req.session_id is not None
+                self.memory.remember(owner, req.session_id, raw["messages"], _answer(result))
         except APIError as e:
             ex.status, ex.error = e.status, e.code or e.type
             await send_error(send, e, rid_header)
@@ -183,9 +219,11 @@ class ChatCompletionsEndpoint:
         include_usage: bool,
         needs: Needs,
         ex: Exchange,
-    ) -> None:
+        collect: bool = False,
+    ) -> str | None:
         """Relay the stream. The status line is already decided (200); from here a failure is
-        an explicit SSE error event and never `[DONE]`, so a cut answer never looks whole."""
+        an explicit SSE error event and never `[DONE]`, so a cut answer never looks whole.
+        With `collect`, returns the assembled answer of a stream that completed."""
         dep = opened.deployment
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
 
@@ -203,6 +241,8 @@ class ChatCompletionsEndpoint:
 
         usage: dict[str, Any] | None = None
         chars = 0
+        pieces: list[str] | None = [] if collect else None
+        complete = False
         batch = opened.first
         try:
             try:
@@ -216,6 +256,8 @@ class ChatCompletionsEndpoint:
                                 content = delta.get("content")
                                 if content:
                                     chars += len(content)
+                                    if pieces is not None:
+                                        pieces.append(content)
                         u = chunk.get("usage")
                         if u:
                             usage = u
@@ -235,6 +277,7 @@ class ChatCompletionsEndpoint:
                 state["finished"] = True
                 await send({"type": "http.response.body", "body": DONE_FRAME})
                 dep.record_success(time.perf_counter() - opened.started, opened.ttft)
+                complete = True
             except UpstreamError as e:
                 state["finished"] = True
                 dep.record_failure(e)
@@ -270,6 +313,13 @@ class ChatCompletionsEndpoint:
                 watcher.cancel()
             await opened.rest.aclose()
             _account(ex, dep, usage, needs, None, streamed_chars=chars)
+        return "".join(pieces) if complete and pieces is not None else None
+
+
+def _answer(result: dict[str, Any]) -> str:
+    choices = result.get("choices") or ()
+    content = (choices[0].get("message") or {}).get("content") if choices else None
+    return content if isinstance(content, str) else ""
 
 
 def _account(

@@ -60,6 +60,9 @@ def health_report(runtime: Runtime) -> HealthReport:
         status = "degraded"
     else:
         status = "ok"
+    memory = _memory_health(runtime)
+    if status == "ok" and memory.status == "degraded":
+        status = "degraded"
     s = runtime.settings
     return HealthReport(
         status=status,
@@ -68,11 +71,16 @@ def health_report(runtime: Runtime) -> HealthReport:
         uptime_s=round(runtime.uptime(), 1),
         demo_mode=s.demo,
         providers=providers,
-        memory=FeatureHealth(
-            s.env.enable_memory, "unavailable", "conversation memory is not in this build yet"
-        ),
+        memory=memory,
         rag=FeatureHealth(s.env.enable_rag, "unavailable", "RAG is not in this build yet"),
     )
+
+
+def _memory_health(runtime: Runtime) -> FeatureHealth:
+    m = runtime.memory
+    if m is None:
+        return FeatureHealth(False, "disabled")
+    return FeatureHealth(True, m.status, m.detail)
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:

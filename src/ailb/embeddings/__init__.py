@@ -1,0 +1,100 @@
+"""Text embeddings for memory and RAG: the offline MiniLM encoder, or a configured provider."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ailb.embeddings.minilm import Array
+
+log = logging.getLogger("ailb.embeddings")
+
+
+class Embedder(Protocol):
+    name: str
+    dimensions: int
+
+    async def embed(self, texts: Sequence[str]) -> Array:
+        """(len(texts), dimensions) float32, rows of unit length."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalEmbedder:
+    """MiniLM in a worker thread, with concurrent requests coalesced into batches: a busy
+    gateway embeds many short texts per model pass instead of one per request, and the event
+    loop never runs the model."""
+
+    name = "all-MiniLM-L6-v2"
+    dimensions = 384
+
+    def __init__(self, max_batch: int = 64, loader: Callable[[], object] | None = None) -> None:
+        self.max_batch = max_batch
+        self._loader = loader
+        self._model: object | None = None
+        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    def _load(self) -> object:
+        if self._model is None:
+            if self._loader is not None:
+                self._model = self._loader()
+            else:
+                from ailb.embeddings.minilm import MiniLM
+
+                self._model = MiniLM()
+        return self._model
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def embed(self, texts: Sequence[str]) -> Array:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._run(self._queue))
+        fut: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
+        await self._queue.put((list(texts), fut))
+        return await fut
+
+    async def _run(self, queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]]) -> None:
+        while True:
+            jobs = [await queue.get()]
+            size = len(jobs[0][0])
+            while not queue.empty() and size < self.max_batch:
+                job = queue.get_nowait()
+                jobs.append(job)
+                size += len(job[0])
+            texts = [t for job_texts, _ in jobs for t in job_texts]
+            try:
+                vectors = await asyncio.to_thread(self._embed_sync, texts)
+            except Exception as e:  # handed to every waiter: the caller degrades gracefully
+                for _, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            start = 0
+            for job_texts, fut in jobs:
+                end = start + len(job_texts)
+                if not fut.done():
+                    fut.set_result(vectors[start:end])
+                start = end
+
+    def _embed_sync(self, texts: list[str]) -> Array:
+        model = self._load()
+        return model.embed(texts)  # type: ignore[attr-defined, no-any-return]
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+            self._queue = None

@@ -182,6 +182,16 @@ class Router:
     def models(self) -> dict[str, list[DeploymentState]]:
         return self._index
 
+    def context_window(self, model: str) -> int | None:
+        """The smallest configured context window among the model's deployments (None: none
+        configured): remembered context is sized to fit every deployment, not narrow the pool."""
+        windows = [
+            d.config.context_window
+            for d in self._index.get(model, ())
+            if d.config.context_window is not None
+        ]
+        return min(windows) if windows else None
+
     def strategy_for(self, model: str) -> RoutingStrategy:
         ms = self.model_settings.get(model)
         return ms.strategy if ms is not None and ms.strategy is not None else self.strategy

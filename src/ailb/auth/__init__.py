@@ -1,0 +1,1 @@
+"""Who is calling: API key identity (and, later, authentication and scopes)."""

@@ -1,0 +1,1 @@
+"""Conversation memory (and the vector store RAG shares)."""
