@@ -393,9 +393,9 @@ class Router:
         if i == j:
             return pool[i]
         a, b = pool[i], pool[j]
-        la = (a.in_flight + 1) / entry.weights[i]
-        lb = (b.in_flight + 1) / entry.weights[j]
-        return a if la <= lb else b
+        # Ties (an idle pool above all) keep the first weighted draw, so the split follows the
+        # weights exactly; under load, in-flight in proportion to weight is the equilibrium.
+        return b if b.in_flight * entry.weights[i] < a.in_flight * entry.weights[j] else a
 
     def _latency_optimized(self, entry: _Pool) -> DeploymentState:
         if entry.unmeasured:
