@@ -10,7 +10,11 @@ from typing import Any
 import msgspec
 
 _encode = msgspec.json.Encoder().encode
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# uvicorn attaches `color_message`: the same text with ANSI colour codes, noise in a JSON line.
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "color_message",
+}
 
 
 class JSONFormatter(logging.Formatter):
