@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -165,3 +166,23 @@ def test_hedging_answers_from_the_fast_deployment(
     s = stats(gw)
     assert s["good"]["requests"] >= 1  # the hedge went out ...
     assert s["bad"]["requests"] == 21  # ... while the slow attempt was counted too
+
+
+def test_active_probe_marks_an_unreachable_deployment_down(openai_upstream, gateway_factory):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    gw = gateway_factory(two(f"http://127.0.0.1:{port}", openai_upstream.url))
+    deadline = time.monotonic() + 5
+    health = {}
+    while time.monotonic() < deadline:
+        health = httpx2.get(f"{gw.url}/healthz").json()
+        if health["providers"]["bad"]["status"] == "down":
+            break
+        time.sleep(0.05)
+    assert health["providers"]["bad"]["status"] == "down"
+    assert health["providers"]["good"]["status"] == "up"
+    assert health["status"] == "degraded"
+    assert openai_upstream.calls("/v1/models")  # the probe is the model list, never a completion
+    assert not openai_upstream.calls("/v1/chat/completions")
