@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.env.log_level)
         from ailb.server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except KeyboardInterrupt:
+            # uvicorn shut down cleanly and re-raised Ctrl-C: no traceback for that.
+            return 130
         return 0
     return 2
 

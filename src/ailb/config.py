@@ -178,10 +178,6 @@ class EnvSettings(_Strict, frozen=True):
     memory_recent_turns: Annotated[int, Meta(ge=0, le=200)] = 6
     memory_max_tokens: Annotated[int, Meta(ge=0)] = 2000
 
-    def __post_init__(self) -> None:
-        if self.chroma_url:
-            validate_base_url(self.chroma_url)
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -414,6 +410,12 @@ def _credentials(
 def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
     """Resolve settings from environment variables and the optional YAML file."""
     env = os.environ if env is None else env
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_BASE_URL", "CHROMA_URL"):
+        if env.get(var):
+            try:
+                validate_base_url(env[var])
+            except ValueError as e:
+                raise ConfigError(f"{var}: {e}") from None
     values: dict[str, Any] = {}
     for var, (fld, _, _) in ENV_VARS.items():
         raw = env.get(var)

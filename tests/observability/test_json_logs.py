@@ -16,3 +16,9 @@ def test_extra_fields_kept_color_message_dropped():
     obj = json.loads(line)
     assert obj["event"] == "Started ok" and obj["deployment"] == "up0" and obj["level"] == "info"
     assert "color_message" not in obj and "\n" not in line
+
+
+def test_values_json_cannot_hold_are_logged_as_text():
+    record = logging.LogRecord("ailb", logging.INFO, "x", 1, "event", (), None)
+    record.obj = object()
+    assert json.loads(JSONFormatter().format(record))["obj"].startswith("<object object")

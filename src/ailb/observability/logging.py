@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-_encode = msgspec.json.Encoder().encode
+# Anything a log call passes that JSON cannot hold is logged as its str(), never dropped.
+_encode = msgspec.json.Encoder(enc_hook=str).encode
 # uvicorn attaches `color_message`: the same text with ANSI colour codes, noise in a JSON line.
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
