@@ -10,6 +10,7 @@ and chunked bodies, gzip/deflate, streaming reads with flow control, and the fou
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import zlib
@@ -102,6 +103,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.error is not None:
+            return
         if self.decoder is not None:
             try:
                 body = self.decoder.decompress(body)
@@ -117,12 +120,16 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
-        if self.status < 200:
+        # A body that failed to decode must never surface as a complete (short) answer.
+        if self.status < 200 or self.error is not None:
             return
         if self.decoder is not None:
             tail = self.decoder.flush()
             if tail:
                 self.body.append(tail)
+            if not self.decoder.eof:
+                self._fail(UpstreamError("protocol", "truncated compressed body"))
+                return
         self.complete = True
         self._wake()
 
@@ -207,11 +214,17 @@ class Response:
 
     async def read(self) -> bytes:
         conn = self._conn
-        while not conn.complete:
+        parts: list[bytes] = []
+        while True:
             if conn.error is not None:
                 raise conn.error
+            if conn.complete:
+                break
+            if conn.paused:  # past the high-water mark: drain, or the socket stays paused
+                parts.append(conn.take())
             await conn.wait(self._timeout(), "body data")
-        return conn.take()
+        parts.append(conn.take())
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> Any:
         """The body as it arrives (async iterator of bytes)."""
@@ -287,9 +300,10 @@ class Pool:
         except ssl.SSLError as e:
             raise UpstreamError("connect", f"TLS handshake failed: {e.reason}") from None
         except OSError as e:
-            raise UpstreamError(
-                "connect", f"cannot connect: {e.strerror or type(e).__name__}"
-            ) from None
+            # asyncio words a refused connect as "Connect call failed (addr)"; the errno's own
+            # text is what an operator searches for.
+            reason = os.strerror(e.errno) if e.errno else (e.strerror or type(e).__name__)
+            raise UpstreamError("connect", f"cannot connect: {reason}") from None
         return conn
 
     async def _acquire(self) -> tuple[_Connection, bool]:

@@ -166,6 +166,9 @@ class Router:
         self.selections: dict[str, Counter[str]] = {}
         self._index: dict[str, list[DeploymentState]] = {}
         self._pools: dict[tuple[str, int], _Pool] = {}
+        # Pools for prompts too long for some deployments, keyed by the deployments that fit:
+        # few distinct sets exist, and caching them keeps round-robin positions moving.
+        self._fitting_pools: dict[tuple[str, int, tuple[str, ...]], _Pool] = {}
         self.rebuild_index()
 
     # --- model index ------------------------------------------------------------------------
@@ -232,7 +235,7 @@ class Router:
         if entry.error is not None:
             raise entry.error
         if needs.prompt_tokens + needs.max_tokens > entry.min_window:
-            entry = self._build_fitting(model, entry, needs, now)
+            entry = self._build_fitting(model, mask, entry, needs, now)
         pool = entry.pool
         panic = entry.panic
         strategy = self.strategy_for(model)
@@ -299,8 +302,8 @@ class Router:
         self._pools[(model, mask)] = entry
         return entry
 
-    def _build_fitting(self, model: str, base: _Pool, needs: Needs, now: float) -> _Pool:
-        """The uncached path for a prompt too long for some deployments of the model."""
+    def _build_fitting(self, model: str, mask: int, base: _Pool, needs: Needs, now: float) -> _Pool:
+        """The pool for a prompt too long for some deployments of the model."""
         fitting = [d for d in base.capable if _fits(d, needs)]
         if not fitting:
             raise InvalidRequest(
@@ -309,8 +312,22 @@ class Router:
                 param="messages",
                 code="context_length_exceeded",
             )
+        key = (model, mask, tuple(d.name for d in fitting))
+        old = self._fitting_pools.get(key)
+        if old is not None and old.epoch == self._epoch.n and now < old.valid_until:
+            if old.error is not None:
+                raise old.error
+            return old
+        if len(self._fitting_pools) > 1024:  # bounded: distinct fitting sets are few
+            self._fitting_pools.clear()
         entry = _Pool()
+        entry.epoch = self._epoch.n
+        entry.capable = fitting
         self._fill(model, entry, fitting, now)
+        if old is not None and old.rr and entry.rr:
+            carried = dict(zip((d.name for d in old.pool), old.rr, strict=True))
+            entry.rr = [carried.get(d.name, v) for d, v in zip(entry.pool, entry.rr, strict=True)]
+        self._fitting_pools[key] = entry
         if entry.error is not None:
             raise entry.error
         return entry
