@@ -149,7 +149,9 @@ class MiniLM:
         mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
         n, length = ids.shape
         # Token rows as one 2-D matrix: one large GEMM per projection (3-D matmuls loop).
-        x = (self._word[ids] + self._pos[:length] + self._type0).reshape(n * length, DIMENSIONS)
+        x: Array = (self._word[ids] + self._pos[:length] + self._type0).reshape(
+            n * length, DIMENSIONS
+        )
         x = _layer_norm_(x, self._ln_g, self._ln_b)
         padded = bool((mask == 0).any())
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding gets no attention
