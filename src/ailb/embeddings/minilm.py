@@ -171,11 +171,11 @@ class MiniLM:
             ctx = scores @ v
             ctx /= scores.sum(-1, keepdims=True)  # normalising after the product: fewer values
             ctx2 = ctx.transpose(0, 2, 1, 3).reshape(n * length, DIMENSIONS)
-            y = ctx2 @ layer.out_w
+            y: Array = ctx2 @ layer.out_w
             y += layer.out_b
             y += x
             x = _layer_norm_(y, layer.ln1_g, layer.ln1_b)
-            hidden = x @ layer.up_w
+            hidden: Array = x @ layer.up_w
             hidden += layer.up_b
             _gelu_(hidden)
             y = hidden @ layer.down_w
