@@ -21,6 +21,7 @@ from ailb.api.common import JSONResponse, error_response
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import ChatCompletionRequest
 from ailb.config import Settings
+from ailb.embeddings import LocalEmbedder
 from ailb.errors import APIError, error_for_status
 from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
@@ -30,6 +31,8 @@ from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
 from ailb.runtime import Runtime
+from ailb.vectorstore.backend import VectorBackend
+from ailb.vectorstore.chroma import VectorStore
 
 log = logging.getLogger("ailb")
 
@@ -105,12 +108,19 @@ def create_app(settings: Settings) -> Gateway:
     ]
     env = settings.env
     router = Router(deployments, env.routing_strategy, settings.models)
+    # One store and one embedder for memory and RAG, built only when either is on.
+    vectors = (
+        VectorBackend(VectorStore(env.data_dir, env.chroma_url or None), LocalEmbedder())
+        if env.enable_memory or env.enable_rag
+        else None
+    )
     runtime = Runtime(
         settings=settings,
         router=router,
         failover=Failover(max_attempts=env.max_attempts, request_timeout=env.request_timeout),
         health=HealthMonitor(router, interval=env.health_interval),
-        memory=MemoryService(env) if env.enable_memory else None,
+        vectors=vectors,
+        memory=MemoryService(env, vectors) if env.enable_memory and vectors else None,
     )
     access_log = AccessLog()
     chat = ChatCompletionsEndpoint(
@@ -141,6 +151,8 @@ def create_app(settings: Settings) -> Gateway:
             await runtime.health.stop()
             if runtime.memory is not None:
                 await runtime.memory.stop()
+            if runtime.vectors is not None:
+                await runtime.vectors.stop()
             for d in router.deployments.values():
                 await d.provider.close()
             access_log.flush()

@@ -10,6 +10,7 @@ from ailb.memory.service import MemoryService
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
+from ailb.vectorstore.backend import VectorBackend
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Runtime:
     router: Router
     failover: Failover
     health: HealthMonitor
+    vectors: VectorBackend | None = None
     memory: MemoryService | None = None
     started_at: float = field(default_factory=time.time)
 

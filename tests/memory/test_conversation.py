@@ -12,7 +12,7 @@ from ailb.embeddings import LocalEmbedder
 from ailb.embeddings.minilm import MiniLM
 from ailb.memory.conversation import ConversationMemory, MemorySettings
 from ailb.memory.fence import fenced
-from ailb.memory.store import VectorStore
+from ailb.vectorstore.chroma import VectorStore
 
 FILLER = [
     "Let's talk about the weather today.",

@@ -14,8 +14,8 @@ from ailb.api.openapi import Operation, path_param
 from ailb.auth.identity import caller_id
 from ailb.errors import APIError, InvalidRequest, ServiceUnavailable
 from ailb.memory.service import MemoryService
-from ailb.memory.store import StoreUnavailable
 from ailb.runtime import Runtime
+from ailb.vectorstore.chroma import StoreUnavailable
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")  # as the chat request's session_id
 

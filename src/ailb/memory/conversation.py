@@ -19,8 +19,8 @@ from typing import Any
 
 from ailb.embeddings import Embedder
 from ailb.memory.fence import fenced
-from ailb.memory.store import StoreUnavailable, VectorStore
 from ailb.providers.base import estimate_tokens, message_text
+from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
 
 log = logging.getLogger("ailb.memory")
 

@@ -1,0 +1,1 @@
+"""The vector store (ChromaDB) and the embedder behind memory and RAG."""

@@ -1,0 +1,90 @@
+"""The vector store and the embedder as one service of the running gateway, shared by
+conversation memory and RAG: opened on first use, degraded on failure, retried without restart.
+
+chromadb and the model (about 90 MB of weights) load in worker threads on the first request
+that needs them, so start-up and requests without memory or RAG never pay for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import Literal
+
+from ailb.embeddings import Embedder
+from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
+
+log = logging.getLogger("ailb.vectorstore")
+
+Status = Literal["idle", "starting", "ok", "degraded"]
+
+
+class VectorBackend:
+    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.ready = asyncio.Event()
+        self.status: Status = "idle"
+        self.detail: str | None = "loads on first use"
+        self.open_timeout = 15.0  # the first use loads chromadb and the model
+        self.retry_interval = 5.0
+        self._opening: asyncio.Task[None] | None = None
+        self._opened_at = -1e9
+        # Degradations by feature ("memory", "rag"): what a metric reports.
+        self.degradations: Counter[str] = Counter()
+
+    def ensure_opening(self) -> asyncio.Task[None]:
+        task = self._opening
+        retry_due = time.monotonic() - self._opened_at >= self.retry_interval
+        if task is None or (task.done() and not self.ready.is_set() and retry_due):
+            if self.status != "degraded":
+                self.status, self.detail = "starting", "opening the vector store"
+            self._opened_at = time.monotonic()
+            task = self._opening = asyncio.create_task(self._open())
+        return task
+
+    async def wait_ready(self) -> None:
+        """Open on first use (retried at most every `retry_interval` after a failure); raises
+        StoreUnavailable or TimeoutError when the store cannot be used now."""
+        if self.ready.is_set():
+            return
+        task = self.ensure_opening()
+        async with asyncio.timeout(self.open_timeout):
+            await asyncio.shield(task)
+        if not self.ready.is_set():
+            raise StoreUnavailable(self.detail or "the vector store is unavailable")
+
+    async def _open(self) -> None:
+        try:
+            await self.store.open()
+            warm = getattr(self.embedder, "warm_up", None)
+            if warm is not None:
+                await warm()
+        except Exception as e:
+            self.degrade("open", f"cannot open the vector store or the embedder: {e}"[:300])
+            return
+        self.status, self.detail = "ok", None
+        self.ready.set()
+        log.info("vector_store_ready", extra={"store": self.store.where})
+
+    def degrade(self, feature: str, detail: str) -> None:
+        """A use failed: say so in /healthz and count it, once per transition in the log."""
+        self.degradations[feature] += 1
+        if self.status != "degraded":
+            log.warning("vector_store_degraded", extra={"feature": feature, "detail": detail})
+        self.status, self.detail = "degraded", detail
+
+    def recovered(self) -> None:
+        if self.status == "degraded" and self.ready.is_set():
+            self.status, self.detail = "ok", None
+            log.info("vector_store_recovered")
+
+    async def stop(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._opening
+        await self.embedder.close()
