@@ -64,6 +64,8 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "memory_ttl": 2592000.0,
         "memory_recent_turns": 6,
         "memory_max_tokens": 2000,
+        "rag_chunk_tokens": 250,
+        "rag_chunk_overlap": 32,
     }
     assert settings.deployments == ()
     assert dict(settings.models) == {}
@@ -71,6 +73,19 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.config_path is None
     assert settings.demo is False
     assert settings.module_id == f"ailb-{socket.gethostname()}"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"AILB_RAG_CHUNK_TOKENS": "300"}, "AILB_RAG_CHUNK_TOKENS"),
+        ({"AILB_RAG_CHUNK_TOKENS": "8"}, "AILB_RAG_CHUNK_TOKENS"),
+        ({"AILB_RAG_CHUNK_TOKENS": "40", "AILB_RAG_CHUNK_OVERLAP": "30"}, "at most half"),
+    ],
+)
+def test_rag_chunk_sizes_are_bounded(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(env)
 
 
 def test_demo_flag_is_carried_but_adds_no_deployment_by_itself() -> None:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ailb import __version__
-from ailb.api import health, models, sessions, stats
+from ailb.api import health, models, rag, sessions, stats
 from ailb.api.asgi import Receive, Scope, Send
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.common import JSONResponse, error_response
@@ -26,6 +26,8 @@ from ailb.errors import APIError, error_for_status
 from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
 from ailb.providers import build_provider
+from ailb.rag.chunking import ChunkSettings
+from ailb.rag.service import RagService
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
@@ -121,6 +123,16 @@ def create_app(settings: Settings) -> Gateway:
         health=HealthMonitor(router, interval=env.health_interval),
         vectors=vectors,
         memory=MemoryService(env, vectors) if env.enable_memory and vectors else None,
+        rag=RagService(
+            vectors,
+            ChunkSettings(
+                max_tokens=env.rag_chunk_tokens,
+                overlap_tokens=env.rag_chunk_overlap,
+                min_tokens=min(32, env.rag_chunk_tokens // 4),
+            ),
+        )
+        if env.enable_rag and vectors
+        else None,
     )
     access_log = AccessLog()
     chat = ChatCompletionsEndpoint(
@@ -129,7 +141,7 @@ def create_app(settings: Settings) -> Gateway:
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
     operations = [_chat_operation()]
-    for module in (models, health, stats, sessions):
+    for module in (models, health, stats, sessions, rag):
         r, ops = module.build(runtime)
         routes += r
         operations += ops

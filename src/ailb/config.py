@@ -177,6 +177,12 @@ class EnvSettings(_Strict, frozen=True):
     memory_ttl: Positive = 30 * 86400.0
     memory_recent_turns: Annotated[int, Meta(ge=0, le=200)] = 6
     memory_max_tokens: Annotated[int, Meta(ge=0)] = 2000
+    rag_chunk_tokens: Annotated[int, Meta(ge=16, le=254)] = 250
+    rag_chunk_overlap: Annotated[int, Meta(ge=0, le=128)] = 32
+
+    def __post_init__(self) -> None:
+        if self.rag_chunk_overlap * 2 > self.rag_chunk_tokens:
+            raise ValueError("rag_chunk_overlap must be at most half of rag_chunk_tokens")
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,16 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "memory_max_tokens",
         "2000",
         "Most tokens of remembered context added to one request (also bounded by the window).",
+    ),
+    "AILB_RAG_CHUNK_TOKENS": (
+        "rag_chunk_tokens",
+        "250",
+        "Largest RAG chunk in the embedder's tokens (16-254: MiniLM reads 256 with its markers).",
+    ),
+    "AILB_RAG_CHUNK_OVERLAP": (
+        "rag_chunk_overlap",
+        "32",
+        "Tokens of whole sentences repeated between consecutive chunks of a long section.",
     ),
 }
 

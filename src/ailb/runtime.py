@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ailb.config import Settings
 from ailb.memory.service import MemoryService
+from ailb.rag.service import RagService
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
@@ -21,6 +22,7 @@ class Runtime:
     health: HealthMonitor
     vectors: VectorBackend | None = None
     memory: MemoryService | None = None
+    rag: RagService | None = None
     started_at: float = field(default_factory=time.time)
 
     def uptime(self) -> float:

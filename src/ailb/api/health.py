@@ -61,7 +61,8 @@ def health_report(runtime: Runtime) -> HealthReport:
     else:
         status = "ok"
     memory = _memory_health(runtime)
-    if status == "ok" and memory.status == "degraded":
+    rag = _rag_health(runtime)
+    if status == "ok" and "degraded" in (memory.status, rag.status):
         status = "degraded"
     s = runtime.settings
     return HealthReport(
@@ -72,7 +73,7 @@ def health_report(runtime: Runtime) -> HealthReport:
         demo_mode=s.demo,
         providers=providers,
         memory=memory,
-        rag=FeatureHealth(s.env.enable_rag, "unavailable", "RAG is not in this build yet"),
+        rag=rag,
     )
 
 
@@ -81,6 +82,12 @@ def _memory_health(runtime: Runtime) -> FeatureHealth:
     if m is None:
         return FeatureHealth(False, "disabled")
     return FeatureHealth(True, m.status, m.detail)
+
+
+def _rag_health(runtime: Runtime) -> FeatureHealth:
+    if runtime.rag is None or runtime.vectors is None:
+        return FeatureHealth(False, "disabled")
+    return FeatureHealth(True, runtime.vectors.status, runtime.vectors.detail)
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,9 +18,18 @@ log = logging.getLogger("ailb.embeddings")
 class Embedder(Protocol):
     name: str
     dimensions: int
+    max_tokens: int  # what one text may hold before the model ignores the rest
 
     async def embed(self, texts: Sequence[str]) -> Array:
         """(len(texts), dimensions) float32, rows of unit length."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text in the model's own tokenization (no special tokens)."""
+        ...
+
+    def token_ends(self, text: str) -> list[int] | None:
+        """Character offsets where each token ends (None: unknown, cut at words)."""
         ...
 
     async def close(self) -> None: ...
@@ -33,11 +42,13 @@ class LocalEmbedder:
 
     name = "all-MiniLM-L6-v2"
     dimensions = 384
+    max_tokens = 254  # 256 with [CLS] and [SEP]
 
     def __init__(self, max_batch: int = 64, loader: Callable[[], object] | None = None) -> None:
         self.max_batch = max_batch
         self._loader = loader
         self._model: object | None = None
+        self._tokenizer: Any = None
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -50,6 +61,29 @@ class LocalEmbedder:
 
                 self._model = MiniLM()
         return self._model
+
+    def _counting_tokenizer(self) -> Any:
+        # Only the tokenizer (fast to load): chunking must not wait for the model's weights.
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            from ailb.embeddings.minilm import model_dir
+
+            tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+            tok.no_truncation()
+            tok.no_padding()
+            self._tokenizer = tok
+        return self._tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._counting_tokenizer().encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    def token_ends(self, text: str) -> list[int] | None:
+        encoded = self._counting_tokenizer().encode(text, add_special_tokens=False)
+        return [end for _, end in encoded.offsets]
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(self._load)

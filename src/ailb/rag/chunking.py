@@ -21,8 +21,9 @@ from typing import Literal
 
 Format = Literal["markdown", "text"]
 CountTokens = Callable[[Sequence[str]], list[int]]
-# (text) -> character offsets where each token ends; for cutting a sentence with no spaces
-TokenEnds = Callable[[str], list[int]]
+# (text) -> character offsets where each token ends, for cutting a sentence longer than a
+# chunk; None when the tokenizer cannot tell (then words are the unit)
+TokenEnds = Callable[[str], list[int] | None]
 
 CHARS_PER_TOKEN_LIMIT = 12  # more characters a token than this: a blob, not prose; cut it
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)|\n\s*\n")
@@ -191,7 +192,9 @@ def _cut(
         # One sentence or line longer than a chunk: cut at token boundaries.
         piece = text[a:b]
         blob = len(piece) > max_tokens * CHARS_PER_TOKEN_LIMIT
-        ends = token_ends(piece) if token_ends is not None and not blob else _word_ends(piece)
+        ends = (token_ends(piece) if token_ends is not None and not blob else None) or _word_ends(
+            piece
+        )
         step = max(1, max_tokens)
         prev = 0
         for i in range(step - 1, len(ends) + step - 1, step):

@@ -42,6 +42,15 @@ class StoreUnavailable(Exception):
     """The vector store cannot be reached or failed; callers degrade, never 500."""
 
 
+class CollectionMissing(StoreUnavailable):
+    """The collection does not exist (never created, or dropped by another instance)."""
+
+
+def _missing(e: Exception) -> bool:
+    text = str(e).lower()
+    return "does not exist" in text or "not found" in text or "notfound" in type(e).__name__.lower()
+
+
 class VectorStore:
     def __init__(self, data_dir: str, chroma_url: str | None = None) -> None:
         self.data_dir = data_dir
@@ -73,13 +82,21 @@ class VectorStore:
                     self._client = chromadb.PersistentClient(path=self.data_dir, settings=settings)
             return self._client
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str, create: bool = True) -> Any:
         coll = self._collections.get(name)
         if coll is None:
             client = self._connect()
-            coll = client.get_or_create_collection(
-                name, metadata={"hnsw:space": "cosine"}, embedding_function=None
-            )
+            if create:
+                coll = client.get_or_create_collection(
+                    name, metadata={"hnsw:space": "cosine"}, embedding_function=None
+                )
+            else:
+                try:
+                    coll = client.get_collection(name, embedding_function=None)
+                except Exception as e:
+                    if _missing(e):
+                        raise CollectionMissing(name) from None
+                    raise
             self._collections[name] = coll
         return coll
 
@@ -88,9 +105,11 @@ class VectorStore:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except StoreUnavailable:
             raise
-        except Exception as e:  # chromadb raises many types; all mean "not now"
+        except Exception as e:  # chromadb raises many types; all but "missing" mean "not now"
             with self._lock:
                 self._collections.clear()  # a server restart invalidates collection handles
+            if _missing(e):
+                raise CollectionMissing(str(e)[:300]) from e
             raise StoreUnavailable(f"{type(e).__name__}: {e}"[:300]) from e
 
     async def open(self) -> None:
@@ -98,6 +117,45 @@ class VectorStore:
 
     async def ping(self) -> None:
         await self._call(lambda: self._connect().heartbeat())
+
+    # --- collections with metadata (RAG's registry lives in Chroma, shared by instances) ----
+
+    async def create_collection(self, name: str, metadata: Mapping[str, Any]) -> bool:
+        """Create with metadata; False when it already exists (nothing changed)."""
+
+        def run() -> bool:
+            client = self._connect()
+            try:
+                coll = client.create_collection(
+                    name, metadata={"hnsw:space": "cosine", **metadata}, embedding_function=None
+                )
+            except Exception as e:
+                if "already exists" in str(e).lower():
+                    return False
+                raise
+            self._collections[name] = coll
+            return True
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def list_collections(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """(name, metadata) of every collection whose name starts with `prefix`."""
+
+        def run() -> list[tuple[str, dict[str, Any]]]:
+            out = []
+            for c in self._connect().list_collections():
+                if c.name.startswith(prefix):
+                    out.append((c.name, dict(c.metadata or {})))
+            return out
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        def run() -> None:
+            coll = self._collection(name, create=False)
+            coll.modify(metadata={**(coll.metadata or {}), **metadata})
+
+        await self._call(run)
 
     # --- records --------------------------------------------------------------------------
 
@@ -108,12 +166,13 @@ class VectorStore:
         embeddings: Array,
         documents: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
+        create: bool = True,
     ) -> None:
         if not ids:
             return
 
         def run() -> None:
-            self._collection(collection).upsert(
+            self._collection(collection, create).upsert(
                 ids=list(ids),
                 embeddings=embeddings,
                 documents=list(documents),
@@ -123,10 +182,15 @@ class VectorStore:
         await self._call(run)
 
     async def query(
-        self, collection: str, embedding: Array, k: int, where: Where | None = None
+        self,
+        collection: str,
+        embedding: Array,
+        k: int,
+        where: Where | None = None,
+        create: bool = True,
     ) -> list[Hit]:
         def run() -> list[Hit]:
-            res = self._collection(collection).query(
+            res = self._collection(collection, create).query(
                 query_embeddings=[embedding],
                 n_results=k,
                 where=dict(where) if where else None,
@@ -147,12 +211,15 @@ class VectorStore:
         where: Where | None = None,
         ids: Sequence[str] | None = None,
         limit: int | None = None,
+        offset: int | None = None,
+        create: bool = True,
     ) -> list[Record]:
         def run() -> list[Record]:
-            res = self._collection(collection).get(
+            res = self._collection(collection, create).get(
                 ids=list(ids) if ids is not None else None,
                 where=dict(where) if where else None,
                 limit=limit,
+                offset=offset,
                 include=["documents", "metadatas"],
             )
             docs = res["documents"] or [""] * len(res["ids"])
@@ -165,17 +232,21 @@ class VectorStore:
         return await self._call(run)  # type: ignore[no-any-return]
 
     async def delete(
-        self, collection: str, where: Where | None = None, ids: Sequence[str] | None = None
+        self,
+        collection: str,
+        where: Where | None = None,
+        ids: Sequence[str] | None = None,
+        create: bool = True,
     ) -> None:
         def run() -> None:
-            self._collection(collection).delete(
+            self._collection(collection, create).delete(
                 ids=list(ids) if ids is not None else None, where=dict(where) if where else None
             )
 
         await self._call(run)
 
-    async def count(self, collection: str) -> int:
-        return await self._call(lambda: self._collection(collection).count())  # type: ignore[no-any-return]
+    async def count(self, collection: str, create: bool = True) -> int:
+        return await self._call(lambda: self._collection(collection, create).count())  # type: ignore[no-any-return]
 
     async def drop(self, collection: str) -> None:
         def run() -> None:
@@ -184,7 +255,7 @@ class VectorStore:
             try:
                 client.delete_collection(collection)
             except Exception as e:
-                if "does not exist" not in str(e).lower() and "not found" not in str(e).lower():
+                if not _missing(e):
                     raise
 
         await self._call(run)
