@@ -136,7 +136,7 @@ def create_app(settings: Settings) -> Gateway:
     )
     access_log = AccessLog()
     chat = ChatCompletionsEndpoint(
-        router, runtime.failover, env.max_body_bytes, access_log, runtime.memory
+        router, runtime.failover, env.max_body_bytes, access_log, runtime.memory, runtime.rag
     )
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]

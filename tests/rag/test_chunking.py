@@ -73,6 +73,20 @@ def test_each_section_starts_its_own_chunk_with_its_heading_path() -> None:
     assert covered(text, out)
 
 
+def test_a_document_that_fits_stays_whole_whatever_its_sections() -> None:
+    text = "# T\n\nIntro.\n\n## A\n\nAlpha text.\n\n## B\n\nBeta text."
+    assert [c.text for c in chunks(text, max_tokens=40)] == [text]
+
+
+def test_a_section_that_fits_keeps_its_subsections() -> None:
+    body = " ".join(sentence(i) for i in range(2))
+    big = f"## Big\n\n{body}\n\n### Sub\n\nShort words here."
+    small = "## Small\n\nAlso short text here but enough words."
+    out = chunks(f"{big}\n\n{small}", max_tokens=30, min_tokens=2)
+    assert [c.text for c in out] == [big, small]
+    assert [c.headings for c in out] == [("Big",), ("Small",)]
+
+
 def test_a_tiny_section_shares_a_chunk_with_the_next() -> None:
     text = "## Tiny\n\nShort.\n\n## Next\n\nThis section has enough words to stand alone here."
     out = chunks(text, min_tokens=6)
@@ -97,7 +111,7 @@ def test_a_long_paragraph_is_cut_at_sentences_with_overlap() -> None:
 
 def test_no_overlap_across_a_heading() -> None:
     text = f"## A\n\n{sentence(1)} {sentence(2)}\n\n## B\n\n{sentence(3)}"
-    out = chunks(text, max_tokens=40, overlap_tokens=10)
+    out = chunks(text, max_tokens=20, overlap_tokens=10)
     assert len(out) == 2
     assert out[0].end <= out[1].start
 

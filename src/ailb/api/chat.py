@@ -26,10 +26,12 @@ from ailb.api.asgi import (
 from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
 from ailb.auth.identity import caller_id
-from ailb.errors import APIError
-from ailb.memory.service import MemoryService
+from ailb.errors import APIError, InvalidRequest
+from ailb.memory.service import DEFAULT_ANSWER, DEFAULT_WINDOW, MemoryService
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
+from ailb.rag.context import augment, sources_header
+from ailb.rag.service import RagService
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import Failover, OpenStream
 from ailb.routing.router import Needs, Plan, Router
@@ -43,6 +45,7 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 DONE_FRAME = b"data: [DONE]\n\n"
+DEFAULT_TOP_K = 3
 IMAGE_TOKENS = 850  # what one high-detail image costs in OpenAI's accounting, roughly
 
 
@@ -89,6 +92,7 @@ class Exchange:
         "model",
         "plan",
         "prompt_tokens",
+        "rag",
         "request_id",
         "started",
         "status",
@@ -109,6 +113,7 @@ class Exchange:
         self.cost = 0.0
         self.stream = False
         self.memory: str | None = None
+        self.rag: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         plan = self.plan
@@ -120,6 +125,7 @@ class Exchange:
             "error": self.error,
             "stream": self.stream,
             "memory": self.memory,
+            "rag": self.rag,
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 2),
             "attempts": self.attempts,
             "reason": plan.reason if plan is not None else None,
@@ -138,12 +144,14 @@ class ChatCompletionsEndpoint:
         max_body_bytes: int,
         access_log: AccessLog,
         memory: MemoryService | None = None,
+        rag: RagService | None = None,
     ) -> None:
         self.router = router
         self.failover = failover
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.memory = memory
+        self.rag = rag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange("req_" + os.urandom(12).hex())
@@ -171,6 +179,10 @@ class ChatCompletionsEndpoint:
                 if aug.added_tokens:
                     upstream_body["messages"] = aug.messages
                     needs = replace(needs, prompt_tokens=needs.prompt_tokens + aug.added_tokens)
+            if req.rag_collection is not None:
+                needs, rid_header = await self._retrieve(
+                    scope, req, upstream_body, needs, rid_header, ex
+                )
             plan = ex.plan = self.router.plan(req.model, needs, req.session_id)
             if req.stream:
                 opened = await self.failover.open_stream(plan, upstream_body, ex.request_id)
@@ -209,6 +221,41 @@ class ChatCompletionsEndpoint:
         finally:
             if self.access_log.enabled:
                 self.access_log.write("request", ex.log_fields())
+
+    async def _retrieve(
+        self,
+        scope: Scope,
+        req: ChatCompletionRequest,
+        upstream_body: dict[str, Any],
+        needs: Needs,
+        headers: list[tuple[bytes, bytes]],
+        ex: Exchange,
+    ) -> tuple[Needs, list[tuple[bytes, bytes]]]:
+        """RAG: the retrieved passages into the upstream request; headers say what was used."""
+        assert req.rag_collection is not None
+        if self.rag is None:
+            raise InvalidRequest(
+                "RAG is disabled on this gateway (ENABLE_RAG=false).",
+                param="rag_collection",
+                code="rag_disabled",
+            )
+        window = self.router.context_window(req.model) or DEFAULT_WINDOW
+        budget = window - needs.prompt_tokens - (needs.max_tokens or DEFAULT_ANSWER)
+        aug = await augment(
+            self.rag,
+            caller_id(scope),
+            req.rag_collection,
+            upstream_body["messages"],
+            req.rag_top_k or DEFAULT_TOP_K,
+            budget,
+        )
+        ex.rag = aug.outcome
+        headers = [*headers, (b"x-ailb-rag", aug.outcome.encode())]
+        if aug.sources:
+            headers.append((b"x-ailb-rag-sources", sources_header(aug.sources).encode()))
+            upstream_body["messages"] = aug.messages
+            needs = replace(needs, prompt_tokens=needs.prompt_tokens + aug.added_tokens)
+        return needs, headers
 
     async def _pump(
         self,

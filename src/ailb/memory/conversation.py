@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ailb.embeddings import Embedder
-from ailb.memory.fence import fenced
+from ailb.memory.fence import fenced, insert_after_system
 from ailb.providers.base import estimate_tokens, message_text
 from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
 
@@ -149,7 +149,7 @@ class ConversationMemory:
         chosen.sort(key=lambda t: t.ts)
         block = "\n".join(f"{t.role}: {t.content}" for t in chosen)
         memory = {"role": "system", "content": f"{MEMORY_PREAMBLE}\n{fenced(block, 'memory')}"}
-        return Recall(_insert_after_system(messages, memory), recent, recalled)
+        return Recall(insert_after_system(messages, memory), recent, recalled)
 
     async def _relevant(
         self, owner: str, session: str, query: str, older: list[Turn]
@@ -293,12 +293,3 @@ class ConversationMemory:
                 await self.expire()
             except StoreUnavailable as e:
                 log.warning("memory_expiry_failed", extra={"detail": str(e)})
-
-
-def _insert_after_system(
-    messages: list[dict[str, Any]], memory: dict[str, Any]
-) -> list[dict[str, Any]]:
-    i = 0
-    while i < len(messages) and messages[i].get("role") in ("system", "developer"):
-        i += 1
-    return [*messages[:i], memory, *messages[i:]]

@@ -3,9 +3,11 @@
 A chunk is always one contiguous span of the source text (`text[start:end]`), so a retrieved
 chunk can be cited and shown exactly as it was written. Chunks follow the document's
 structure: Markdown is parsed (markdown-it) into headings, paragraphs, lists, code blocks and
-tables; a heading starts a new chunk, so one section's text is not glued to the next; a block
-too large for one chunk is cut at sentences (prose), items (lists), lines (code, tables) and, as
-a last resort, at token boundaries. Chunks cut for size overlap by whole sentences.
+tables, and the largest structural unit that fits one chunk is kept whole (the document, else
+each section, else each subsection), because a text that fits the model's window is best
+embedded as one vector (bench/retrieval/README.md). Tiny sibling sections join the next one.
+Text with no heading left is cut at sentences (prose), items (lists), lines (code, tables) and,
+as a last resort, at token boundaries; chunks cut for size overlap by whole sentences.
 
 Sizes are in the embedding model's tokens: MiniLM reads at most 256 (everything after is
 ignored), so a chunk plus its heading path must stay inside that window.
@@ -220,6 +222,9 @@ def _word_ends(piece: str) -> list[int]:
 
 
 def _pack(text: str, units: list[_Unit], s: ChunkSettings, count: CountTokens) -> list[Chunk]:
+    """Keep the largest structural unit that fits: the whole document, else each top-level
+    section, else its subsections...; tiny sibling sections join the next one; text with no
+    heading left is packed sentence by sentence with overlap."""
     if not units:
         return []
     counted = count([text[u.start : u.end] for u in units])
@@ -230,17 +235,12 @@ def _pack(text: str, units: list[_Unit], s: ChunkSettings, count: CountTokens) -
     ]
     prefix_sizes = _path_sizes(units, count)
     chunks: list[Chunk] = []
-    cur: list[int] = []  # indexes into units
-    cur_tokens = 0
 
     def budget(first: int) -> int:
         return max(s.max_tokens - prefix_sizes[units[first].section], s.max_tokens // 2)
 
-    def close(overlap: bool) -> None:
-        nonlocal cur, cur_tokens
-        if not cur:
-            return
-        first, last = units[cur[0]], units[cur[-1]]
+    def emit(idx: list[int]) -> None:
+        first, last = units[idx[0]], units[idx[-1]]
         chunks.append(
             Chunk(
                 index=len(chunks),
@@ -248,38 +248,62 @@ def _pack(text: str, units: list[_Unit], s: ChunkSettings, count: CountTokens) -
                 end=last.end,
                 text=text[first.start : last.end],
                 headings=first.section,
-                tokens=cur_tokens,
+                tokens=sum(sizes[j] for j in idx),
             )
         )
-        keep: list[int] = []
-        if overlap and s.overlap_tokens > 0:
-            kept = 0
-            for j in reversed(cur[1:]):
-                if units[j].heading or kept + sizes[j] > s.overlap_tokens:
-                    break
-                keep.insert(0, j)
-                kept += sizes[j]
-        cur = keep
-        cur_tokens = sum(sizes[j] for j in keep)
 
-    for i, u in enumerate(units):
-        if u.heading and cur and cur_tokens >= s.min_tokens:
-            close(overlap=False)
-        need = sizes[i]
-        if cur and cur_tokens + need > budget(cur[0]):
-            # A heading never ends a chunk: it moves on with the text it introduces.
-            tail = [j for j in cur if units[j].heading and j == cur[-1]]
-            if tail:
-                cur.pop()
-                cur_tokens -= sizes[tail[0]]
-            close(overlap=not tail)
-            if tail:
-                cur, cur_tokens = tail, sizes[tail[0]]
-            while cur and cur_tokens + need > budget(cur[0]):  # the overlap itself must fit
-                cur_tokens -= sizes[cur.pop(0)]
-        cur.append(i)
-        cur_tokens += need
-    close(overlap=False)
+    def section(i: int, j: int) -> None:
+        if sum(sizes[i:j]) <= budget(i):
+            emit(list(range(i, j)))
+            return
+        levels = [units[k].heading for k in range(i + 1, j) if units[k].heading]
+        if not levels:
+            sequential(i, j)
+            return
+        top = min(levels)
+        cuts = [i, *(k for k in range(i + 1, j) if units[k].heading == top), j]
+        groups: list[tuple[int, int]] = []
+        for a, b in itertools.pairwise(cuts):
+            if a == b:
+                continue
+            if groups:
+                ga, gb = groups[-1]
+                small = sum(sizes[ga:gb]) < s.min_tokens
+                if small and sum(sizes[ga:b]) <= budget(ga):
+                    groups[-1] = (ga, b)
+                    continue
+            groups.append((a, b))
+        for a, b in groups:
+            section(a, b)
+
+    def sequential(i: int, j: int) -> None:
+        cur: list[int] = []
+        cur_tokens = 0
+        for k in range(i, j):
+            need = sizes[k]
+            if cur and cur_tokens + need > budget(cur[0]):
+                # A heading never ends a chunk: it moves on with the text it introduces.
+                carried = [cur.pop()] if units[cur[-1]].heading else []
+                if cur:
+                    emit(cur)
+                keep: list[int] = []
+                if not carried and s.overlap_tokens > 0:
+                    kept = 0
+                    for m in reversed(cur[1:]):
+                        if units[m].heading or kept + sizes[m] > s.overlap_tokens:
+                            break
+                        keep.insert(0, m)
+                        kept += sizes[m]
+                cur = carried or keep
+                cur_tokens = sum(sizes[m] for m in cur)
+                while cur and cur_tokens + need > budget(cur[0]):  # the overlap must fit too
+                    cur_tokens -= sizes[cur.pop(0)]
+            cur.append(k)
+            cur_tokens += need
+        if cur:
+            emit(cur)
+
+    section(0, len(units))
     return chunks
 
 

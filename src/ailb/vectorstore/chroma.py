@@ -153,7 +153,10 @@ class VectorStore:
     async def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         def run() -> None:
             coll = self._collection(name, create=False)
-            coll.modify(metadata={**(coll.metadata or {}), **metadata})
+            # The distance (hnsw:*) lives in the collection's configuration and may not be
+            # "changed", even to its own value.
+            current = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
+            coll.modify(metadata={**current, **metadata})
 
         await self._call(run)
 
