@@ -23,12 +23,19 @@ def _parser() -> argparse.ArgumentParser:
         help="with no provider configured, serve the built-in mock provider (what `make run` "
         "does on a fresh machine)",
     )
+    from ailb.rag.ingest_cli import add_parser
+
+    add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "rag":
+        from ailb.rag.ingest_cli import ingest
+
+        return ingest(args)
     if command == "serve":
         try:
             settings = load_settings(demo=getattr(args, "demo", False))
