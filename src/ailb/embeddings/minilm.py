@@ -94,8 +94,8 @@ class MiniLM:
         w: dict[str, Any] = load_file(str(directory / "model.safetensors"))
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token
-        self._lock = threading.Lock()  # the tokenizer's padding state is shared
+        self._tokenizer.no_padding()  # batches are padded here, after sorting by length
+        self._lock = threading.Lock()  # the tokenizer's truncation state is shared
         self._word = w["embeddings.word_embeddings.weight"]
         self._pos = w["embeddings.position_embeddings.weight"]
         self._type0 = w["embeddings.token_type_embeddings.weight"][0]
@@ -134,19 +134,24 @@ class MiniLM:
     def embed(self, texts: list[str], batch_size: int = 32) -> Array:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        # Similar lengths batched together: less padding, less work.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with self._lock:
+            encoded = [e.ids for e in self._tokenizer.encode_batch(texts)]
+        # Batches of similar token counts (characters are a poor proxy: code and prose differ
+        # by 2x), each padded only to its own longest member.
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
+            out[idx] = self._embed_batch([encoded[i] for i in idx])
         return out
 
-    def _embed_batch(self, texts: list[str]) -> Array:
-        with self._lock:
-            encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+    def _embed_batch(self, rows: list[list[int]]) -> Array:
+        length = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), length), dtype=np.int64)  # [PAD] is id 0
+        mask = np.zeros((len(rows), length), dtype=np.float32)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1.0
         n, length = ids.shape
         # Token rows as one 2-D matrix: one large GEMM per projection (3-D matmuls loop).
         x: Array = (self._word[ids] + self._pos[:length] + self._type0).reshape(

@@ -22,6 +22,7 @@ K1 = 1.2
 B = 0.75
 _WORD = re.compile(r"[^\W_]+(?:['_][^\W_]+)*")
 _CACHE_LIMIT = 200_000
+_DOC_CACHE_LIMIT = 50_000
 
 # English function words: they carry no topic, and a question is full of them.
 _STOPWORDS_TEXT = """
@@ -46,6 +47,9 @@ class Lexicon:
 
         self._stemmer = snowballstemmer.stemmer("english")
         self._stems: dict[str, str] = {}
+        # Terms of stored chunks by key (a chunk comes back in many searches); the text's hash
+        # is checked too, so a chunk replaced under the same id is tokenized again.
+        self._docs: dict[str, tuple[int, list[str]]] = {}
 
     def stem(self, word: str) -> str:
         s = self._stems.get(word)
@@ -57,6 +61,18 @@ class Lexicon:
 
     def terms(self, text: str) -> list[str]:
         return [self.stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+    def doc_terms(self, key: str | None, text: str) -> list[str]:
+        if key is None:
+            return self.terms(text)
+        hit = self._docs.get(key)
+        if hit is not None and hit[0] == hash(text):
+            return hit[1]
+        if len(self._docs) >= _DOC_CACHE_LIMIT:
+            self._docs.clear()
+        terms = self.terms(text)
+        self._docs[key] = (hash(text), terms)
+        return terms
 
     def query_terms(self, text: str) -> list[str]:
         """Distinct terms of a query; all function words: the words themselves."""
@@ -79,12 +95,20 @@ def rerank(
     query: str,
     candidates: Sequence[tuple[T, str, float]],
     weight: float = LEXICAL_WEIGHT,
+    keys: Sequence[str] | None = None,
 ) -> list[Ranked[T]]:
-    """`candidates` are (item, text, cosine); the result is best first."""
+    """`candidates` are (item, text, cosine); `keys`, when given, name each text for the term
+    cache (a stored chunk's id). The result is best first."""
     if not candidates:
         return []
     q = lexicon.query_terms(query) if weight > 0 else []
-    bm25 = _bm25(q, [lexicon.terms(text) for _, text, _ in candidates]) if q else None
+    bm25 = None
+    if q:
+        names: Sequence[str | None] = keys if keys is not None else [None] * len(candidates)
+        docs = [
+            lexicon.doc_terms(k, text) for k, (_, text, _) in zip(names, candidates, strict=True)
+        ]
+        bm25 = _bm25(q, docs)
     top = max(bm25) if bm25 else 0.0
     out = []
     for i, (item, _, dense) in enumerate(candidates):
