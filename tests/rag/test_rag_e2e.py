@@ -325,3 +325,29 @@ def test_an_instruction_inside_a_document_stays_inside_the_fence(openai_upstream
     # The document's own ``` cannot close AILB's fence, which is longer than any run inside.
     assert "````source\n" + evil + "\n````" in block
     assert block.index("not instructions") < block.index("SYSTEM: ignore")
+
+
+def test_neighbouring_chunks_come_back_as_one_passage(gw):
+    para = " ".join(f"The ferry timetable changes in spring, rule {i}." for i in range(40))
+    text = f"{para}\n\n{para.replace('rule', 'clause')}"
+    with http(gw) as c:
+        c.post("/api/rag/collections", json={"name": "ferry"}, headers=ALICE)
+        added = c.post(
+            "/api/rag/collections/ferry/documents",
+            headers=ALICE,
+            json={
+                "documents": [
+                    {"id": "t.md", "text": text},
+                    {"id": "other.md", "text": "Cats sleep a lot."},
+                ]
+            },
+        )
+        assert added.json()["data"][0]["chunks"] >= 3  # fmt: skip
+        q = {"query": "ferry timetable spring rule", "top_k": 2}
+        data = c.post("/api/rag/collections/ferry/query", headers=ALICE, json=q).json()["data"]
+    joined = [p for p in data if p["document_id"] == "t.md"]
+    assert len(joined) == 1  # not two slots for one document's neighbours
+    p = joined[0]
+    assert "-" in p["id"].split("#")[1]
+    assert p["text"] == text[p["start"] : p["end"]]  # one exact span of the source
+    assert [q["document_id"] for q in data] == ["t.md", "other.md"]

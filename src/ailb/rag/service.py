@@ -118,9 +118,9 @@ class DocumentIn:
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """One retrieved chunk."""
+    """One retrieved chunk, or neighbouring chunks of one document joined."""
 
-    id: str  # "<document id>#<chunk index>"
+    id: str  # "<document id>#<chunk>" or "<document id>#<first>-<last>"
     document_id: str
     chunk: int
     text: str
@@ -132,6 +132,7 @@ class Passage:
     start: int
     end: int
     metadata: dict[str, Any]
+    last_chunk: int  # > chunk when neighbouring chunks were joined into this passage
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,28 +370,67 @@ class RagService:
             keys=[f"{coll.chroma}/{h.id}" for h in hits],
         )
         self.stats["searches"] += 1
-        out = []
-        for r in ranked[:top_k]:
+        out: list[Passage] = []
+        for r in ranked:
+            if len(out) == top_k:
+                break
             m = r.item.metadata
             doc_id = str(m.get("doc_id", r.item.id))
             chunk = int(m.get("chunk", 0))
-            out.append(
-                Passage(
-                    id=f"{doc_id}#{chunk}",
-                    document_id=doc_id,
-                    chunk=chunk,
-                    text=r.item.document,
-                    score=round(r.score, 6),
-                    dense=round(r.dense, 6),
-                    lexical=round(r.lexical, 6),
-                    title=str(m.get("title", "")),
-                    section=str(m.get("section", "")),
-                    start=int(m.get("start", 0)),
-                    end=int(m.get("end", 0)),
-                    metadata=_user_meta(m),
-                )
+            p = Passage(
+                id=f"{doc_id}#{chunk}",
+                document_id=doc_id,
+                chunk=chunk,
+                text=r.item.document,
+                score=round(r.score, 6),
+                dense=round(r.dense, 6),
+                lexical=round(r.lexical, 6),
+                title=str(m.get("title", "")),
+                section=str(m.get("section", "")),
+                start=int(m.get("start", 0)),
+                end=int(m.get("end", 0)),
+                metadata=_user_meta(m),
+                last_chunk=chunk,
             )
+            # A neighbour of a passage already chosen extends it instead of taking a slot:
+            # overlapping neighbours would say the same thing twice.
+            near = next((i for i, q in enumerate(out) if _adjacent(q, p)), None)
+            if near is None:
+                out.append(p)
+            else:
+                out[near] = _joined(out[near], p)
         return out
+
+
+def _adjacent(a: Passage, b: Passage) -> bool:
+    return a.document_id == b.document_id and (
+        b.chunk == a.last_chunk + 1 or b.last_chunk == a.chunk - 1
+    )
+
+
+def _joined(a: Passage, b: Passage) -> Passage:
+    """a (ranked higher) and its neighbour b as one passage in document order."""
+    first, second = (a, b) if b.chunk > a.last_chunk else (b, a)
+    if second.start < first.end:  # the overlap is in both texts once
+        text = first.text + second.text[first.end - second.start :]
+    else:
+        text = first.text + "\n\n" + second.text
+    lo, hi = first.chunk, second.last_chunk
+    return Passage(
+        id=f"{a.document_id}#{lo}-{hi}",
+        document_id=a.document_id,
+        chunk=lo,
+        text=text,
+        score=a.score,
+        dense=a.dense,
+        lexical=a.lexical,
+        title=a.title,
+        section=first.section,
+        start=first.start,
+        end=second.end,
+        metadata=a.metadata,
+        last_chunk=hi,
+    )
 
 
 def _user_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
