@@ -147,6 +147,7 @@ def test_store_down_degrades_without_failing(openai_upstream, gateway_factory, c
     with httpx2.Client(base_url=gw.url, timeout=10) as http:
         health = http.get("/healthz").json()
     assert health["memory"]["status"] == "degraded"
+    assert health["memory"]["stats"]["degraded"] == 1
     assert health["status"] == "degraded"
 
 

@@ -25,6 +25,8 @@ class FeatureHealth(msgspec.Struct, omit_defaults=True):
     enabled: bool
     status: str
     detail: str | None = None
+    # Counters since start: hits, misses, degraded (answered without the feature) ...
+    stats: dict[str, int] | None = None
 
 
 class HealthReport(msgspec.Struct):
@@ -81,13 +83,15 @@ def _memory_health(runtime: Runtime) -> FeatureHealth:
     m = runtime.memory
     if m is None:
         return FeatureHealth(False, "disabled")
-    return FeatureHealth(True, m.status, m.detail)
+    return FeatureHealth(True, m.status, m.detail, dict(m.memory.stats))
 
 
 def _rag_health(runtime: Runtime) -> FeatureHealth:
     if runtime.rag is None or runtime.vectors is None:
         return FeatureHealth(False, "disabled")
-    return FeatureHealth(True, runtime.vectors.status, runtime.vectors.detail)
+    return FeatureHealth(
+        True, runtime.vectors.status, runtime.vectors.detail, dict(runtime.rag.stats)
+    )
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
