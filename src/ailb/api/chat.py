@@ -27,7 +27,7 @@ from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
 from ailb.auth.identity import caller_id
 from ailb.errors import APIError, InvalidRequest
-from ailb.memory.service import DEFAULT_ANSWER, DEFAULT_WINDOW, MemoryService
+from ailb.memory.service import MemoryService, room_for_context
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
 from ailb.rag.context import augment, sources_header
@@ -239,8 +239,9 @@ class ChatCompletionsEndpoint:
                 param="rag_collection",
                 code="rag_disabled",
             )
-        window = self.router.context_window(req.model) or DEFAULT_WINDOW
-        budget = window - needs.prompt_tokens - (needs.max_tokens or DEFAULT_ANSWER)
+        budget = room_for_context(
+            self.router.context_window(req.model), needs.prompt_tokens, needs.max_tokens
+        )
         aug = await augment(
             self.rag,
             caller_id(scope),

@@ -19,6 +19,11 @@ DEFAULT_WINDOW = 8192  # a model with no configured context window
 DEFAULT_ANSWER = 1024  # room kept for the answer when the client sets no max_tokens
 
 
+def room_for_context(window: int | None, prompt_tokens: int, max_tokens: int) -> int:
+    """Tokens left for remembered or retrieved context in the smallest window of the model."""
+    return (window or DEFAULT_WINDOW) - prompt_tokens - (max_tokens or DEFAULT_ANSWER)
+
+
 @dataclass(slots=True)
 class Augmented:
     messages: list[dict[str, Any]]
@@ -66,7 +71,7 @@ class MemoryService:
         prompt_tokens: int,
         max_tokens: int,
     ) -> Augmented:
-        budget = (window or DEFAULT_WINDOW) - prompt_tokens - (max_tokens or DEFAULT_ANSWER)
+        budget = room_for_context(window, prompt_tokens, max_tokens)
         if budget <= 0:
             return Augmented(messages, "miss")
         try:

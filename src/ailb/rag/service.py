@@ -243,7 +243,7 @@ class RagService:
         """(documents, chunks)."""
         store = self.backend.store
         chunks = await self._on(coll, store.count(coll.chroma, create=False))
-        firsts = await self._on(coll, store.get(coll.chroma, where={"chunk": 0}, create=False))
+        firsts = await self._on(coll, store.ids(coll.chroma, {"chunk": 0}, create=False))
         return len(firsts), chunks
 
     async def _on(self, coll: Collection, aw: Any) -> Any:
@@ -267,8 +267,7 @@ class RagService:
         planned = await asyncio.to_thread(self._chunk_all, docs)
         store = self.backend.store
         old = await self._on(
-            coll,
-            store.get(coll.chroma, where={"doc_id": {"$in": [d.id for d in docs]}}, create=False),
+            coll, store.ids(coll.chroma, {"doc_id": {"$in": [d.id for d in docs]}}, create=False)
         )
         now = time.time()
         ids: list[str] = []
@@ -304,7 +303,7 @@ class RagService:
                              metas[start:end], create=False),
             )  # fmt: skip
         kept = set(ids)
-        stale = [r.id for r in old if r.id not in kept]
+        stale = [i for i in old if i not in kept]
         if stale:  # a new version with fewer chunks: drop the old tail
             await self._on(coll, store.delete(coll.chroma, ids=stale, create=False))
         self.stats["chunks_ingested"] += len(ids)
@@ -345,12 +344,10 @@ class RagService:
     async def delete_document(self, owner: str, name: str, doc_id: str) -> int:
         coll = await self.resolve(owner, name, write=True)
         store = self.backend.store
-        records = await self._on(
-            coll, store.get(coll.chroma, where={"doc_id": doc_id}, create=False)
-        )
-        if records:
-            await self._on(coll, store.delete(coll.chroma, where={"doc_id": doc_id}, create=False))
-        return len(records)
+        ids = await self._on(coll, store.ids(coll.chroma, {"doc_id": doc_id}, create=False))
+        if ids:
+            await self._on(coll, store.delete(coll.chroma, ids=ids, create=False))
+        return len(ids)
 
     # --- search -----------------------------------------------------------------------------
 

@@ -90,13 +90,8 @@ class VectorStore:
                 coll = client.get_or_create_collection(
                     name, metadata={"hnsw:space": "cosine"}, embedding_function=None
                 )
-            else:
-                try:
-                    coll = client.get_collection(name, embedding_function=None)
-                except Exception as e:
-                    if _missing(e):
-                        raise CollectionMissing(name) from None
-                    raise
+            else:  # a missing collection becomes CollectionMissing in _call
+                coll = client.get_collection(name, embedding_function=None)
             self._collections[name] = coll
         return coll
 
@@ -231,6 +226,15 @@ class VectorStore:
                 Record(i, d or "", dict(m or {}))
                 for i, d, m in zip(res["ids"], docs, metas, strict=True)
             ]
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def ids(self, collection: str, where: Where, create: bool = True) -> list[str]:
+        """Ids of the matching records, without their texts or metadata."""
+
+        def run() -> list[str]:
+            res = self._collection(collection, create).get(where=dict(where), include=[])
+            return list(res["ids"])
 
         return await self._call(run)  # type: ignore[no-any-return]
 
