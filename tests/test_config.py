@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from ailb.config import (
+    EMBEDDER_CREDENTIAL,
     Capabilities,
     ConfigError,
     DeploymentConfig,
@@ -66,6 +67,10 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "memory_max_tokens": 2000,
         "rag_chunk_tokens": 250,
         "rag_chunk_overlap": 32,
+        "embedder": "local",
+        "embedding_model": "",
+        "embedding_base_url": "",
+        "embedding_dimensions": None,
     }
     assert settings.deployments == ()
     assert dict(settings.models) == {}
@@ -678,3 +683,78 @@ def test_invalid_url_variable_is_named_in_the_message(env: dict[str, str], var: 
     with pytest.raises(ConfigError) as exc:
         load_settings(env)
     assert var in str(exc.value)
+
+
+# --- the embedder (AILB_EMBEDDER and AILB_EMBEDDING_*) -----------------------------------------
+
+EMBED_KEY = "emb-key-not-sk-shaped-4242"
+
+
+@pytest.mark.parametrize(
+    ("env", "embedder", "model", "url", "dims", "key"),
+    [
+        ({}, "local", "", "", None, None),
+        ({"AILB_EMBEDDER": "local"}, "local", "", "", None, None),
+        ({"AILB_EMBEDDER": "openai", "OPENAI_API_KEY": OPENAI_KEY}, "openai",
+         "text-embedding-3-small", "https://api.openai.com/v1", None, OPENAI_KEY),
+        ({"AILB_EMBEDDER": "openai", "OPENAI_API_KEY": OPENAI_KEY,
+          "OPENAI_BASE_URL": "http://vllm:8000/v1"}, "openai", "text-embedding-3-small",
+         "http://vllm:8000/v1", None, OPENAI_KEY),
+        ({"AILB_EMBEDDER": "openai", "AILB_EMBEDDING_API_KEY": EMBED_KEY,
+          "OPENAI_API_KEY": OPENAI_KEY, "AILB_EMBEDDING_MODEL": "text-embedding-3-large",
+          "AILB_EMBEDDING_BASE_URL": "https://emb.example/v1/", "AILB_EMBEDDING_DIMENSIONS": "512"},
+         "openai", "text-embedding-3-large", "https://emb.example/v1", 512, EMBED_KEY),
+        ({"AILB_EMBEDDER": "ollama"}, "ollama", "nomic-embed-text", "http://localhost:11434", None,
+         None),
+        ({"AILB_EMBEDDER": "ollama", "OLLAMA_BASE_URL": "http://gpu:11434",
+          "AILB_EMBEDDING_MODEL": "mxbai-embed-large"}, "ollama", "mxbai-embed-large",
+         "http://gpu:11434", None, None),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_API_KEY": EMBED_KEY,
+          "OPENAI_API_KEY": OPENAI_KEY}, "ollama", "nomic-embed-text", "http://localhost:11434",
+         None, EMBED_KEY),  # never OpenAI's key for Ollama
+    ],
+)  # fmt: skip
+def test_embedder_settings_and_their_fallbacks(
+    env: dict[str, str], embedder: str, model: str, url: str, dims: int | None, key: str | None
+) -> None:
+    s = load_settings(env)
+    e = s.env
+    assert (e.embedder, e.embedding_model, e.embedding_base_url) == (embedder, model, url)
+    assert e.embedding_dimensions == dims
+    assert s.credentials.get(EMBEDDER_CREDENTIAL) == key
+    if key is not None:
+        assert isinstance(s.credentials[EMBEDDER_CREDENTIAL], Secret)
+        assert key not in repr(s) and key not in str(s) and key not in repr(s.credentials)
+    # The embedder's key never enables or configures a chat deployment.
+    assert EMBEDDER_CREDENTIAL not in {d.name for d in s.deployments}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AILB_EMBEDDER": "bert"}, "AILB_EMBEDDER: Invalid enum value 'bert'"),
+        ({"AILB_EMBEDDER": "openai"}, "AILB_EMBEDDING_API_KEY: AILB_EMBEDDER=openai needs a key"),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_BASE_URL": "gpu:11434"},
+         "AILB_EMBEDDING_BASE_URL: base_url 'gpu:11434'"),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_BASE_URL": "http://u:p@gpu"},
+         "AILB_EMBEDDING_BASE_URL: base_url must not carry credentials"),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_DIMENSIONS": "0"},
+         "AILB_EMBEDDING_DIMENSIONS: Expected `int` >= 1"),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_DIMENSIONS": "many"},
+         "AILB_EMBEDDING_DIMENSIONS: Expected `int"),
+        ({"AILB_EMBEDDER": "ollama", "AILB_EMBEDDING_MODEL": " padded "},
+         "AILB_EMBEDDING_MODEL: Expected `str` matching"),
+        # Settings the local embedder would silently ignore are mistakes.
+        ({"AILB_EMBEDDING_MODEL": "text-embedding-3-small"},
+         "AILB_EMBEDDING_MODEL: only used with AILB_EMBEDDER=openai or ollama"),
+        ({"AILB_EMBEDDER": "local", "AILB_EMBEDDING_API_KEY": EMBED_KEY},
+         "AILB_EMBEDDING_API_KEY: only used with"),
+        ({"AILB_EMBEDDING_DIMENSIONS": "256"}, "AILB_EMBEDDING_DIMENSIONS: only used with"),
+        ({"AILB_EMBEDDING_BASE_URL": "http://gpu:11434"}, "AILB_EMBEDDING_BASE_URL: only used"),
+    ],
+)  # fmt: skip
+def test_invalid_embedder_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(env)
+    assert str(exc.value).startswith(message)
+    assert EMBED_KEY not in str(exc.value)

@@ -44,7 +44,9 @@ def test_defaults_are_what_the_settings_hold():
         if var == "MODULE_ID":
             assert value == ""  # resolved to ailb-<hostname> by Settings.module_id
             continue
-        if isinstance(value, bool):
+        if value is None:
+            assert default == "", var  # optional: unset by default
+        elif isinstance(value, bool):
             assert str(value).lower() == default, var
         elif isinstance(value, float):
             assert value == float(default), var

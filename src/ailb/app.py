@@ -21,7 +21,7 @@ from ailb.api.common import JSONResponse, error_response
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import ChatCompletionRequest
 from ailb.config import Settings
-from ailb.embeddings import LocalEmbedder
+from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
@@ -112,7 +112,10 @@ def create_app(settings: Settings) -> Gateway:
     router = Router(deployments, env.routing_strategy, settings.models)
     # One store and one embedder for memory and RAG, built only when either is on.
     vectors = (
-        VectorBackend(VectorStore(env.data_dir, env.chroma_url or None), LocalEmbedder())
+        VectorBackend(
+            VectorStore(env.data_dir, env.chroma_url or None),
+            build_embedder(env, settings.credentials),
+        )
         if env.enable_memory or env.enable_rag
         else None
     )

@@ -44,12 +44,21 @@ class RoutingStrategy(StrEnum):
 
 
 ProviderType = Literal["openai", "anthropic", "ollama", "mock"]
+EmbedderType = Literal["local", "openai", "ollama"]
 
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "ollama": "http://localhost:11434",
 }
+
+# The model a provider embedder uses when AILB_EMBEDDING_MODEL is unset.
+DEFAULT_EMBEDDING_MODELS: dict[str, str] = {
+    "openai": "text-embedding-3-small",
+    "ollama": "nomic-embed-text",
+}
+# Where Settings.credentials keeps the embedder's key: no deployment can be named so.
+EMBEDDER_CREDENTIAL = "@embedder"
 
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -179,6 +188,12 @@ class EnvSettings(_Strict, frozen=True):
     memory_max_tokens: Annotated[int, Meta(ge=0)] = 2000
     rag_chunk_tokens: Annotated[int, Meta(ge=16, le=254)] = 250
     rag_chunk_overlap: Annotated[int, Meta(ge=0, le=128)] = 32
+    # The provider embedder's model and URL hold the resolved values (defaults filled in by
+    # load_settings); empty with the local embedder.
+    embedder: EmbedderType = "local"
+    embedding_model: Annotated[str, Meta(max_length=256, pattern=r"^(\S(.*\S)?)?$")] = ""
+    embedding_base_url: str = ""
+    embedding_dimensions: Annotated[int, Meta(ge=1, le=16384)] | None = None
 
     def __post_init__(self) -> None:
         if self.rag_chunk_overlap * 2 > self.rag_chunk_tokens:
@@ -306,7 +321,41 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "32",
         "Tokens of whole sentences repeated between consecutive chunks of a long section.",
     ),
+    "AILB_EMBEDDER": (
+        "embedder",
+        "local",
+        "Embeddings for memory and RAG: local (all-MiniLM-L6-v2, offline), openai or ollama.",
+    ),
+    "AILB_EMBEDDING_MODEL": (
+        "embedding_model",
+        "",
+        "Provider embedding model; unset: text-embedding-3-small (openai), "
+        "nomic-embed-text (ollama).",
+    ),
+    "AILB_EMBEDDING_BASE_URL": (
+        "embedding_base_url",
+        "",
+        "Embeddings provider URL; unset: OPENAI_BASE_URL (openai) or OLLAMA_BASE_URL (ollama).",
+    ),
+    "AILB_EMBEDDING_API_KEY": (
+        None,
+        "",
+        "Embeddings provider key; unset: OPENAI_API_KEY (openai needs one of the two).",
+    ),
+    "AILB_EMBEDDING_DIMENSIONS": (
+        "embedding_dimensions",
+        "",
+        "Vector size asked of the provider (`dimensions`); unset: the model's own, learned "
+        "from its first answer.",
+    ),
 }
+
+_EMBEDDING_VARS = (
+    "AILB_EMBEDDING_MODEL",
+    "AILB_EMBEDDING_BASE_URL",
+    "AILB_EMBEDDING_API_KEY",
+    "AILB_EMBEDDING_DIMENSIONS",
+)
 
 _BOOL = {
     "1": True,
@@ -423,10 +472,42 @@ def _credentials(
     return out
 
 
+def _resolve_embedder(
+    settings: EnvSettings, env: Mapping[str, str]
+) -> tuple[EnvSettings, Secret | None]:
+    """The provider embedder's effective model, URL and key (the documented fallbacks)."""
+    kind = settings.embedder
+    if kind == "local":
+        stray = next((v for v in _EMBEDDING_VARS if env.get(v)), None)
+        if stray:
+            raise ConfigError(
+                f"{stray}: only used with AILB_EMBEDDER=openai or ollama; "
+                "the local embedder is all-MiniLM-L6-v2"
+            )
+        return settings, None
+    url_var = "OPENAI_BASE_URL" if kind == "openai" else "OLLAMA_BASE_URL"
+    base_url = env.get("AILB_EMBEDDING_BASE_URL") or env.get(url_var) or DEFAULT_BASE_URLS[kind]
+    key = env.get("AILB_EMBEDDING_API_KEY") or (
+        env.get("OPENAI_API_KEY") if kind == "openai" else None
+    )
+    if kind == "openai" and not key:
+        raise ConfigError(
+            "AILB_EMBEDDING_API_KEY: AILB_EMBEDDER=openai needs a key; set "
+            "AILB_EMBEDDING_API_KEY or OPENAI_API_KEY"
+        )
+    resolved = msgspec.structs.replace(
+        settings,
+        embedding_model=settings.embedding_model or DEFAULT_EMBEDDING_MODELS[kind],
+        embedding_base_url=base_url.rstrip("/"),
+    )
+    return resolved, Secret(key) if key else None
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
     """Resolve settings from environment variables and the optional YAML file."""
     env = os.environ if env is None else env
-    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_BASE_URL", "CHROMA_URL"):
+    urls = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_BASE_URL", "CHROMA_URL")
+    for var in (*urls, "AILB_EMBEDDING_BASE_URL"):
         if env.get(var):
             try:
                 validate_base_url(env[var])
@@ -449,6 +530,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         field_name = _problem(e, "").split(":", 1)[0]
         var = next((k for k, v in ENV_VARS.items() if v[0] == field_name), field_name)
         raise ConfigError(f"{var}: {_problem(e, '').split(': ', 1)[1]}") from None
+    env_settings, embedder_key = _resolve_embedder(env_settings, env)
 
     try:
         env_deps = tuple(msgspec.convert(d, DeploymentConfig) for d in _env_deployments(env))
@@ -467,11 +549,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
             "AILB_CONFIG; rename the one in the file"
         )
     deployments = env_deps + file_cfg.deployments
+    credentials = _credentials(deployments, env)
+    if embedder_key is not None:
+        credentials[EMBEDDER_CREDENTIAL] = embedder_key
     return Settings(
         env=env_settings,
         deployments=deployments,
         models=file_cfg.models,
-        credentials=_credentials(deployments, env),
+        credentials=credentials,
         config_path=config_path,
         demo=demo,
     )

@@ -1,4 +1,4 @@
-"""A fake Ollama server: POST /api/chat (JSON or NDJSON stream), GET /api/tags.
+"""A fake Ollama server: POST /api/chat (JSON or NDJSON stream), POST /api/embed, GET /api/tags.
 
 Ollama streams unless the request says "stream": false, so the default is NDJSON.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Reply, split_text
+from tests.fakes.server import EMBED_DIMENSIONS, FakeServer, Reply, fake_embedding, split_text
 
 CREATED_AT = "2025-01-01T00:00:00.000000Z"
 NDJSON = "application/x-ndjson"
@@ -103,7 +103,34 @@ async def tags(
     )
 
 
+async def embed(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    """Ollama's /api/embed answer with `fake_embedding` vectors (real Ollama normalises them;
+    the fake does not, so the client's own normalisation is what tests see)."""
+    body = body if isinstance(body, dict) else {}
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not body.get("model"):
+        return web.json_response(ollama_error("model is required"), status=400)
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return web.json_response(ollama_error("invalid input type"), status=400)
+    dims = body.get("dimensions") or EMBED_DIMENSIONS
+    return web.json_response(
+        {
+            "model": body["model"],
+            "embeddings": [fake_embedding(t, dims) for t in texts],
+            "total_duration": 5_000_000,
+            "load_duration": 1_000_000,
+            "prompt_eval_count": sum(len(t.split()) for t in texts),
+        },
+        headers=reply.headers,
+    )
+
+
 def fake_ollama() -> FakeServer:
-    server = FakeServer({("POST", "/api/chat"): chat, ("GET", "/api/tags"): tags})
+    server = FakeServer(
+        {("POST", "/api/chat"): chat, ("POST", "/api/embed"): embed, ("GET", "/api/tags"): tags}
+    )
     server.models = ["llama3.2:latest", "qwen2.5:7b"]
     return server

@@ -1,4 +1,5 @@
-"""A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), GET /v1/models."""
+"""A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), POST /v1/embeddings,
+GET /v1/models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Reply, split_text, sse_frame
+from tests.fakes.server import (
+    EMBED_DIMENSIONS,
+    FakeServer,
+    Reply,
+    fake_embedding,
+    split_text,
+    sse_frame,
+)
+
+
+def openai_error(message: str, param: str | None = None, code: str | None = None) -> Any:
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
 
 
 def completion(model: str, reply: Reply) -> dict[str, Any]:
@@ -111,5 +125,45 @@ async def models(
     )
 
 
+async def embeddings(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    """OpenAI's create-embeddings answer (float encoding) with `fake_embedding` vectors; the
+    request errors OpenAI itself gives for a missing model or an empty input."""
+    body = body if isinstance(body, dict) else {}
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not body.get("model"):
+        return web.json_response(openai_error("you must provide a model parameter"), status=400)
+    if not isinstance(texts, list) or not all(isinstance(t, str) and t for t in texts):
+        return web.json_response(
+            openai_error("'$.input' is invalid: an input cannot be an empty string", "input"),
+            status=400,
+        )
+    dims = body.get("dimensions") or EMBED_DIMENSIONS
+    rows = [
+        {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)}
+        for i, t in enumerate(texts)
+    ]
+    if reply.reorder:
+        rows.reverse()
+    tokens = sum(len(t.split()) for t in texts)
+    return web.json_response(
+        {
+            "object": "list",
+            "data": rows,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+        headers=reply.headers,
+    )
+
+
 def fake_openai() -> FakeServer:
-    return FakeServer({("POST", "/v1/chat/completions"): chat, ("GET", "/v1/models"): models})
+    return FakeServer(
+        {
+            ("POST", "/v1/chat/completions"): chat,
+            ("POST", "/v1/embeddings"): embeddings,
+            ("GET", "/v1/models"): models,
+        }
+    )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ class Reply:
     hang: bool = False  # never answer (until the client gives up)
     stream_error: Any = None  # stream: send this provider-format error event after the events
     pieces: int = 3  # how many content deltas a streamed text is split into
+    reorder: bool = False  # embeddings: list the vectors in reverse (OpenAI's carry an index)
 
 
 @dataclass
@@ -57,6 +60,28 @@ class Recorded:
 
 
 Handler = Callable[["FakeServer", web.Request, Reply, Any], Awaitable[web.StreamResponse]]
+
+
+EMBED_DIMENSIONS = 64  # the fakes' vector size when the request names none
+_STOP_WORDS = frozenset(
+    ("a", "an", "and", "are", "by", "do", "does", "for", "how", "i", "in", "is", "it", "me",
+     "my", "of", "on", "or", "the", "to", "was", "what", "when", "where", "who", "you")
+)  # fmt: skip
+
+
+def fake_embedding(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
+    """A deterministic stand-in for an embedding model: a hashed, signed bag of words (stop
+    words left out), so texts sharing words point the same way and unrelated ones are near
+    orthogonal. Left unnormalised on purpose: the client must normalise."""
+    vec = [0.0] * dimensions
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in _STOP_WORDS:
+            continue
+        h = zlib.crc32(word.encode())
+        vec[h % dimensions] += 1.0 if h & 0x10000 else -1.0
+    if not any(vec):  # no words: still a direction
+        vec[0] = 1.0
+    return vec
 
 
 def split_text(text: str, pieces: int) -> list[str]:

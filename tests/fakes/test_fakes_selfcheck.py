@@ -1,9 +1,11 @@
-"""The Anthropic and Ollama fakes speak their providers' wire formats over real HTTP."""
+"""The Anthropic and Ollama fakes, and the embeddings endpoints of the OpenAI and Ollama fakes,
+speak their providers' wire formats over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,18 +14,21 @@ import pytest
 
 from tests.fakes.anthropic import anthropic_error, fake_anthropic
 from tests.fakes.ollama import fake_ollama, ollama_error
-from tests.fakes.server import FakeServer, Reply, ToolCall
+from tests.fakes.openai import fake_openai, openai_error
+from tests.fakes.server import FakeServer, Reply, ToolCall, fake_embedding
 
 Response = tuple[int, str, bytes]
 
 
-def fetch(url: str, body: Any = None, method: str = "POST", cut: bool = False) -> Response:
+def fetch(
+    url: str, body: Any = None, method: str = "POST", cut: bool = False, timeout: float = 30
+) -> Response:
     """(status, content type, body); with cut=True the body must end in a dropped connection
     and is what arrived before it."""
 
     async def go() -> Response:
         async with (
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
             session.request(method, url, json=body) as r,
         ):
             ctype = r.headers.get("Content-Type", "")
@@ -62,6 +67,11 @@ def anth() -> Iterator[FakeServer]:
 @pytest.fixture
 def oll() -> Iterator[FakeServer]:
     yield from _running(fake_ollama)
+
+
+@pytest.fixture
+def oai() -> Iterator[FakeServer]:
+    yield from _running(fake_openai)
 
 
 TOOL = ToolCall(name="get_weather", arguments='{"city": "Paris"}', id="toolu_1")
@@ -264,3 +274,97 @@ def test_ollama_error_and_tags(oll: FakeServer) -> None:
         "digest": "sha256:0",
         "details": {},
     }
+
+
+# --- embeddings --------------------------------------------------------------------------------
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def test_fake_embeddings_make_similarity_meaningful() -> None:
+    a = fake_embedding("The lamp rotates every 7.5 seconds.")
+    b = fake_embedding("How often does the lamp rotate? Every few seconds?")
+    c = fake_embedding("Tide tables are published on Monday by the harbour master.")
+    assert len(a) == 64 and a == fake_embedding("the LAMP rotates every 7.5 seconds")
+    assert _cosine(a, b) > 0.2 and abs(_cosine(a, c)) < 0.1
+    assert fake_embedding("", 8) == [1.0] + [0.0] * 7  # no words: still a direction
+    assert sum(x * x for x in a) > 1.5  # raw counts: the client must normalise
+
+
+def test_openai_embeddings(oai: FakeServer) -> None:
+    req = {"model": "text-embedding-3-small", "input": ["lamp", "tide tables"],
+           "encoding_format": "float", "dimensions": 16}  # fmt: skip
+    status, ctype, raw = fetch(f"{oai.url}/v1/embeddings", req)
+    assert (status, ctype) == (200, "application/json; charset=utf-8")
+    assert json.loads(raw) == {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": 0, "embedding": fake_embedding("lamp", 16)},
+            {"object": "embedding", "index": 1, "embedding": fake_embedding("tide tables", 16)},
+        ],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+    assert oai.calls("/v1/embeddings")[0].body == req
+    oai.script(Reply(reorder=True))
+    _, _, raw = fetch(f"{oai.url}/v1/embeddings", {"model": "m", "input": ["a", "b", "c"]})
+    rows = json.loads(raw)["data"]
+    assert [r["index"] for r in rows] == [2, 1, 0]
+    assert rows[0]["embedding"] == fake_embedding("c") and len(rows[0]["embedding"]) == 64
+    _, _, raw = fetch(f"{oai.url}/v1/embeddings", {"model": "m", "input": "one text"})
+    assert [r["index"] for r in json.loads(raw)["data"]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("req", "param"),
+    [({"input": ["x"]}, None), ({"model": "m", "input": ["x", ""]}, "input"),
+     ({"model": "m", "input": [1]}, "input")],
+)  # fmt: skip
+def test_openai_embeddings_refuses_what_openai_refuses(
+    oai: FakeServer, req: dict[str, Any], param: str | None
+) -> None:
+    status, _, raw = fetch(f"{oai.url}/v1/embeddings", req)
+    err = json.loads(raw)["error"]
+    assert (status, err["type"], err["param"]) == (400, "invalid_request_error", param)
+
+
+def test_ollama_embed(oll: FakeServer) -> None:
+    req = {"model": "nomic-embed-text", "input": ["lamp", "tide"], "truncate": True}
+    status, ctype, raw = fetch(f"{oll.url}/api/embed", req)
+    assert (status, ctype) == (200, "application/json; charset=utf-8")
+    body = json.loads(raw)
+    assert body["model"] == "nomic-embed-text"
+    assert body["embeddings"] == [fake_embedding("lamp"), fake_embedding("tide")]
+    assert body["prompt_eval_count"] == 2
+    assert isinstance(body["total_duration"], int) and isinstance(body["load_duration"], int)
+    _, _, raw = fetch(f"{oll.url}/api/embed", {"model": "m", "input": "x", "dimensions": 8})
+    assert json.loads(raw)["embeddings"] == [fake_embedding("x", 8)]
+    status, _, raw = fetch(f"{oll.url}/api/embed", {"input": ["x"]})
+    assert (status, json.loads(raw)) == (400, {"error": "model is required"})
+
+
+EMBEDDINGS = [
+    (fake_openai, "/v1/embeddings", openai_error("Incorrect API key provided")),
+    (fake_ollama, "/api/embed", ollama_error('model "m" not found, try pulling it first')),
+]
+
+
+@pytest.mark.parametrize(("factory", "path", "error"), EMBEDDINGS)
+def test_embeddings_failure_modes(factory: Callable[[], FakeServer], path: str, error: Any) -> None:
+    server = factory().start()
+    try:
+        url, req = f"{server.url}{path}", {"model": "m", "input": ["x"]}
+        server.script(Reply(status=401, error=error), Reply(garbage=True), Reply(drop=True),
+                      Reply(hang=True))  # fmt: skip
+        assert fetch(url, req)[::2] == (401, json.dumps(error).encode())
+        assert fetch(url, req)[2] == b"<html>oops</html>"
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            fetch(url, req)
+        with pytest.raises(TimeoutError):
+            fetch(url, req, timeout=0.3)
+        assert len(server.calls(path)) == 4
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ from ailb.api.common import JSONResponse, parse_body
 from ailb.api.openapi import Operation, path_param
 from ailb.api.schemas import CollectionName
 from ailb.auth.identity import caller_id
+from ailb.embeddings import EmbeddingError
 from ailb.errors import InvalidRequest, ServiceUnavailable
 from ailb.rag.service import Collection, DocumentIn, RagService
 from ailb.runtime import Runtime
@@ -158,6 +159,10 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 return await handler(request)  # type: ignore[no-any-return]
             except (StoreUnavailable, TimeoutError):
                 raise ServiceUnavailable("The vector store is unavailable; try again.") from None
+            except EmbeddingError as e:  # a provider embedder failing after the store opened
+                if runtime.vectors is not None:
+                    runtime.vectors.degrade("rag", f"EmbeddingError: {e}"[:300])
+                raise ServiceUnavailable("The embedder is unavailable; try again.") from None
 
         return run
 

@@ -5,12 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
+from ailb.config import (
+    DEFAULT_BASE_URLS,
+    DEFAULT_EMBEDDING_MODELS,
+    EMBEDDER_CREDENTIAL,
+    EnvSettings,
+    Secret,
+)
 from ailb.embeddings.minilm import Array
+from ailb.embeddings.provider import WIRES, EmbeddingError, ProviderEmbedder
+from ailb.embeddings.wordpiece import WordPieceCounter
+
+__all__ = [
+    "Embedder",
+    "EmbeddingError",
+    "LocalEmbedder",
+    "ProviderEmbedder",
+    "build_embedder",
+]
 
 log = logging.getLogger("ailb.embeddings")
 
@@ -48,7 +65,7 @@ class LocalEmbedder:
         self.max_batch = max_batch
         self._loader = loader
         self._model: object | None = None
-        self._tokenizer: Any = None
+        self._counter = WordPieceCounter()
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -62,28 +79,11 @@ class LocalEmbedder:
                 self._model = MiniLM()
         return self._model
 
-    def _counting_tokenizer(self) -> Any:
-        # Only the tokenizer (fast to load): chunking must not wait for the model's weights.
-        if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
-            from ailb.embeddings.minilm import model_dir
-
-            tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
-        return self._tokenizer
-
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = self._counting_tokenizer().encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encoded]
+        return self._counter.count_tokens(texts)
 
     def token_ends(self, text: str) -> list[int] | None:
-        encoded = self._counting_tokenizer().encode(text, add_special_tokens=False)
-        return [end for _, end in encoded.offsets]
+        return self._counter.token_ends(text)
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(self._load)
@@ -132,3 +132,18 @@ class LocalEmbedder:
                 await self._worker
             self._worker = None
             self._queue = None
+
+
+def build_embedder(env: EnvSettings, credentials: Mapping[str, Secret]) -> Embedder:
+    """The configured embedder (AILB_EMBEDDER). load_settings resolves the model, URL and key;
+    the defaults here serve settings made without it (Settings.with_env)."""
+    kind = env.embedder
+    if kind == "local":
+        return LocalEmbedder()
+    return ProviderEmbedder(
+        WIRES[kind],
+        env.embedding_base_url or DEFAULT_BASE_URLS[kind],
+        env.embedding_model or DEFAULT_EMBEDDING_MODELS[kind],
+        credentials.get(EMBEDDER_CREDENTIAL),
+        env.embedding_dimensions,
+    )

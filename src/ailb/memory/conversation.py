@@ -51,6 +51,7 @@ class MemorySettings:
     ttl_s: float = 30 * 86400
     cache_sessions: int = 10_000
     timeout_s: float = 2.0
+    collection: str = COLLECTION  # one per embedder: vectors of different models never mix
 
 
 @dataclass(slots=True)
@@ -156,7 +157,7 @@ class ConversationMemory:
     ) -> list[Turn]:
         vector = (await self.embedder.embed([query]))[0]
         hits = await self.store.query(
-            COLLECTION,
+            self.settings.collection,
             vector,
             self.settings.recall_k,
             where={"$and": [{"owner": owner}, {"session": session}]},
@@ -176,7 +177,7 @@ class ConversationMemory:
             self._cache.move_to_end(key)
             return cached
         records = await self.store.get(
-            COLLECTION, where={"$and": [{"owner": owner}, {"session": session}]}
+            self.settings.collection, where={"$and": [{"owner": owner}, {"session": session}]}
         )
         stored = {
             int(r.metadata["ts"]): Turn(
@@ -239,7 +240,7 @@ class ConversationMemory:
         rows = [(o, s, t) for o, s, turns in batch for t in turns]
         vectors = await self.embedder.embed([t.content for _, _, t in rows])
         await self.store.upsert(
-            COLLECTION,
+            self.settings.collection,
             ids=[f"{o}:{s}:{t.ts}" for o, s, t in rows],
             embeddings=vectors,
             documents=[t.content for _, _, t in rows],
@@ -267,7 +268,7 @@ class ConversationMemory:
         self._cache.pop((owner, session), None)
         turns = await self._history(owner, session)
         await self.store.delete(
-            COLLECTION, where={"$and": [{"owner": owner}, {"session": session}]}
+            self.settings.collection, where={"$and": [{"owner": owner}, {"session": session}]}
         )
         self._cache.pop((owner, session), None)
         return len(turns)
@@ -281,7 +282,7 @@ class ConversationMemory:
 
     async def expire(self, now_ns: int | None = None) -> None:
         cutoff = (now_ns or time.time_ns()) - int(self.settings.ttl_s * 1e9)
-        await self.store.delete(COLLECTION, where={"ts": {"$lt": cutoff}})
+        await self.store.delete(self.settings.collection, where={"ts": {"$lt": cutoff}})
         for key in [k for k, turns in self._cache.items() if turns and turns[-1].ts < cutoff]:
             self._cache.pop(key, None)
 

@@ -4,12 +4,15 @@ embedder cannot be used is answered without it and says so (`x-ailb-memory: degr
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ailb.config import EnvSettings
-from ailb.memory.conversation import ConversationMemory, MemorySettings
+from ailb.embeddings import LocalEmbedder
+from ailb.memory.conversation import COLLECTION, ConversationMemory, MemorySettings
 from ailb.vectorstore.backend import VectorBackend
 
 log = logging.getLogger("ailb.memory")
@@ -22,6 +25,17 @@ DEFAULT_ANSWER = 1024  # room kept for the answer when the client sets no max_to
 def room_for_context(window: int | None, prompt_tokens: int, max_tokens: int) -> int:
     """Tokens left for remembered or retrieved context in the smallest window of the model."""
     return (window or DEFAULT_WINDOW) - prompt_tokens - (max_tokens or DEFAULT_ANSWER)
+
+
+def memory_collection(embedder_name: str) -> str:
+    """The Chroma collection of the turns embedded by this embedder. Vectors of two models
+    cannot share one (their sizes may differ, their spaces always do), so memory starts afresh
+    when the embedder changes. The local embedder keeps the original name."""
+    if embedder_name == LocalEmbedder.name:
+        return COLLECTION
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", embedder_name).strip("-")[:48]
+    digest = hashlib.sha256(embedder_name.encode()).hexdigest()[:8]  # slugs may collide
+    return f"{COLLECTION}-{slug}-{digest}"
 
 
 @dataclass(slots=True)
@@ -41,6 +55,7 @@ class MemoryService:
                 recent_turns=env.memory_recent_turns,
                 max_tokens=env.memory_max_tokens,
                 ttl_s=env.memory_ttl,
+                collection=memory_collection(backend.embedder.name),
             ),
         )
 
