@@ -21,11 +21,12 @@ from typing import Any, Literal
 
 from ailb.embeddings import Embedder
 from ailb.errors import APIError
+from ailb.rag.chunk_cache import ChunkCache, content_id
 from ailb.rag.chunking import Chunk, ChunkSettings, Format, chunk_document
 from ailb.rag.extract import html_to_markdown
 from ailb.rag.ranking import Lexicon, rerank
 from ailb.vectorstore.backend import VectorBackend
-from ailb.vectorstore.chroma import CollectionMissing
+from ailb.vectorstore.chroma import CollectionMissing, Hit
 
 log = logging.getLogger("ailb.rag")
 
@@ -157,6 +158,7 @@ class RagService:
         self._registry: list[Collection] = []
         self._registry_at = -1e9
         self._registry_lock = asyncio.Lock()
+        self.chunk_texts = ChunkCache()
         self.stats = {"searches": 0, "hits": 0, "misses": 0, "degraded": 0, "chunks_ingested": 0}
 
     @property
@@ -236,6 +238,7 @@ class RagService:
     async def delete(self, owner: str, name: str) -> None:
         coll = await self.resolve(owner, name, write=True)
         await self.backend.store.drop(coll.chroma)
+        self.chunk_texts.drop_collection(coll.chroma)
         self._registry_at = -1e9
         log.info("rag_collection_deleted", extra={"collection": name})
 
@@ -277,22 +280,20 @@ class RagService:
             title = _title(doc, chunks)
             user = {USER_META + k: v for k, v in doc.metadata.items()}
             for c in chunks:
-                ids.append(f"{doc.id}#{c.index}")
+                meta = {
+                    **user,
+                    "doc_id": doc.id,
+                    "chunk": c.index,
+                    "chunks": len(chunks),
+                    "start": c.start,
+                    "end": c.end,
+                    "chars": len(doc.text),
+                    "title": title,
+                    "section": " > ".join(c.headings),
+                }
+                ids.append(content_id(doc.id, c.index, c.text, meta))
                 texts.append(c.text)
-                metas.append(
-                    {
-                        **user,
-                        "doc_id": doc.id,
-                        "chunk": c.index,
-                        "chunks": len(chunks),
-                        "start": c.start,
-                        "end": c.end,
-                        "chars": len(doc.text),
-                        "title": title,
-                        "section": " > ".join(c.headings),
-                        "created_at": now,
-                    }
-                )
+                metas.append({**meta, "created_at": now})
         # Embedded across documents in large batches: one model pass per batch, not per file.
         for start in range(0, len(ids), EMBED_BATCH):
             end = start + EMBED_BATCH
@@ -302,6 +303,8 @@ class RagService:
                 store.upsert(coll.chroma, ids[start:end], vectors, texts[start:end],
                              metas[start:end], create=False),
             )  # fmt: skip
+        for i, text, meta in zip(ids, texts, metas, strict=True):
+            self.chunk_texts.put(coll.chroma, i, text, meta)
         kept = set(ids)
         stale = [i for i in old if i not in kept]
         if stale:  # a new version with fewer chunks: drop the old tail
@@ -356,9 +359,7 @@ class RagService:
         self._check_embedder(coll)
         vector = (await self.embedder.embed([query]))[0]
         pool = max(SEARCH_POOL, top_k)
-        hits = await self._on(
-            coll, self.backend.store.query(coll.chroma, vector, pool, create=False)
-        )
+        hits = await self._candidates(coll, vector, pool)
         ranked = await asyncio.to_thread(
             rerank,
             self.lexicon,
@@ -396,6 +397,26 @@ class RagService:
                 out.append(p)
             else:
                 out[near] = _joined(out[near], p)
+        return out
+
+    async def _candidates(self, coll: Collection, vector: Any, pool: int) -> list[Hit]:
+        """The nearest chunks with their texts: ids and scores from Chroma, texts from the
+        cache, and only the ones not cached yet read back from Chroma."""
+        store = self.backend.store
+        near = await self._on(coll, store.query(coll.chroma, vector, pool, create=False,
+                                                texts=False))  # fmt: skip
+        cache = self.chunk_texts
+        missing = [h.id for h in near if cache.get(coll.chroma, h.id) is None]
+        found = {}
+        if missing:
+            for r in await self._on(coll, store.get(coll.chroma, ids=missing, create=False)):
+                found[r.id] = (r.document, r.metadata)
+                cache.put(coll.chroma, r.id, r.document, r.metadata)
+        out = []
+        for h in near:
+            got = cache.get(coll.chroma, h.id) or found.get(h.id)
+            if got is not None:  # None: deleted between the query and the read
+                out.append(Hit(h.id, got[0], got[1], h.score))
         return out
 
 

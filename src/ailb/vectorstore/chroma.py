@@ -186,16 +186,23 @@ class VectorStore:
         k: int,
         where: Where | None = None,
         create: bool = True,
+        texts: bool = True,
     ) -> list[Hit]:
+        """The k nearest records; with `texts=False` only ids and scores (documents and
+        metadata cost Chroma several times the search itself)."""
+        include = ["documents", "metadatas", "distances"] if texts else ["distances"]
+
         def run() -> list[Hit]:
             res = self._collection(collection, create).query(
                 query_embeddings=[embedding],
                 n_results=k,
                 where=dict(where) if where else None,
-                include=["documents", "metadatas", "distances"],
+                include=include,
             )
-            ids, docs = res["ids"][0], (res["documents"] or [[]])[0]
-            metas, dists = (res["metadatas"] or [[]])[0], (res["distances"] or [[]])[0]
+            ids, dists = res["ids"][0], (res["distances"] or [[]])[0]
+            n = len(ids)
+            docs = (res["documents"] or [[""] * n])[0]
+            metas = (res["metadatas"] or [[{}] * n])[0]
             return [
                 Hit(i, d or "", dict(m or {}), 1.0 - float(dist))
                 for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
