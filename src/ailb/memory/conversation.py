@@ -4,6 +4,14 @@ A request with `session_id` gets the session's most recent turns verbatim plus o
 relevant to its new message (by embedding similarity), in chronological order, inside a token
 budget, as one fenced system message marked as data. Turns the client already sent are left
 out. Exchanges are written after the answer by a background writer, never on the request path.
+
+Recall works on exchanges (the user's message and the answer to it): an older exchange is as
+relevant as the best of its vectors, and comes back whole when the budget allows, since an
+answer without its question (or a fact without its reply) is half the context. Besides one
+vector a turn, a user turn of several sentences gets one vector per sentence: a fact said in
+passing ("... Oh, and by the way: I grew up in Dundee.") is lost in the vector of a message that
+is mostly about something else. Only user turns: they are where people state their own facts,
+and they are short, while answers hold most of the tokens (bench/memory/README.md measures it).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,6 +40,12 @@ MEMORY_PREAMBLE = (
 )
 
 
+POOL = 8  # nearest records asked of the store per exchange to recall (recent turns, sentence
+# vectors and turns the client sent take places too)
+MAX_PARTS = 16  # sentence vectors of one user turn at most (a long paste: sentences grouped)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     role: str  # user | assistant
@@ -45,8 +60,11 @@ class Turn:
 @dataclass(frozen=True, slots=True)
 class MemorySettings:
     recent_turns: int = 6
-    recall_k: int = 6
-    min_score: float = 0.25
+    recall_k: int = 8  # older exchanges recalled at most
+    # Cosine below which an older turn is taken as unrelated. Low on purpose: MiniLM scores a
+    # paraphrased question and the fact it asks about 0.1-0.3, as it does loosely related
+    # chatter, so the rank decides, within recall_k and the budget (bench/memory/README.md).
+    min_score: float = 0.1
     max_tokens: int = 2000
     ttl_s: float = 30 * 86400
     cache_sessions: int = 10_000
@@ -76,6 +94,51 @@ def new_turns(messages: Sequence[dict[str, Any]]) -> list[Turn]:
                 out.append(Turn("user", text, 0))
     out.reverse()
     return [Turn(t.role, t.content, now + i) for i, t in enumerate(out)]
+
+
+def sentence_parts(text: str) -> list[str]:
+    """The sentences (or lines) of a user turn that has several, each embedded on its own as
+    well; fragments of one or two words ("Anyway.") are joined to the next sentence."""
+    parts: list[str] = []
+    carry = ""
+    for piece in _SENTENCE_END.split(text):
+        piece = f"{carry} {piece.strip()}".strip()
+        if len(piece.split()) < 3:
+            carry = piece
+            continue
+        parts.append(piece)
+        carry = ""
+    if carry:
+        if parts:
+            parts[-1] = f"{parts[-1]} {carry}"
+        else:
+            parts.append(carry)
+    if len(parts) < 2:
+        return []
+    if len(parts) > MAX_PARTS:
+        size = -(-len(parts) // MAX_PARTS)
+        parts = [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+    return parts
+
+
+def _exchanges(turns: Sequence[Turn]) -> dict[int, int]:
+    """Each turn's exchange (by ts): a new one starts at a user turn that follows an answer."""
+    out: dict[int, int] = {}
+    n = 0
+    previous = ""
+    for t in turns:
+        if t.role == "user" and previous == "assistant":
+            n += 1
+        out[t.ts] = n
+        previous = t.role
+    return out
+
+
+def _turn_ts(record_id: str) -> int | None:
+    """The ts in a record id: `owner:session:ts` for a turn, `owner:session:ts#n` for one of
+    its sentences (owner and session may hold colons, the ts never does)."""
+    tail = record_id.rsplit(":", 1)[-1].split("#", 1)[0]
+    return int(tail) if tail.isdigit() else None
 
 
 class ConversationMemory:
@@ -137,12 +200,18 @@ class ConversationMemory:
             recalled = 0
             query = " ".join(t.content for t in new_turns(messages))[-2000:]
             if older and query and used < budget:
-                for t in await self._relevant(owner, session, query, older):
-                    if used + t.tokens > budget:
+                for exchange, matched in await self._relevant(
+                    owner, session, query, older, history
+                ):
+                    cost = sum(t.tokens for t in exchange)
+                    if used + cost > budget:  # no room for all of it: the turns that matched
+                        exchange = matched
+                        cost = sum(t.tokens for t in exchange)
+                    if used + cost > budget:
                         continue
-                    chosen.append(t)
-                    used += t.tokens
-                    recalled += 1
+                    chosen.extend(exchange)
+                    used += cost
+                    recalled += len(exchange)
         if not chosen:
             self.stats["misses"] += 1
             return Recall(messages)
@@ -153,22 +222,38 @@ class ConversationMemory:
         return Recall(insert_after_system(messages, memory), recent, recalled)
 
     async def _relevant(
-        self, owner: str, session: str, query: str, older: list[Turn]
-    ) -> list[Turn]:
+        self, owner: str, session: str, query: str, older: list[Turn], history: list[Turn]
+    ) -> list[tuple[list[Turn], list[Turn]]]:
+        """The older exchanges most similar to `query` (each scored by its best vector, at
+        least min_score), best first: (its older turns, the turns that matched)."""
         vector = (await self.embedder.embed([query]))[0]
         hits = await self.store.query(
             self.settings.collection,
             vector,
-            self.settings.recall_k,
+            POOL * self.settings.recall_k,
             where={"$and": [{"owner": owner}, {"session": session}]},
+            texts=False,  # the ts is in the id
         )
         candidates = {t.ts: t for t in older}
-        out = []
-        for h in sorted(hits, key=lambda h: -h.score):
-            t = candidates.get(int(h.metadata.get("ts", -1)))
-            if t is not None and h.score >= self.settings.min_score:
-                out.append(t)
-        return out
+        exchange_of = _exchanges(history)
+        best: dict[int, float] = {}
+        matched: dict[int, dict[int, Turn]] = {}
+        for h in hits:
+            ts = _turn_ts(h.id)
+            t = candidates.get(ts) if ts is not None else None
+            if t is None or h.score < self.settings.min_score:
+                continue
+            x = exchange_of[t.ts]
+            best[x] = max(best.get(x, h.score), h.score)
+            matched.setdefault(x, {})[t.ts] = t
+        top = sorted(best, key=lambda x: -best[x])[: self.settings.recall_k]
+        return [
+            (
+                [t for t in older if exchange_of[t.ts] == x],
+                sorted(matched[x].values(), key=lambda t: t.ts),
+            )
+            for x in top
+        ]
 
     async def _history(self, owner: str, session: str) -> list[Turn]:
         key = (owner, session)
@@ -184,7 +269,7 @@ class ConversationMemory:
                 str(r.metadata.get("role", "user")), r.document, int(r.metadata["ts"])
             )
             for r in records
-            if "ts" in r.metadata
+            if "ts" in r.metadata and "part" not in r.metadata  # not a sentence's record
         }
         for t in self._pending.get(key, ()):
             stored.setdefault(t.ts, t)
@@ -238,13 +323,26 @@ class ConversationMemory:
 
     async def _write(self, batch: list[tuple[str, str, list[Turn]]]) -> None:
         rows = [(o, s, t) for o, s, turns in batch for t in turns]
-        vectors = await self.embedder.embed([t.content for _, _, t in rows])
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[dict[str, Any]] = []
+        for o, s, t in rows:
+            meta: dict[str, Any] = {"owner": o, "session": s, "role": t.role, "ts": t.ts}
+            ids.append(f"{o}:{s}:{t.ts}")
+            texts.append(t.content)
+            metadatas.append(meta)
+            if t.role == "user":
+                for n, part in enumerate(sentence_parts(t.content), 1):
+                    ids.append(f"{o}:{s}:{t.ts}#{n}")
+                    texts.append(part)
+                    metadatas.append({**meta, "part": n})
+        vectors = await self.embedder.embed(texts)
         await self.store.upsert(
             self.settings.collection,
-            ids=[f"{o}:{s}:{t.ts}" for o, s, t in rows],
+            ids=ids,
             embeddings=vectors,
-            documents=[t.content for _, _, t in rows],
-            metadatas=[{"owner": o, "session": s, "role": t.role, "ts": t.ts} for o, s, t in rows],
+            documents=texts,
+            metadatas=metadatas,
         )
         self.stats["writes"] += len(rows)
         self.last_error = None
