@@ -31,11 +31,13 @@ def model() -> MiniLM:
     return MiniLM()
 
 
-def run(coro_fn: Any, tmp_path: Any, model: MiniLM, **settings: Any) -> Any:
+def run(coro_fn: Any, tmp_path: Any, model: MiniLM, store: Any = None, **settings: Any) -> Any:
+    """coro_fn(memory) on a real store (`store(tmp_path)` makes another kind) and encoder."""
+
     async def main() -> Any:
-        store = VectorStore(str(tmp_path / "store"))
+        store_ = store(tmp_path) if store else VectorStore(str(tmp_path / "store"))
         embedder = LocalEmbedder(loader=lambda: model)
-        memory = ConversationMemory(store, embedder, MemorySettings(**settings))
+        memory = ConversationMemory(store_, embedder, MemorySettings(**settings))
         memory.start()
         try:
             return await coro_fn(memory)

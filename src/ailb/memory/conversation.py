@@ -21,13 +21,15 @@ import contextlib
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ailb.embeddings import Embedder
 from ailb.memory.fence import fenced, insert_after_system
+from ailb.memory.session_cache import CachedSession, SessionCache
 from ailb.providers.base import estimate_tokens, message_text
 from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
 
@@ -40,8 +42,8 @@ MEMORY_PREAMBLE = (
 )
 
 
-POOL = 8  # nearest records asked of the store per exchange to recall (recent turns, sentence
-# vectors and turns the client sent take places too)
+POOL = 8  # nearest records taken per exchange to recall (recent turns, sentence vectors and
+# turns the client sent take places too)
 MAX_PARTS = 16  # sentence vectors of one user turn at most (a long paste: sentences grouped)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
 
@@ -68,6 +70,7 @@ class MemorySettings:
     max_tokens: int = 2000
     ttl_s: float = 30 * 86400
     cache_sessions: int = 10_000
+    cache_vectors: int = 100_000  # ~77 MB of float16 vectors of hot sessions' records
     timeout_s: float = 2.0
     collection: str = COLLECTION  # one per embedder: vectors of different models never mix
 
@@ -134,19 +137,12 @@ def _exchanges(turns: Sequence[Turn]) -> dict[int, int]:
     return out
 
 
-def _turn_ts(record_id: str) -> int | None:
-    """The ts in a record id: `owner:session:ts` for a turn, `owner:session:ts#n` for one of
-    its sentences (owner and session may hold colons, the ts never does)."""
-    tail = record_id.rsplit(":", 1)[-1].split("#", 1)[0]
-    return int(tail) if tail.isdigit() else None
-
-
 class ConversationMemory:
     def __init__(self, store: VectorStore, embedder: Embedder, settings: MemorySettings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self._cache: OrderedDict[tuple[str, str], list[Turn]] = OrderedDict()
+        self._cache = SessionCache(settings.cache_sessions, settings.cache_vectors)
         self._writes: asyncio.Queue[tuple[str, str, list[Turn]]] = asyncio.Queue()
         # Turns queued but not yet stored: a quick next request must still see them.
         self._pending: dict[tuple[str, str], list[Turn]] = {}
@@ -181,7 +177,8 @@ class ConversationMemory:
         timeout) when memory cannot be consulted, and the caller answers without it."""
         self.stats["recalls"] += 1
         async with asyncio.timeout(self.settings.timeout_s):
-            history = await self._history(owner, session)
+            cached = await self._session(owner, session)
+            history = cached.turns
             if not history:
                 self.stats["misses"] += 1
                 return Recall(messages)
@@ -200,9 +197,7 @@ class ConversationMemory:
             recalled = 0
             query = " ".join(t.content for t in new_turns(messages))[-2000:]
             if older and query and used < budget:
-                for exchange, matched in await self._relevant(
-                    owner, session, query, older, history
-                ):
+                for exchange, matched in await self._relevant(cached, query, older):
                     cost = sum(t.tokens for t in exchange)
                     if used + cost > budget:  # no room for all of it: the turns that matched
                         exchange = matched
@@ -222,29 +217,22 @@ class ConversationMemory:
         return Recall(insert_after_system(messages, memory), recent, recalled)
 
     async def _relevant(
-        self, owner: str, session: str, query: str, older: list[Turn], history: list[Turn]
+        self, cached: CachedSession, query: str, older: list[Turn]
     ) -> list[tuple[list[Turn], list[Turn]]]:
         """The older exchanges most similar to `query` (each scored by its best vector, at
         least min_score), best first: (its older turns, the turns that matched)."""
         vector = (await self.embedder.embed([query]))[0]
-        hits = await self.store.query(
-            self.settings.collection,
-            vector,
-            POOL * self.settings.recall_k,
-            where={"$and": [{"owner": owner}, {"session": session}]},
-            texts=False,  # the ts is in the id
-        )
+        hits = cached.nearest(vector, POOL * self.settings.recall_k)
         candidates = {t.ts: t for t in older}
-        exchange_of = _exchanges(history)
+        exchange_of = _exchanges(cached.turns)
         best: dict[int, float] = {}
         matched: dict[int, dict[int, Turn]] = {}
-        for h in hits:
-            ts = _turn_ts(h.id)
-            t = candidates.get(ts) if ts is not None else None
-            if t is None or h.score < self.settings.min_score:
+        for ts, score in hits:
+            t = candidates.get(ts)
+            if t is None or score < self.settings.min_score:
                 continue
             x = exchange_of[t.ts]
-            best[x] = max(best.get(x, h.score), h.score)
+            best[x] = max(best.get(x, score), score)
             matched.setdefault(x, {})[t.ts] = t
         top = sorted(best, key=lambda x: -best[x])[: self.settings.recall_k]
         return [
@@ -256,13 +244,19 @@ class ConversationMemory:
         ]
 
     async def _history(self, owner: str, session: str) -> list[Turn]:
+        return (await self._session(owner, session)).turns
+
+    async def _session(self, owner: str, session: str) -> CachedSession:
+        """The session's turns and record vectors: from the cache, else read from the store
+        once (the turns queued but not yet stored included)."""
         key = (owner, session)
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             return cached
         records = await self.store.get(
-            self.settings.collection, where={"$and": [{"owner": owner}, {"session": session}]}
+            self.settings.collection,
+            where={"$and": [{"owner": owner}, {"session": session}]},
+            vectors=True,
         )
         stored = {
             int(r.metadata["ts"]): Turn(
@@ -273,18 +267,15 @@ class ConversationMemory:
         }
         for t in self._pending.get(key, ()):
             stored.setdefault(t.ts, t)
-        turns = sorted(stored.values(), key=lambda t: t.ts)
-        self._remember_locally(key, turns, replace=True)
-        return turns
-
-    def _remember_locally(self, key: tuple[str, str], turns: list[Turn], replace: bool) -> None:
-        if replace or key not in self._cache:
-            self._cache[key] = list(turns)
-        else:
-            self._cache[key].extend(turns)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.settings.cache_sessions:
-            self._cache.popitem(last=False)
+        cached = CachedSession(sorted(stored.values(), key=lambda t: t.ts))
+        with_vectors = [r for r in records if "ts" in r.metadata and r.embedding is not None]
+        if with_vectors:
+            cached.add_vectors(
+                [int(r.metadata["ts"]) for r in with_vectors],
+                np.stack([np.asarray(r.embedding) for r in with_vectors]),
+            )
+        self._cache.put(key, cached)
+        return cached
 
     # --- storing -----------------------------------------------------------------------------
 
@@ -298,8 +289,9 @@ class ConversationMemory:
         if not turns:
             return
         key = (owner, session)
-        if key in self._cache:
-            self._remember_locally(key, turns, replace=False)
+        cached = self._cache.get(key)
+        if cached is not None:
+            cached.turns.extend(turns)
         self._pending.setdefault(key, []).extend(turns)
         self._writes.put_nowait((owner, session, turns))
 
@@ -346,6 +338,11 @@ class ConversationMemory:
         )
         self.stats["writes"] += len(rows)
         self.last_error = None
+        by_session: dict[tuple[str, str], list[int]] = {}
+        for i, m in enumerate(metadatas):
+            by_session.setdefault((m["owner"], m["session"]), []).append(i)
+        for key, rows_of in by_session.items():  # hot sessions search their new records too
+            self._cache.add_vectors(key, [metadatas[i]["ts"] for i in rows_of], vectors[rows_of])
         for o, s, turns in batch:
             pending = self._pending.get((o, s))
             if pending is not None:
@@ -358,17 +355,17 @@ class ConversationMemory:
 
     async def session(self, owner: str, session: str) -> list[Turn]:
         await self.flush()
-        self._cache.pop((owner, session), None)
+        self._cache.pop((owner, session))
         return await self._history(owner, session)
 
     async def forget(self, owner: str, session: str) -> int:
         await self.flush()
-        self._cache.pop((owner, session), None)
+        self._cache.pop((owner, session))
         turns = await self._history(owner, session)
         await self.store.delete(
             self.settings.collection, where={"$and": [{"owner": owner}, {"session": session}]}
         )
-        self._cache.pop((owner, session), None)
+        self._cache.pop((owner, session))
         return len(turns)
 
     async def flush(self, within: float = 5.0) -> None:
@@ -381,8 +378,7 @@ class ConversationMemory:
     async def expire(self, now_ns: int | None = None) -> None:
         cutoff = (now_ns or time.time_ns()) - int(self.settings.ttl_s * 1e9)
         await self.store.delete(self.settings.collection, where={"ts": {"$lt": cutoff}})
-        for key in [k for k, turns in self._cache.items() if turns and turns[-1].ts < cutoff]:
-            self._cache.pop(key, None)
+        self._cache.expire(cutoff)
 
     async def _expire_loop(self) -> None:
         interval = max(1.0, min(self.settings.ttl_s / 10, 3600.0))

@@ -36,6 +36,7 @@ class Record:
     id: str
     document: str
     metadata: dict[str, Any]
+    embedding: Array | None = None  # only when asked for
 
 
 class StoreUnavailable(Exception):
@@ -218,20 +219,27 @@ class VectorStore:
         limit: int | None = None,
         offset: int | None = None,
         create: bool = True,
+        vectors: bool = False,
     ) -> list[Record]:
+        include = (
+            ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
+        )
+
         def run() -> list[Record]:
             res = self._collection(collection, create).get(
                 ids=list(ids) if ids is not None else None,
                 where=dict(where) if where else None,
                 limit=limit,
                 offset=offset,
-                include=["documents", "metadatas"],
+                include=include,
             )
-            docs = res["documents"] or [""] * len(res["ids"])
-            metas = res["metadatas"] or [{}] * len(res["ids"])
+            n = len(res["ids"])
+            docs = res["documents"] or [""] * n
+            metas = res["metadatas"] or [{}] * n
+            embs = res["embeddings"] if vectors and res["embeddings"] is not None else [None] * n
             return [
-                Record(i, d or "", dict(m or {}))
-                for i, d, m in zip(res["ids"], docs, metas, strict=True)
+                Record(i, d or "", dict(m or {}), e)
+                for i, d, m, e in zip(res["ids"], docs, metas, embs, strict=True)
             ]
 
         return await self._call(run)  # type: ignore[no-any-return]
