@@ -24,6 +24,7 @@ def order(lexicon: Lexicon, query: str, cands: list[tuple[str, str, float]], **k
         ("what is the", []),
         ("sys.path_hooks and os.walk()", ["sys", "path_hook", "os", "walk"]),
         ("don't", ["don't"]),
+        ("Django\u2019s cache can\u2019t", ["django", "cach", "can't"]),  # typeset apostrophe
     ],
 )
 def test_terms_are_stemmed_without_function_words(

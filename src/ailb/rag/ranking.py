@@ -60,7 +60,10 @@ class Lexicon:
         return s
 
     def terms(self, text: str) -> list[str]:
-        return [self.stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+        # Typeset apostrophes (HTML docs use ’) would split "Django’s" into "django" + "s",
+        # and the stray letter then matches every possessive among the candidates.
+        text = text.lower().replace("\u2019", "'")
+        return [self.stem(w) for w in _WORD.findall(text) if w not in STOPWORDS]
 
     def doc_terms(self, key: str | None, text: str) -> list[str]:
         if key is None:
@@ -78,7 +81,7 @@ class Lexicon:
         """Distinct terms of a query; all function words: the words themselves."""
         terms = self.terms(text)
         if not terms:
-            terms = [self.stem(w) for w in _WORD.findall(text.lower())]
+            terms = [self.stem(w) for w in _WORD.findall(text.lower().replace("\u2019", "'"))]
         return list(dict.fromkeys(terms))
 
 
