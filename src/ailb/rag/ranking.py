@@ -60,7 +60,7 @@ class Lexicon:
         return s
 
     def terms(self, text: str) -> list[str]:
-        # Typeset apostrophes (HTML docs use ’) would split "Django’s" into "django" + "s",
+        # Typeset apostrophes (U+2019 in HTML docs) would split "Django\u2019s" into "django" + "s",
         # and the stray letter then matches every possessive among the candidates.
         text = text.lower().replace("\u2019", "'")
         return [self.stem(w) for w in _WORD.findall(text) if w not in STOPWORDS]
