@@ -15,6 +15,7 @@ from ailb.memory.service import memory_collection
 from tests.fakes.ollama import fake_ollama
 from tests.fakes.openai import fake_openai, openai_error
 from tests.fakes.server import FakeServer, Reply
+from tests.rag.test_rag_e2e import ALICE, GUIDE, NOTES
 
 CONFIG = """
 deployments:
@@ -25,19 +26,6 @@ deployments:
     context_window: 16000
 """
 KEY = "emb-key-0123456789abcdef"
-ALICE = {"Authorization": "Bearer sk-alice"}
-GUIDE = """# Lighthouse guide
-
-## Installing
-
-Install the lighthouse daemon with `apt install lighthoused`, then enable it with
-`systemctl enable --now lighthoused`.
-
-## Lamps
-
-The lamp rotates every 7.5 seconds. Replace the bulb when the counter passes 9000 hours.
-"""
-NOTES = "Tide tables are published every Monday by the harbour master."
 
 
 @pytest.fixture

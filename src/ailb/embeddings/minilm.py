@@ -48,7 +48,7 @@ class MiniLM:
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.no_padding()  # batches are padded here, after sorting by length
-        self._lock = threading.Lock()  # the tokenizer's truncation state is shared
+        self._lock = threading.Lock()  # one tokenizer, shared by the callers' threads
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
         options.inter_op_num_threads = 1
@@ -60,15 +60,6 @@ class MiniLM:
         self._session = onnxruntime.InferenceSession(
             graph, options, providers=["CPUExecutionProvider"]
         )
-
-    def tokens(self, text: str) -> int:
-        """How many model tokens a text has (before truncation)."""
-        with self._lock:
-            self._tokenizer.no_truncation()
-            try:
-                return len(self._tokenizer.encode(text).ids)
-            finally:
-                self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
 
     def embed(self, texts: list[str], batch_size: int = 32) -> Array:
         if not texts:

@@ -406,15 +406,15 @@ class RagService:
         near = await self._on(coll, store.query(coll.chroma, vector, pool, create=False,
                                                 texts=False))  # fmt: skip
         cache = self.chunk_texts
-        missing = [h.id for h in near if cache.get(coll.chroma, h.id) is None]
-        found = {}
+        texts = {h.id: cache.get(coll.chroma, h.id) for h in near}
+        missing = [i for i, got in texts.items() if got is None]
         if missing:
             for r in await self._on(coll, store.get(coll.chroma, ids=missing, create=False)):
-                found[r.id] = (r.document, r.metadata)
+                texts[r.id] = (r.document, r.metadata)
                 cache.put(coll.chroma, r.id, r.document, r.metadata)
         out = []
         for h in near:
-            got = cache.get(coll.chroma, h.id) or found.get(h.id)
+            got = texts[h.id]
             if got is not None:  # None: deleted between the query and the read
                 out.append(Hit(h.id, got[0], got[1], h.score))
         return out
