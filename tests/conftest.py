@@ -9,6 +9,7 @@ import pytest
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer
 from tests.gateway import RunningGateway, settings_for
+from tests.services import pg_schema, postgres_dsn, redis_url  # noqa: F401
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Usage records, budgets and the prices they are computed from."""

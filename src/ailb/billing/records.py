@@ -1,0 +1,52 @@
+"""What one request leaves in the usage ledger, and how the ledger is asked about it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+GroupBy = Literal["key", "model", "day"]
+
+
+class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One request, as billed. Tokens are the provider's figures unless `estimated`."""
+
+    request_id: str  # unique: writing the same record twice keeps one
+    ts: float  # Unix seconds (UTC) when the request started
+    key_id: str  # the AILB key id; "master" or "anonymous" without a key record
+    model: str
+    deployment: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float
+    status: int
+    estimated: bool = False
+    stream: bool = False
+    user: str | None = None  # the request's `user` field
+    session_id: str | None = None
+    collection: str | None = None
+    instance: str = ""
+
+
+class UsageQuery(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str | None = None
+    model: str | None = None
+    from_ts: float | None = None  # inclusive
+    to_ts: float | None = None  # exclusive
+    group_by: tuple[GroupBy, ...] = ()
+    limit: int = 1000
+
+
+class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One group of a usage query (one row in all when nothing is grouped)."""
+
+    key_id: str | None = None
+    model: str | None = None
+    day: str | None = None  # YYYY-MM-DD, UTC
+    requests: int = 0
+    errors: int = 0  # status >= 400
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0

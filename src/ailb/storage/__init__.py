@@ -1,0 +1,52 @@
+"""Where keys and the usage ledger live: SQLite (embedded default) or PostgreSQL (shared).
+
+Both engines implement `Store`; the gateway never knows which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ailb.auth.keys import ApiKey
+from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the operation; the message names it."""
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and create the schema if missing (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    # --- keys -------------------------------------------------------------------------------
+
+    async def insert_key(self, key: ApiKey) -> int:
+        """Add a new key; returns its change sequence number."""
+
+    async def update_key(self, key: ApiKey) -> int:
+        """Replace the stored record with the same id; returns its new change sequence."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def keys_changed_since(self, seq: int) -> tuple[int, list[ApiKey]]:
+        """Keys inserted or updated after change sequence `seq` (by any process sharing the
+        database), and the highest sequence now stored (`seq` itself when nothing changed)."""
+
+    # --- usage ledger -----------------------------------------------------------------------
+
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> int:
+        """Append records in one transaction; a request_id already stored is skipped.
+        Returns how many were new."""
+
+    async def query_usage(self, query: UsageQuery) -> list[UsageRow]: ...
+
+    async def spent_since(
+        self, since: float, key_id: str | None = None
+    ) -> dict[str, tuple[float, int]]:
+        """key id -> (cost in USD, prompt + completion tokens) of records with ts >= since."""
