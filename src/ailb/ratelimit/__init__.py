@@ -1,0 +1,104 @@
+"""Admission: rate windows and quotas checked, and charged, in one atomic step.
+
+Rate limits are sliding 60-second windows kept as per-second buckets. A request is admitted only
+if every window it touches has room (the last 61 whole seconds are counted, so no 60-second span
+ever holds more than the limit); then all of them are charged together. Quotas (budgets) hold
+what was spent in the current period plus reservations of requests still running; a request is
+admitted if spent + reserved + its estimate fits, and its reservation is replaced by the actual
+figure when it settles. Reservations of requests that never settle (a crashed instance) expire.
+
+Two backends implement `Admitter` with the same semantics: in-process (`local`) and Redis
+(`redis`, one Lua script per check, so many instances share exact counters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+WINDOW_SECONDS = 60
+# How long an unsettled reservation counts: longer than any request deadline, so only the
+# reservations of requests that will never settle (a crashed instance) run out.
+RESERVATION_TTL = 900
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """A limit of `limit` units per 60 s on counter `name`; this request costs `cost` units
+    (1 for a requests window, the token estimate for a tokens window)."""
+
+    name: str
+    limit: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A period budget on counter `name` (one per key and period, e.g. `k:<id>:2026-12`).
+    A limit of None is not checked. `ttl` is how long the period's counter must live (None:
+    forever); `seed_usd`/`seed_tokens` are what the ledger says was already spent, used only
+    when the counter does not exist yet (first use, or a Redis that lost its data)."""
+
+    name: str
+    usd_limit: float | None
+    token_limit: int | None
+    usd_estimate: float
+    token_estimate: int
+    ttl: int | None = None
+    seed_usd: float = 0.0
+    seed_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """A window after the check, for the x-ratelimit-* headers."""
+
+    name: str
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the window is empty again
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What `settle` needs to correct an admitted request's charges."""
+
+    request_id: str
+    second: int  # the bucket the token estimates were charged to
+    token_windows: tuple[tuple[str, int], ...] = ()  # (window name, estimated tokens)
+    quota: Quota | None = None
+
+
+@dataclass(slots=True)
+class Admission:
+    allowed: bool
+    windows: list[WindowState] = field(default_factory=list)
+    ticket: Ticket | None = None
+    denied_by: str | None = None  # the window or quota name that refused
+    reason: Literal["rate", "quota", "revoked"] | None = None
+    retry_after: float = 0.0  # seconds until the refused window has room (rate only)
+
+
+class AdmissionUnavailable(Exception):
+    """The shared backend (Redis) cannot be reached."""
+
+
+class Admitter(Protocol):
+    async def admit(
+        self,
+        request_id: str,
+        windows: Sequence[RateWindow],
+        quota: Quota | None = None,
+        revocation: str | None = None,
+    ) -> Admission:
+        """Check and, if everything has room, charge. `revocation`: a key id refused when
+        it was revoked through `revoke` (checked in the same atomic step)."""
+
+    async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
+        """Replace the estimates with the actual figures (tokens windows and the quota)."""
+
+    async def revoke(self, key_id: str, ttl: int) -> None:
+        """Remember a revocation for `ttl` seconds (at least the key cache's refresh time)."""
+
+    async def close(self) -> None: ...

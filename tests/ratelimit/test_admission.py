@@ -1,0 +1,516 @@
+"""The same behaviour from both backends (on a fake clock, so sliding is deterministic), plus
+what only a shared Redis shows: atomic checks across instances, key expiry, failing fast."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+import redis.asyncio
+
+from ailb.ratelimit import (
+    RESERVATION_TTL,
+    Admission,
+    AdmissionUnavailable,
+    Admitter,
+    Quota,
+    RateWindow,
+    Ticket,
+)
+from ailb.ratelimit.local import SWEEP_EVERY, LocalAdmitter
+from ailb.ratelimit.redis import RedisAdmitter
+
+T0 = 1_000_000.0
+REQUESTS = "k:1:requests"
+TOKENS = "k:1:tokens"
+BUDGET = "k:1:2026-12"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, offset: float) -> None:
+        self.now = T0 + offset
+
+
+Body = Callable[[Admitter, Clock], Awaitable[None]]
+
+
+class Backend:
+    """Admitters of one kind on a fake clock, made and closed inside the test's event loop."""
+
+    def __init__(self, url: str | None = None, prefix: str = "") -> None:
+        self.url = url
+        self.prefix = prefix
+
+    def make(self, clock: Clock) -> Admitter:
+        if self.url is None:
+            return LocalAdmitter(clock)
+        return RedisAdmitter(self.url, prefix=self.prefix, clock=clock)
+
+    def run(self, body: Body) -> None:
+        async def main() -> None:
+            clock = Clock()
+            admitter = self.make(clock)
+            try:
+                await body(admitter, clock)
+            finally:
+                await admitter.close()
+
+        asyncio.run(main())
+
+
+async def _delete_keys(url: str, prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"ailb-test:{uuid.uuid4().hex}:"
+    yield prefix
+    asyncio.run(_delete_keys(redis_url, prefix))
+
+
+@pytest.fixture(params=["local", "redis"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "local":
+        return Backend()
+    return Backend(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+
+
+def requests(limit: int, name: str = REQUESTS) -> RateWindow:
+    return RateWindow(name, limit, 1)
+
+
+def tokens(limit: int, cost: int, name: str = TOKENS) -> RateWindow:
+    return RateWindow(name, limit, cost)
+
+
+def budget(
+    usd_limit: float | None = None,
+    token_limit: int | None = None,
+    usd: float = 0.0,
+    tok: int = 0,
+    ttl: int | None = None,
+    seed_usd: float = 0.0,
+    seed_tokens: int = 0,
+) -> Quota:
+    return Quota(BUDGET, usd_limit, token_limit, usd, tok, ttl, seed_usd, seed_tokens)
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def ticket(adm: Admission) -> Ticket:
+    assert adm.allowed, adm
+    assert adm.ticket is not None
+    return adm.ticket
+
+
+# --- rate windows --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "charges", "probe_at", "cost", "retry_after"),
+    [
+        pytest.param(3, [(0.0, 1), (10.0, 1), (20.0, 1)], 30.25, 1, 30.75, id="oldest-leaves"),
+        pytest.param(5, [(0.0, 2), (10.0, 2)], 20.5, 3, 40.5, id="one-bucket-frees-enough"),
+        pytest.param(4, [(0.0, 1), (5.0, 1), (10.0, 2)], 12.0, 3, 59.0, id="needs-three-buckets"),
+        pytest.param(2, [(0.25, 1), (0.75, 1)], 0.875, 1, 60.125, id="current-second"),
+        pytest.param(4, [], 0.0, 5, 60.0, id="cost-above-limit"),
+    ],
+)
+def test_limit_reached_is_denied_until_retry_after(
+    backend: Backend,
+    limit: int,
+    charges: list[tuple[float, int]],
+    probe_at: float,
+    cost: int,
+    retry_after: float,
+) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        for at, units in charges:
+            clock.at(at)
+            assert (await a.admit(rid(), [RateWindow(REQUESTS, limit, units)])).allowed
+        clock.at(probe_at)
+        probe = [RateWindow(REQUESTS, limit, cost)]
+        adm = await a.admit(rid(), probe)
+        assert (adm.allowed, adm.reason, adm.denied_by) == (False, "rate", REQUESTS)
+        assert adm.ticket is None
+        assert adm.retry_after == pytest.approx(retry_after)
+        if cost > limit:
+            return
+        clock.at(probe_at + retry_after - 0.01)
+        assert not (await a.admit(rid(), probe)).allowed
+        clock.at(probe_at + retry_after)
+        assert (await a.admit(rid(), probe)).allowed
+
+    backend.run(body)
+
+
+def test_window_admits_again_once_buckets_age_out(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        clock.at(0.5)
+        for _ in range(3):
+            assert (await a.admit(rid(), [requests(3)])).allowed
+        clock.at(60.999)  # second 60 still counts second 0: 61 buckets, current included
+        assert not (await a.admit(rid(), [requests(3)])).allowed
+        clock.at(61.0)
+        assert [(await a.admit(rid(), [requests(3)])).allowed for _ in range(4)] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+
+    backend.run(body)
+
+
+def test_random_traffic_never_exceeds_the_limit_in_any_60_seconds(backend: Backend) -> None:
+    """Three minutes of bursty traffic; every decision also matches the in-process reference,
+    so the Redis script and LocalAdmitter are held to the same numbers."""
+    limit = 40
+    rng = random.Random(20261201)
+    traffic = sorted((rng.uniform(0, 180), rng.choice([1, 1, 1, 2, 5])) for _ in range(1500))
+
+    async def body(a: Admitter, clock: Clock) -> None:
+        ref_clock = Clock()
+        reference = LocalAdmitter(ref_clock)
+        admitted: list[tuple[float, int]] = []
+        for at, cost in traffic:
+            clock.at(at)
+            ref_clock.at(at)
+            window = [RateWindow(REQUESTS, limit, cost)]
+            adm, expected = await a.admit(rid(), window), await reference.admit(rid(), window)
+            assert (adm.allowed, adm.windows[0].remaining) == (
+                expected.allowed,
+                expected.windows[0].remaining,
+            )
+            assert adm.retry_after == pytest.approx(expected.retry_after)
+            assert adm.windows[0].reset_s == pytest.approx(expected.windows[0].reset_s)
+            if adm.allowed:
+                admitted.append((at, cost))
+        for start, _ in admitted:
+            assert sum(c for t, c in admitted if start <= t <= start + 60) <= limit
+        assert sum(c for t, c in admitted if t >= 120) >= limit * 0.75  # it keeps sliding
+        assert sum(c for _, c in admitted) >= 2.5 * limit
+
+    backend.run(body)
+
+
+def test_a_refusing_window_charges_no_other(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        first = await a.admit(rid(), [requests(10), tokens(100, 80)])
+        assert [w.remaining for w in first.windows] == [9, 20]
+        denied = await a.admit(rid(), [requests(10), tokens(100, 80)])
+        assert (denied.allowed, denied.denied_by) == (False, TOKENS)
+        assert [w.remaining for w in denied.windows] == [9, 20]
+        small = await a.admit(rid(), [requests(10), tokens(100, 10)])
+        assert small.allowed
+        assert [w.remaining for w in small.windows] == [8, 10]
+        # The quota refuses after the windows had room: they stay uncharged too.
+        over = await a.admit(rid(), [requests(10)], budget(usd_limit=1.0, usd=2.0))
+        assert (over.allowed, over.reason, over.retry_after) == (False, "quota", 0.0)
+        assert (await a.admit(rid(), [requests(10)])).windows[0].remaining == 7
+
+    backend.run(body)
+
+
+def test_window_states_for_the_ratelimit_headers(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        clock.at(0.0)
+        await a.admit(rid(), [requests(5)])
+        clock.at(10.5)
+        adm = await a.admit(rid(), [requests(5), tokens(100, 0)])
+        assert [(w.name, w.limit, w.remaining) for w in adm.windows] == [
+            (REQUESTS, 5, 3),
+            (TOKENS, 100, 100),
+        ]
+        assert adm.windows[0].reset_s == pytest.approx(10 + 61 - 10.5)
+        assert adm.windows[1].reset_s == 0.0  # nothing charged: already empty
+        for _ in range(3):
+            await a.admit(rid(), [requests(5)])
+        clock.at(40.0)
+        denied = await a.admit(rid(), [requests(5)])
+        assert not denied.allowed
+        assert (denied.windows[0].remaining, denied.windows[0].reset_s) == (0, 10 + 61 - 40.0)
+        clock.at(71.0)
+        idle = await a.admit(rid(), [RateWindow(REQUESTS, 5, 0)])
+        assert (idle.windows[0].remaining, idle.windows[0].reset_s) == (5, 0.0)
+
+    backend.run(body)
+
+
+@pytest.mark.parametrize(
+    ("estimates", "actual", "remaining"),
+    [
+        pytest.param([300], 500, 500, id="up"),
+        pytest.param([300], 100, 900, id="down"),
+        pytest.param([300], 300, 700, id="exact"),
+        pytest.param([300, 300], 0, 1000, id="two-requests-down-to-zero"),
+    ],
+)
+def test_settle_corrects_token_estimates(
+    backend: Backend, estimates: list[int], actual: int, remaining: int
+) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        tickets = [ticket(await a.admit(rid(), [requests(10), tokens(1000, e)])) for e in estimates]
+        assert tickets[0].token_windows == ((TOKENS, estimates[0]),)
+        clock.at(30.0)
+        for t in tickets:
+            await a.settle(t, actual, 0.0)
+        probe = await a.admit(rid(), [requests(10), tokens(1000, 0)])
+        assert [w.remaining for w in probe.windows] == [10 - len(estimates) - 1, remaining]
+
+    backend.run(body)
+
+
+def test_settle_never_touches_a_bucket_that_left_the_window(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        late = ticket(await a.admit(rid(), [tokens(1000, 300)]))
+        clock.at(61.0)
+        await a.settle(late, 900, 0.0)
+        probe = await a.admit(rid(), [tokens(1000, 0)])
+        assert (probe.windows[0].remaining, probe.windows[0].reset_s) == (1000, 0.0)
+
+    backend.run(body)
+
+
+# --- quotas --------------------------------------------------------------------------------
+
+
+def test_usd_quota_reserves_then_settles(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(usd_limit=1.0, usd=0.4)
+        first = ticket(await a.admit(rid(), [], q))
+        assert (await a.admit(rid(), [], q)).allowed  # 0.8 reserved
+        denied = await a.admit(rid(), [], q)
+        assert (denied.allowed, denied.reason, denied.denied_by) == (False, "quota", BUDGET)
+        assert denied.retry_after == 0.0
+        await a.settle(first, 50, 0.1)  # 0.1 spent + 0.4 reserved
+        assert (await a.admit(rid(), [], q)).allowed
+        assert not (await a.admit(rid(), [], q)).allowed
+
+    backend.run(body)
+
+
+def test_token_quota_reserves_then_settles(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(token_limit=1000, tok=400)
+        first = ticket(await a.admit(rid(), [], q))
+        assert (await a.admit(rid(), [], q)).allowed
+        assert (await a.admit(rid(), [], q)).denied_by == BUDGET
+        await a.settle(first, 100, 0.0)
+        assert (await a.admit(rid(), [], q)).allowed  # 100 + 400 + 400
+        assert not (await a.admit(rid(), [], q)).allowed
+
+    backend.run(body)
+
+
+def test_usd_quota_tolerates_float_rounding(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        assert (await a.admit(rid(), [], budget(usd_limit=0.3, usd=0.1))).allowed
+        assert (await a.admit(rid(), [], budget(usd_limit=0.3, usd=0.2))).allowed  # 0.1 + 0.2
+        assert not (await a.admit(rid(), [], budget(usd_limit=0.3, usd=1e-6))).allowed
+
+    backend.run(body)
+
+
+def test_reservations_block_concurrent_overspend(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(usd_limit=1.0, usd=0.4)
+        results = await asyncio.gather(*(a.admit(rid(), [], q) for _ in range(6)))
+        assert sum(r.allowed for r in results) == 2
+
+    backend.run(body)
+
+
+def test_double_settle_spends_once(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(usd_limit=1.0, token_limit=1000, usd=0.5, tok=100)
+        first = ticket(await a.admit(rid(), [tokens(10_000, 100)], q))
+        await a.settle(first, 400, 0.3)
+        await a.settle(first, 400, 0.3)
+        probe = await a.admit(rid(), [tokens(10_000, 0)], budget(1.0, 1000, usd=0.7, tok=600))
+        assert probe.allowed  # 0.3 + 0.7 and 400 + 600: spent once, not twice
+        assert probe.windows[0].remaining == 10_000 - 400
+
+    backend.run(body)
+
+
+def test_expired_reservation_stops_counting_but_a_late_settle_still_spends(
+    backend: Backend,
+) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(usd_limit=1.0, usd=0.8)
+        crashed = ticket(await a.admit(rid(), [], q))
+        clock.at(10.0)
+        assert not (await a.admit(rid(), [], q)).allowed
+        clock.at(RESERVATION_TTL - 0.001)
+        assert not (await a.admit(rid(), [], q)).allowed
+        clock.at(RESERVATION_TTL)
+        retry = ticket(await a.admit(rid(), [], q))  # 0.8 reserved again, by this request
+        await a.settle(crashed, 10, 0.3)
+        assert not (await a.admit(rid(), [], budget(usd_limit=1.0, usd=0.15))).allowed
+        await a.settle(retry, 0, 0.0)
+        assert (await a.admit(rid(), [], budget(usd_limit=1.0, usd=0.7))).allowed
+        assert not (await a.admit(rid(), [], budget(usd_limit=1.0, usd=0.01))).allowed
+
+    backend.run(body)
+
+
+def test_seed_applies_only_when_the_counter_is_created(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        assert not (await a.admit(rid(), [], budget(1.0, usd=0.2, seed_usd=0.9))).allowed
+        assert (await a.admit(rid(), [], budget(1.0, usd=0.05, seed_usd=0.0))).allowed
+        assert not (await a.admit(rid(), [], budget(1.0, usd=0.1, seed_usd=0.0))).allowed
+        seeded = budget(token_limit=100, tok=10, seed_tokens=95)
+        assert (await a.admit(rid(), [], seeded)).allowed  # the counter exists: seed ignored
+
+    backend.run(body)
+
+
+def test_quota_period_ends_after_ttl_from_creation(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        q = budget(usd_limit=1.0, usd=0.6, ttl=100)
+        first = ticket(await a.admit(rid(), [], q))
+        clock.at(50.0)
+        await a.settle(first, 10, 0.6)  # a write later in the period does not extend it
+        assert not (await a.admit(rid(), [], q)).allowed
+        clock.at(99.999)
+        assert not (await a.admit(rid(), [], q)).allowed
+        clock.at(100.0)
+        assert (await a.admit(rid(), [], q)).allowed  # a new period, from the seed
+        clock.at(200.0)
+        assert not (await a.admit(rid(), [], budget(1.0, usd=0.6, ttl=100, seed_usd=0.5))).allowed
+
+    backend.run(body)
+
+
+# --- revocation ----------------------------------------------------------------------------
+
+
+def test_revoked_key_is_refused_until_the_revocation_expires(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        await a.revoke("key-1", 30)
+        clock.at(10.0)
+        adm = await a.admit(rid(), [requests(1)], budget(1.0, usd=0.5), revocation="key-1")
+        assert (adm.allowed, adm.reason, adm.denied_by) == (False, "revoked", "key-1")
+        assert adm.windows[0].remaining == 1  # nothing was charged
+        assert (await a.admit(rid(), [requests(5, "k:2:requests")], None, "key-2")).allowed
+        clock.at(30.0)
+        assert (await a.admit(rid(), [requests(1)], budget(1.0, usd=0.5), "key-1")).allowed
+        # A revocation outranks a full window.
+        await a.revoke("key-1", 30)
+        assert (await a.admit(rid(), [requests(1)], None, "key-1")).reason == "revoked"
+
+    backend.run(body)
+
+
+# --- backend specifics ---------------------------------------------------------------------
+
+
+def test_local_forgets_idle_counters() -> None:
+    """Every request on its own window, quota and revocation, for 50 minutes: what is kept is
+    bounded by what is still live (plus one sweep interval), not by what was ever seen."""
+    clock = Clock()
+    a = LocalAdmitter(clock)
+
+    async def main() -> None:
+        for i in range(3000):
+            clock.at(float(i))
+            q = Quota(f"k:{i}:period", 1.0, None, 0.1, 0, ttl=60)
+            adm = await a.admit(rid(), [requests(5, f"k:{i}:requests")], q, f"key-{i}")
+            await a.revoke(f"key-{i}", 10)
+            await a.settle(ticket(adm), 1, 0.1)
+
+    asyncio.run(main())
+    bound = 61 + SWEEP_EVERY
+    assert len(a._windows) < bound
+    assert len(a._ledgers) < bound
+    assert len(a._revoked) < bound
+    assert len(a._settled) <= RESERVATION_TTL + 1
+
+
+# --- Redis only ----------------------------------------------------------------------------
+
+
+def test_redis_checks_are_atomic_across_instances(redis_url: str, redis_prefix: str) -> None:
+    async def main() -> None:
+        instances = [RedisAdmitter(redis_url, prefix=redis_prefix) for _ in range(3)]
+        try:
+            rate = await asyncio.gather(
+                *(instances[i % 3].admit(rid(), [requests(60)]) for i in range(200))
+            )
+            assert sum(r.allowed for r in rate) == 60
+            q = budget(usd_limit=1.0, usd=0.01)
+            spend = await asyncio.gather(
+                *(instances[i % 3].admit(rid(), [], q) for i in range(200))
+            )
+            assert sum(r.allowed for r in spend) == 100
+        finally:
+            for a in instances:
+                await a.close()
+
+    asyncio.run(main())
+
+
+def test_redis_uses_its_own_clock_and_sets_key_expiry(redis_url: str, redis_prefix: str) -> None:
+    async def main() -> None:
+        a = RedisAdmitter(redis_url, prefix=redis_prefix)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            q = budget(usd_limit=1.0, usd=0.1, ttl=100)
+            adm = await a.admit(rid(), [requests(5)], q)
+            assert abs(ticket(adm).second - time.time()) < 2
+            assert 0 < await client.pttl(redis_prefix + REQUESTS) <= 62_000
+            created = await client.pttl(redis_prefix + BUDGET)
+            assert 90_000 < created <= 100_000
+            await asyncio.sleep(0.05)
+            await a.settle(ticket(await a.admit(rid(), [requests(5)], q)), 10, 0.1)
+            assert await client.pttl(redis_prefix + BUDGET) < created  # set once, not renewed
+            await a.revoke("key-1", 30)
+            assert 0 < await client.ttl(redis_prefix + "revoked:key-1") <= 30
+            assert (await a.admit(rid(), [], None, "key-1")).reason == "revoked"
+        finally:
+            await client.aclose()
+            await a.close()
+
+    asyncio.run(main())
+
+
+def test_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
+    async def main() -> None:
+        a = RedisAdmitter("redis://user:s3cret-pw@127.0.0.1:1/0")
+        try:
+            calls: list[Callable[[], Awaitable[object]]] = [
+                lambda: a.admit(rid(), [requests(5)]),
+                lambda: a.settle(Ticket("r", 0, ((TOKENS, 5),)), 1, 0.0),
+                lambda: a.revoke("key-1", 30),
+            ]
+            for call in calls:
+                started = time.monotonic()
+                with pytest.raises(AdmissionUnavailable) as caught:
+                    await call()
+                assert time.monotonic() - started < 1.0
+                assert "127.0.0.1:1" in str(caught.value)
+                assert "s3cret-pw" not in str(caught.value)
+        finally:
+            await a.close()
+
+    asyncio.run(main())
