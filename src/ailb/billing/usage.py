@@ -1,0 +1,90 @@
+"""Recording usage off the request path: spool first, ledger in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from ailb.billing.records import UsageRecord
+from ailb.billing.spool import Spool, read_segment
+from ailb.storage import Store, StoreUnavailable
+
+log = logging.getLogger("ailb.usage")
+
+FLUSH_INTERVAL_S = 0.25
+MAX_RETRY_S = 10.0
+
+
+class UsageRecorder:
+    def __init__(self, store: Store, spool_dir: str, interval: float = FLUSH_INTERVAL_S) -> None:
+        self.store = store
+        self.spool = Spool(spool_dir)
+        self.interval = interval
+        self.flushed = 0
+        self.failing = False
+        self._task: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._backoff = interval
+
+    async def start(self) -> None:
+        self.spool.open()
+        await self.flush()  # what a crashed predecessor left behind
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.spool.rotate()
+        await self.flush()
+        self.spool.close()
+
+    async def sync(self) -> None:
+        """Everything recorded so far into the ledger now (raises StoreUnavailable)."""
+        self.spool.rotate()
+        if not await self.flush():
+            raise StoreUnavailable("the usage ledger is unavailable")
+
+    def record(self, record: UsageRecord) -> None:
+        self.spool.append(record)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            if self.failing and loop.time() < self._retry_at:
+                continue
+            self.spool.rotate()
+            ok = await self.flush()
+            if ok:
+                self._backoff = self.interval
+            else:
+                self._backoff = min(self._backoff * 2, MAX_RETRY_S)
+                self._retry_at = loop.time() + self._backoff
+
+    async def flush(self) -> bool:
+        """Every closed segment into the ledger; False when the ledger is unavailable (the
+        segments stay on disk for the next attempt)."""
+        for path in list(self.spool.orphans()):
+            try:
+                records = read_segment(path)
+            except FileNotFoundError:
+                continue  # another instance flushed it first
+            try:
+                if records:
+                    self.flushed += await self.store.insert_usage(records)
+            except StoreUnavailable as e:
+                if not self.failing:
+                    log.warning("usage_ledger_unavailable", extra={"detail": str(e)})
+                self.failing = True
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        if self.failing:
+            log.info("usage_ledger_recovered")
+        self.failing = False
+        return True
