@@ -71,7 +71,14 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "embedding_model": "",
         "embedding_base_url": "",
         "embedding_dimensions": None,
+        "database_schema": "ailb",
+        "redis_prefix": "ailb:",
+        "redis_failure_mode": "open",
+        "key_rotation_grace": 3600.0,
+        "signature_window": 300.0,
     }
+    assert settings.master_key is None
+    assert settings.database_url is None and settings.redis_url is None
     assert settings.deployments == ()
     assert dict(settings.models) == {}
     assert dict(settings.credentials) == {}

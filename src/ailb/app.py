@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,12 +15,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ailb import __version__
-from ailb.api import health, models, rag, sessions, stats
-from ailb.api.asgi import Receive, Scope, Send
+from ailb.api import health, keys, models, rag, sessions, stats, usage
+from ailb.api.asgi import ClientDisconnected, Message, Receive, Scope, Send, read_body, send_error
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.common import JSONResponse, error_response
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import ChatCompletionRequest
+from ailb.auth.audit import AuditLog
+from ailb.auth.authenticator import Authenticator
+from ailb.auth.keyring import KeyRing
+from ailb.auth.manager import KeyManager
+from ailb.auth.principal import SCOPE_KEY
+from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings
 from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
@@ -28,11 +35,15 @@ from ailb.observability.access_log import AccessLog
 from ailb.providers import build_provider
 from ailb.rag.chunking import ChunkSettings
 from ailb.rag.service import RagService
+from ailb.ratelimit import Admitter
+from ailb.ratelimit.local import LocalAdmitter
+from ailb.ratelimit.policy import LimitPolicy
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
 from ailb.runtime import Runtime
+from ailb.storage import Store
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
 
@@ -45,19 +56,57 @@ DESCRIPTION = (
 
 
 class Gateway:
-    """The ASGI application: the chat hot path goes straight to its endpoint, everything else
-    (and lifespan) through Starlette's routing and error handling."""
+    """The ASGI application. Every /v1 and /api request is authenticated here first; the chat
+    hot path then goes straight to its endpoint, everything else (and lifespan) through
+    Starlette's routing and error handling."""
 
-    def __init__(self, api: Starlette, chat: ChatCompletionsEndpoint, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        api: Starlette,
+        chat: ChatCompletionsEndpoint,
+        runtime: Runtime,
+        max_body_bytes: int,
+    ) -> None:
         self.api = api
         self.chat = chat
         self.runtime = runtime
+        self.auth = runtime.auth
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
-            await self.chat(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(("/v1/", "/api/")):
+                try:
+                    principal = await self.auth.authenticate(scope)
+                    scope[SCOPE_KEY] = principal
+                    if principal.key is not None and principal.key.signing_secret is not None:
+                        body = await read_body(scope, receive, self.max_body_bytes)
+                        self.auth.verify_signature(principal, scope, body)
+                        receive = _replay(body, receive)
+                except APIError as e:
+                    await send_error(send, e, [])
+                    return
+                except ClientDisconnected:
+                    return
+            if path == CHAT_PATH and scope["method"] == "POST":
+                await self.chat(scope, receive, send)
+                return
         await self.api(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out an already-read body once, then defers to the real one."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
@@ -137,14 +186,23 @@ def create_app(settings: Settings) -> Gateway:
         if env.enable_rag and vectors
         else None,
     )
+    _wire_accounts(runtime)
     access_log = AccessLog()
     chat = ChatCompletionsEndpoint(
-        router, runtime.failover, env.max_body_bytes, access_log, runtime.memory, runtime.rag
+        router,
+        runtime.failover,
+        env.max_body_bytes,
+        access_log,
+        runtime.memory,
+        runtime.rag,
+        runtime.limits,
+        runtime.usage,
+        settings.module_id,
     )
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
     operations = [_chat_operation()]
-    for module in (models, health, stats, sessions, rag):
+    for module in (models, health, stats, sessions, rag, keys, usage):
         r, ops = module.build(runtime)
         routes += r
         operations += ops
@@ -157,12 +215,14 @@ def create_app(settings: Settings) -> Gateway:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await _start_accounts(runtime)
         await runtime.health.start()
         if runtime.memory is not None:
             await runtime.memory.start()
         try:
             yield
         finally:
+            await _stop_accounts(runtime)
             await runtime.health.stop()
             if runtime.memory is not None:
                 await runtime.memory.stop()
@@ -182,4 +242,77 @@ def create_app(settings: Settings) -> Gateway:
         },
     )
     api.state.runtime = runtime
-    return Gateway(api, chat, runtime)
+    return Gateway(api, chat, runtime, env.max_body_bytes)
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.database_url:
+        from ailb.storage.postgres import PostgresStore
+
+        return PostgresStore(str(settings.database_url), schema=settings.env.database_schema)
+    from ailb.storage.sqlite import SqliteStore
+
+    return SqliteStore(os.path.join(settings.env.data_dir, "ailb.db"))
+
+
+def _wire_accounts(runtime: Runtime) -> None:
+    """Keys, limits and usage: the store, the admitter(s) and the services that use them."""
+    settings = runtime.settings
+    env = settings.env
+    audit = AuditLog()
+    store = build_store(settings)
+    local = LocalAdmitter()
+    shared: Admitter = local
+    if settings.redis_url:
+        from ailb.ratelimit.redis import RedisAdmitter
+
+        shared = RedisAdmitter(str(settings.redis_url), prefix=env.redis_prefix)
+    ring = KeyRing(store) if settings.master_key else None
+    runtime.store = store
+    runtime.ring = ring
+    runtime.auth = Authenticator(
+        str(settings.master_key) if settings.master_key else None,
+        ring,
+        audit,
+        env.signature_window,
+    )
+    runtime.limits = LimitPolicy(
+        shared,
+        local if shared is not local else None,
+        store,
+        env.redis_failure_mode,
+    )
+    runtime.usage = UsageRecorder(store, os.path.join(env.data_dir, "usage-spool"))
+    if ring is not None:
+        runtime.keys = KeyManager(
+            store,
+            audit,
+            ring,
+            shared if shared is not local else None,
+            env.key_rotation_grace,
+        )
+
+
+async def _start_accounts(runtime: Runtime) -> None:
+    assert runtime.store is not None and runtime.usage is not None
+    await runtime.store.open()
+    await runtime.usage.start()
+    if runtime.ring is not None:
+        await runtime.ring.start()
+    if not runtime.auth.enabled:
+        log.warning(
+            "AUTHENTICATION IS OFF: no AILB_MASTER_KEY is set, so anyone who can reach this "
+            "gateway can use every model and read all usage. Set AILB_MASTER_KEY to require keys.",
+            extra={"auth": "disabled"},
+        )
+
+
+async def _stop_accounts(runtime: Runtime) -> None:
+    if runtime.ring is not None:
+        await runtime.ring.stop()
+    if runtime.usage is not None:
+        await runtime.usage.stop()
+    if runtime.limits is not None:
+        await runtime.limits.admitter.close()
+    if runtime.store is not None:
+        await runtime.store.close()

@@ -23,9 +23,11 @@ def _parser() -> argparse.ArgumentParser:
         help="with no provider configured, serve the built-in mock provider (what `make run` "
         "does on a fresh machine)",
     )
-    from ailb.rag.ingest_cli import add_parser
+    from ailb.auth.keys_cli import add_parser as add_keys
+    from ailb.rag.ingest_cli import add_parser as add_rag
 
-    add_parser(sub)
+    add_rag(sub)
+    add_keys(sub)
     return p
 
 
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from ailb.rag.ingest_cli import ingest
 
         return ingest(args)
+    if command == "keys":
+        from ailb.auth.keys_cli import run
+
+        return run(args)
     if command == "serve":
         try:
             settings = load_settings(demo=getattr(args, "demo", False))

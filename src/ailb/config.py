@@ -194,6 +194,11 @@ class EnvSettings(_Strict, frozen=True):
     embedding_model: Annotated[str, Meta(max_length=256, pattern=r"^(\S(.*\S)?)?$")] = ""
     embedding_base_url: str = ""
     embedding_dimensions: Annotated[int, Meta(ge=1, le=16384)] | None = None
+    database_schema: Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "ailb"
+    redis_prefix: Annotated[str, Meta(max_length=64, pattern=r"^\S*$")] = "ailb:"
+    redis_failure_mode: Literal["open", "closed"] = "open"
+    key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
+    signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0
 
     def __post_init__(self) -> None:
         if self.rag_chunk_overlap * 2 > self.rag_chunk_tokens:
@@ -206,6 +211,10 @@ class Settings:
     deployments: tuple[DeploymentConfig, ...] = ()
     models: Mapping[str, ModelSettings] = field(default_factory=dict)
     credentials: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    # Authentication is on when a master key is set; the service URLs may carry passwords.
+    master_key: Secret | None = field(default=None, repr=False)
+    database_url: Secret | None = field(default=None, repr=False)
+    redis_url: Secret | None = field(default=None, repr=False)
     config_path: str | None = None
     demo: bool = False
 
@@ -347,6 +356,40 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "",
         "Vector size asked of the provider (`dimensions`); unset: the model's own, learned "
         "from its first answer.",
+    ),
+    "AILB_MASTER_KEY": (
+        None,
+        "",
+        "Turns authentication on: every /v1 and /api request then needs a key; this one is admin.",
+    ),
+    "DATABASE_URL": (
+        None,
+        "",
+        "PostgreSQL (postgresql://user:pass@host:5432/db) for keys and the usage ledger; "
+        "unset: SQLite in AILB_DATA_DIR.",
+    ),
+    "AILB_DATABASE_SCHEMA": ("database_schema", "ailb", "PostgreSQL schema AILB's tables live in."),
+    "REDIS_URL": (
+        None,
+        "",
+        "Redis (redis://host:6379/0) for rate-limit and budget counters and revocations shared "
+        "by all instances; unset: in-process counters.",
+    ),
+    "AILB_REDIS_PREFIX": ("redis_prefix", "ailb:", "Prefix of every Redis key AILB writes."),
+    "AILB_REDIS_FAILURE_MODE": (
+        "redis_failure_mode",
+        "open",
+        "Redis unreachable: open (count in-process meanwhile, logged) or closed (answer 503).",
+    ),
+    "AILB_KEY_ROTATION_GRACE": (
+        "key_rotation_grace",
+        "3600",
+        "Seconds a rotated key's old secret keeps working (a rotate request may say otherwise).",
+    ),
+    "AILB_SIGNATURE_WINDOW": (
+        "signature_window",
+        "300",
+        "Replay window in seconds for signed requests (x-ailb-timestamp).",
     ),
 }
 
@@ -506,6 +549,7 @@ def _resolve_embedder(
 def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
     """Resolve settings from environment variables and the optional YAML file."""
     env = os.environ if env is None else env
+    services = _services(env)
     urls = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_BASE_URL", "CHROMA_URL")
     for var in (*urls, "AILB_EMBEDDING_BASE_URL"):
         if env.get(var):
@@ -559,7 +603,31 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         credentials=credentials,
         config_path=config_path,
         demo=demo,
+        **services,
     )
+
+
+def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:
+    master = env.get("AILB_MASTER_KEY") or None
+    if master is not None and (len(master) < 8 or master != master.strip()):
+        raise ConfigError("AILB_MASTER_KEY: must be at least 8 characters, without spaces")
+    db = env.get("DATABASE_URL") or None
+    if db is not None:
+        parts = urlsplit(db)
+        if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or parts.path):
+            raise ConfigError(
+                "DATABASE_URL: must be a postgresql://user:password@host:5432/database URL"
+            )
+    redis = env.get("REDIS_URL") or None
+    if redis is not None:
+        parts = urlsplit(redis)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ConfigError("REDIS_URL: must be a redis://host:6379/0 URL")
+    return {
+        "master_key": Secret(master) if master else None,
+        "database_url": Secret(db) if db else None,
+        "redis_url": Secret(redis) if redis else None,
+    }
 
 
 def demo_deployment() -> DeploymentConfig:

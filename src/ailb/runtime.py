@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ailb.auth.audit import AuditLog
+from ailb.auth.authenticator import Authenticator
+from ailb.auth.keyring import KeyRing
+from ailb.auth.manager import KeyManager
+from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings
 from ailb.memory.service import MemoryService
 from ailb.rag.service import RagService
+from ailb.ratelimit.policy import LimitPolicy
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
+from ailb.storage import Store
 from ailb.vectorstore.backend import VectorBackend
 
 
@@ -23,6 +30,12 @@ class Runtime:
     vectors: VectorBackend | None = None
     memory: MemoryService | None = None
     rag: RagService | None = None
+    auth: Authenticator = field(default_factory=lambda: Authenticator(None, None, AuditLog()))
+    store: Store | None = None  # keys and the usage ledger
+    ring: KeyRing | None = None
+    keys: KeyManager | None = None  # None: authentication is off
+    limits: LimitPolicy | None = None
+    usage: UsageRecorder | None = None
     started_at: float = field(default_factory=time.time)
 
     def uptime(self) -> float:

@@ -25,13 +25,18 @@ from ailb.api.asgi import (
 )
 from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
-from ailb.auth.identity import caller_id
+from ailb.auth.authenticator import PermissionDenied
+from ailb.auth.identity import ANONYMOUS, caller_id, owner_of, presented_key
+from ailb.auth.principal import SCOPE_KEY, Principal
+from ailb.billing.records import UsageRecord
+from ailb.billing.usage import UsageRecorder
 from ailb.errors import APIError, InvalidRequest
 from ailb.memory.service import MemoryService, room_for_context
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
 from ailb.rag.context import augment, sources_header
 from ailb.rag.service import RagService
+from ailb.ratelimit.policy import NOTHING, DeploymentGate, Granted, LimitPolicy
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import Failover, OpenStream
 from ailb.routing.router import Needs, Plan, Router
@@ -47,6 +52,9 @@ SSE_HEADERS = [
 DONE_FRAME = b"data: [DONE]\n\n"
 DEFAULT_TOP_K = 3
 IMAGE_TOKENS = 850  # what one high-detail image costs in OpenAI's accounting, roughly
+# Completion tokens assumed for limits and budget reservations when max_tokens is not given;
+# the actual figure replaces the estimate when the request settles.
+COMPLETION_ESTIMATE = 256
 
 
 def request_needs(req: ChatCompletionRequest) -> Needs:
@@ -84,24 +92,38 @@ class Exchange:
 
     __slots__ = (
         "attempts",
+        "collection",
         "completion_tokens",
         "cost",
         "deployment",
         "error",
+        "estimated",
+        "key_id",
         "memory",
         "model",
         "plan",
         "prompt_tokens",
         "rag",
+        "recorded",
         "request_id",
+        "session_id",
         "started",
         "status",
         "stream",
+        "ts",
+        "user",
     )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.started = time.perf_counter()
+        self.ts = time.time()
+        self.key_id = ANONYMOUS
+        self.user: str | None = None
+        self.session_id: str | None = None
+        self.collection: str | None = None
+        self.estimated = False
+        self.recorded = False
         self.model: str | None = None
         self.plan: Plan | None = None
         self.deployment: str | None = None
@@ -119,6 +141,7 @@ class Exchange:
         plan = self.plan
         return {
             "request_id": self.request_id,
+            "key_id": self.key_id,
             "model": self.model,
             "deployment": self.deployment,
             "status": self.status,
@@ -135,6 +158,26 @@ class Exchange:
             "cost_usd": round(self.cost, 8),
         }
 
+    def usage_record(self, instance: str) -> UsageRecord:
+        return UsageRecord(
+            request_id=self.request_id,
+            ts=self.ts,
+            key_id=self.key_id,
+            model=self.model or "",
+            deployment=self.deployment,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            status=self.status,
+            estimated=self.estimated,
+            stream=self.stream,
+            user=self.user,
+            session_id=self.session_id,
+            collection=self.collection,
+            instance=instance,
+        )
+
 
 class ChatCompletionsEndpoint:
     def __init__(
@@ -145,6 +188,9 @@ class ChatCompletionsEndpoint:
         access_log: AccessLog,
         memory: MemoryService | None = None,
         rag: RagService | None = None,
+        limits: LimitPolicy | None = None,
+        usage: UsageRecorder | None = None,
+        instance: str = "",
     ) -> None:
         self.router = router
         self.failover = failover
@@ -152,16 +198,43 @@ class ChatCompletionsEndpoint:
         self.access_log = access_log
         self.memory = memory
         self.rag = rag
+        self.limits = limits
+        self.usage = usage
+        self.instance = instance
+        # Deployment gates cost an await per attempt: only built when some deployment has one.
+        self.gated = any(
+            d.config.rpm is not None or d.config.tpm is not None
+            for d in router.deployments.values()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange("req_" + os.urandom(12).hex())
         rid_header = [(b"x-request-id", ex.request_id.encode())]
+        principal = scope.get(SCOPE_KEY) or Principal(ANONYMOUS, owner_of(presented_key(scope)))
+        ex.key_id = principal.key_id
+        granted: Granted = NOTHING
+        gate: DeploymentGate | None = None
         try:
             body = await read_request_body(scope, receive, self.max_body_bytes)
             req, raw = parse_chat_request(body)
             ex.model = req.model
             ex.stream = bool(req.stream)
+            ex.user, ex.session_id, ex.collection = req.user, req.session_id, req.rag_collection
+            _permit(principal, req)
             needs = request_needs(req)
+            estimate = needs.prompt_tokens + (needs.max_tokens or COMPLETION_ESTIMATE)
+            if self.limits is not None:
+                granted = await self.limits.admit(
+                    principal,
+                    ex.request_id,
+                    req.model,
+                    req.user,
+                    estimate,
+                    self._cost_ceiling(principal, req.model, needs),
+                )
+                rid_header += granted.headers
+            if self.gated and self.limits is not None:
+                gate = DeploymentGate(self.limits, ex.request_id, estimate)
             upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
             owner = None
             if req.session_id is not None and self.memory is not None:
@@ -185,7 +258,7 @@ class ChatCompletionsEndpoint:
                 )
             plan = ex.plan = self.router.plan(req.model, needs, req.session_id)
             if req.stream:
-                opened = await self.failover.open_stream(plan, upstream_body, ex.request_id)
+                opened = await self.failover.open_stream(plan, upstream_body, ex.request_id, gate)
                 ex.deployment = opened.deployment.name
                 ex.attempts = opened.attempts
                 ex.status = 200
@@ -198,29 +271,61 @@ class ChatCompletionsEndpoint:
                     self.memory.remember(owner, req.session_id, raw["messages"], answer)
                 return
             result, dep, ex.attempts = await self.failover.complete(
-                plan, upstream_body, ex.request_id
+                plan, upstream_body, ex.request_id, gate
             )
             ex.deployment = dep.name
             _account(ex, dep, result.get("usage"), needs, result)
             ex.status = 200
+            self._record(ex)  # durable before the client sees the answer
             await send_bytes(send, 200, _encode(result), rid_header)
             if owner is not None and self.memory is not None:
                 assert req.session_id is not None
                 self.memory.remember(owner, req.session_id, raw["messages"], _answer(result))
         except APIError as e:
             ex.status, ex.error = e.status, e.code or e.type
+            self._record(ex)
             await send_error(send, e, rid_header)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client_disconnected"
         except Exception:
             log.exception("unhandled_error", extra={"request_id": ex.request_id})
             ex.status, ex.error = 500, "internal_error"
+            self._record(ex)
             await send_error(
                 send, APIError("The gateway failed to process the request."), rid_header
             )
         finally:
+            self._record(ex)
+            if self.limits is not None:
+                await self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
+            if gate is not None:
+                await gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
             if self.access_log.enabled:
                 self.access_log.write("request", ex.log_fields())
+
+    def _record(self, ex: Exchange) -> None:
+        if self.usage is not None and not ex.recorded and ex.model is not None:
+            ex.recorded = True
+            self.usage.record(ex.usage_record(self.instance))
+
+    def _cost_ceiling(self, principal: Principal, model: str, needs: Needs) -> float:
+        """The most the request can cost on any deployment of the model: what a budget
+        reserves until the actual cost is known."""
+        key = principal.key
+        if key is None or key.budget_usd is None:
+            return 0.0
+        completion = needs.max_tokens or COMPLETION_ESTIMATE
+        return (
+            max(
+                (
+                    (d.config.input_cost_per_1m * needs.prompt_tokens)
+                    + d.config.output_cost_per_1m * completion
+                    for d in self.router.models().get(model, ())
+                ),
+                default=0.0,
+            )
+            / 1e6
+        )
 
     async def _retrieve(
         self,
@@ -291,6 +396,7 @@ class ChatCompletionsEndpoint:
         chars = 0
         pieces: list[str] | None = [] if collect else None
         complete = False
+        accounted = False
         batch = opened.first
         try:
             try:
@@ -323,6 +429,9 @@ class ChatCompletionsEndpoint:
                     batch = await anext(opened.rest)
             except StopAsyncIteration:
                 state["finished"] = True
+                _account(ex, dep, usage, needs, None, streamed_chars=chars)
+                accounted = True
+                self._record(ex)  # durable before the stream's last frame
                 await send({"type": "http.response.body", "body": DONE_FRAME})
                 dep.record_success(time.perf_counter() - opened.started, opened.ttft)
                 complete = True
@@ -360,8 +469,24 @@ class ChatCompletionsEndpoint:
             if not watcher.done():
                 watcher.cancel()
             await opened.rest.aclose()
-            _account(ex, dep, usage, needs, None, streamed_chars=chars)
+            if not accounted:
+                _account(ex, dep, usage, needs, None, streamed_chars=chars)
         return "".join(pieces) if complete and pieces is not None else None
+
+
+def _permit(principal: Principal, req: ChatCompletionRequest) -> None:
+    if not principal.may_use_model(req.model):
+        raise PermissionDenied(
+            f"This API key may not use the model `{req.model}`.",
+            param="model",
+            code="model_not_allowed",
+        )
+    if req.rag_collection is not None and not principal.may_use_collection(req.rag_collection):
+        raise PermissionDenied(
+            f"This API key may not use the collection `{req.rag_collection}`.",
+            param="rag_collection",
+            code="collection_not_allowed",
+        )
 
 
 def _answer(result: dict[str, Any]) -> str:
@@ -391,5 +516,6 @@ def _account(
                 if isinstance(content, str):
                     completion_chars += len(content)
         prompt, completion = needs.prompt_tokens, (completion_chars + 3) // 4
+        ex.estimated = True
     ex.prompt_tokens, ex.completion_tokens = prompt, completion
     ex.cost = dep.record_usage(prompt, completion)

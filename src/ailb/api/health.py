@@ -29,6 +29,16 @@ class FeatureHealth(msgspec.Struct, omit_defaults=True):
     stats: dict[str, int] | None = None
 
 
+class AccountsHealth(msgspec.Struct, omit_defaults=True):
+    """Authentication, and where keys, usage and shared counters live."""
+
+    auth: Literal["enabled", "disabled"]
+    store: Literal["sqlite", "postgresql"]
+    counters: Literal["in-process", "redis"]
+    warning: str | None = None
+    usage_ledger: Literal["ok", "buffering"] = "ok"
+
+
 class HealthReport(msgspec.Struct):
     status: Literal["ok", "degraded", "unhealthy"]
     version: str
@@ -38,6 +48,7 @@ class HealthReport(msgspec.Struct):
     providers: dict[str, ProviderHealth]
     memory: FeatureHealth
     rag: FeatureHealth
+    accounts: AccountsHealth
 
 
 class Liveness(msgspec.Struct):
@@ -76,6 +87,21 @@ def health_report(runtime: Runtime) -> HealthReport:
         providers=providers,
         memory=memory,
         rag=rag,
+        accounts=_accounts(runtime),
+    )
+
+
+def _accounts(runtime: Runtime) -> AccountsHealth:
+    s = runtime.settings
+    enabled = runtime.auth.enabled
+    return AccountsHealth(
+        auth="enabled" if enabled else "disabled",
+        store="postgresql" if s.database_url else "sqlite",
+        counters="redis" if s.redis_url else "in-process",
+        warning=None
+        if enabled
+        else "authentication is off (no AILB_MASTER_KEY): anyone can use this gateway",
+        usage_ledger="buffering" if runtime.usage is not None and runtime.usage.failing else "ok",
     )
 
 

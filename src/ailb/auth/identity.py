@@ -1,8 +1,9 @@
 """The caller's identity, which owns sessions and collections.
 
-Until authentication is configured, the identity is a hash of whatever key the client presents
+With authentication on, it is the key id the authenticator put on the scope (so data survives a
+key's rotation). On an open gateway it is a hash of whatever key the client presents
 (`Authorization: Bearer` or `x-api-key`), so two clients with different keys never see each
-other's sessions even on an open gateway; no key at all is the shared `anonymous` owner.
+other's sessions; no key at all is the shared `anonymous` owner.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from ailb.api.asgi import Scope
+from ailb.auth.principal import SCOPE_KEY, Principal
 
 ANONYMOUS = "anonymous"
 
@@ -34,4 +36,7 @@ def owner_of(key: str | None) -> str:
 
 
 def caller_id(scope: Scope) -> str:
+    p = scope.get(SCOPE_KEY)
+    if isinstance(p, Principal):
+        return p.owner
     return owner_of(presented_key(scope))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from ailb.routing.router import Plan, Target
 log = logging.getLogger("ailb.routing")
 
 Call = Callable[[Target, dict[str, Any]], Awaitable[Any]]
+# A deployment's own rpm/tpm check before an attempt: None to go ahead, else seconds until it
+# has room (the attempt is skipped: another deployment is tried, or the request waits briefly).
+Gate = Callable[[DeploymentState], Awaitable[float | None]]
 MIN_HEDGE_SAMPLES = 20
+MAX_CAPACITY_WAIT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -42,13 +47,14 @@ class OpenStream:
 class _Attempts:
     """Bookkeeping of one request's attempts: errors seen, budget, deadline."""
 
-    __slots__ = ("count", "deadline", "errors", "unsupported")
+    __slots__ = ("count", "deadline", "errors", "full", "unsupported")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.count = 0
         self.errors: list[UpstreamError] = []
         self.unsupported: UnsupportedFeature | None = None
+        self.full: list[float] = []  # waits of deployments skipped for their own rate limits
 
 
 class Failover:
@@ -64,20 +70,24 @@ class Failover:
         self._clock = clock
 
     async def complete(
-        self, plan: Plan, body: dict[str, Any], request_id: str
+        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
     ) -> tuple[dict[str, Any], DeploymentState, int]:
         """The first successful answer: (chat.completion, deployment, attempts)."""
 
         async def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
             return await target.deployment.provider.complete(payload)
 
-        result, target, attempts, started = await self._run(plan, body, request_id, call, False)
+        result, target, attempts, started = await self._run(
+            plan, body, request_id, call, False, gate=gate
+        )
         d = target.deployment
         d.end()
         d.record_success(time.perf_counter() - started)
         return result, d, attempts
 
-    async def open_stream(self, plan: Plan, body: dict[str, Any], request_id: str) -> OpenStream:
+    async def open_stream(
+        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
+    ) -> OpenStream:
         async def call(target: Target, payload: dict[str, Any]) -> tuple[Any, ChunkBatch]:
             gen = target.deployment.provider.stream(payload)
             try:
@@ -90,7 +100,7 @@ class Failover:
             return gen, first
 
         (gen, first), target, attempts, started = await self._run(
-            plan, body, request_id, call, True, discard=_close_stream
+            plan, body, request_id, call, True, discard=_close_stream, gate=gate
         )
         return OpenStream(
             deployment=target.deployment,
@@ -111,10 +121,39 @@ class Failover:
         call: Call,
         stream: bool,
         discard: Callable[[Any], Awaitable[None]] | None = None,
+        gate: Gate | None = None,
     ) -> tuple[Any, Target, int, float]:
         state = _Attempts(self._clock() + self.request_timeout)
-        if plan.hedging and len(plan) > 1:
-            return await self._run_hedged(plan, body, request_id, call, stream, state, discard)
+        while True:
+            try:
+                if plan.hedging and len(plan) > 1:
+                    return await self._run_hedged(
+                        plan, body, request_id, call, stream, state, discard, gate
+                    )
+                return await self._run_sequential(plan, body, request_id, call, state, gate)
+            except _AllFull:
+                # Every deployment is at its own rate limit: wait for the first to have room
+                # when that is soon, else tell the client when to come back.
+                wait = min(state.full)
+                state.full.clear()
+                if wait > MAX_CAPACITY_WAIT_S or self._clock() + wait >= state.deadline:
+                    raise RateLimited(
+                        "Every deployment of this model is at its rate limit; retry after the "
+                        "indicated time.",
+                        code="deployment_rate_limited",
+                        headers={"retry-after": str(max(1, math.ceil(wait)))},
+                    ) from None
+                await asyncio.sleep(wait)
+
+    async def _run_sequential(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        call: Call,
+        state: _Attempts,
+        gate: Gate | None,
+    ) -> tuple[Any, Target, int, float]:
         i = 0
         while i < len(plan) and state.count < self.max_attempts:
             target = plan.target(i)
@@ -122,6 +161,12 @@ class Failover:
             remaining = state.deadline - self._clock()
             if remaining <= 0:
                 break
+            if gate is not None:
+                wait = await gate(d)
+                if wait is not None:
+                    state.full.append(wait)
+                    i += 1
+                    continue
             state.count += 1
             started = time.perf_counter()
             d.begin()
@@ -208,6 +253,8 @@ class Failover:
         return True
 
     def _final(self, state: _Attempts) -> Exception:
+        if state.full and not state.errors:
+            return _AllFull()
         if not state.errors and state.unsupported is not None:
             return state.unsupported
         return final_error(state.errors)
@@ -223,6 +270,7 @@ class Failover:
         stream: bool,
         state: _Attempts,
         discard: Callable[[Any], Awaitable[None]] | None,
+        gate: Gate | None,
     ) -> tuple[Any, Target, int, float]:
         running: dict[asyncio.Task[Any], tuple[Target, float]] = {}
         next_i = 0
@@ -230,10 +278,15 @@ class Failover:
         def can_start() -> bool:
             return next_i < len(plan) and state.count < self.max_attempts
 
-        def start() -> None:
+        async def start() -> None:
             nonlocal next_i
             target = plan.target(next_i)
             next_i += 1
+            if gate is not None:
+                wait = await gate(target.deployment)
+                if wait is not None:
+                    state.full.append(wait)
+                    return
             state.count += 1
             target.deployment.begin()
             task = asyncio.ensure_future(call(target, {**body, "model": target.upstream_model}))
@@ -244,7 +297,8 @@ class Failover:
                 if not running:
                     if not can_start():
                         break
-                    start()
+                    await start()
+                    continue
                 remaining = state.deadline - self._clock()
                 if remaining <= 0:
                     state.errors.append(UpstreamError("timeout", "request deadline reached"))
@@ -271,7 +325,7 @@ class Failover:
                                 "to": plan.target(next_i).deployment.name,
                             },
                         )
-                        start()
+                        await start()
                     continue
                 for task in done:
                     target, started = running.pop(task)
@@ -296,6 +350,10 @@ class Failover:
                 if discard is not None and not isinstance(outcome, BaseException):
                     await discard(outcome)  # it finished too, a moment too late
         raise self._final(state)
+
+
+class _AllFull(Exception):
+    """Every deployment tried was skipped for its own rate limit."""
 
 
 async def _close_stream(opened: tuple[AsyncGenerator[ChunkBatch, None], ChunkBatch]) -> None:
