@@ -5,6 +5,9 @@
 #   embedded  this build, AILB_MASTER_KEY set, a key with rpm, tpm and a budget checked on every
 #             request (limits far above the load, so nothing is refused), usage to SQLite
 #   shared    the same with REDIS_URL and DATABASE_URL (PostgreSQL on 127.0.0.1)
+# and, to see where the cost is (MODES="off open keyonly embedded"):
+#   open      this build without AILB_MASTER_KEY (usage recorded, nothing checked)
+#   keyonly   a key without limits (authentication and usage, no admission)
 # and report.py prints the median req/s of each mode and the ratios to off.
 #   ROUNDS=3  SECONDS_PER_CASE=10  CASES="c10"  MODES="off embedded shared"
 set -euo pipefail
@@ -30,12 +33,15 @@ for round in $(seq "${ROUNDS:-3}"); do
     case $mode in
       off) # the old code, imported ahead of this checkout's
         GW_CMD="env -u AILB_MASTER_KEY $COMMON AILB_DATA_DIR=$data PYTHONPATH=$WORK/off/src $ROOT/.venv/bin/python -m ailb serve";;
-      embedded) SVC="AILB_DATA_DIR=$data";;
+      open) GW_CMD="env -u AILB_MASTER_KEY $COMMON AILB_DATA_DIR=$data $ROOT/.venv/bin/ailb serve";;
+      embedded|keyonly) SVC="AILB_DATA_DIR=$data";;
       shared) SVC="AILB_DATA_DIR=$data DATABASE_URL=$PG AILB_DATABASE_SCHEMA=$DATABASE_SCHEMA REDIS_URL=$RD AILB_REDIS_PREFIX=$REDIS_PREFIX";;
     esac
-    if [ "$mode" != off ]; then
-      key=$(env $SVC "$ROOT/.venv/bin/ailb" keys create --name "bench-$mode-$round" \
-        --rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period day \
+    if [ "$mode" != off ] && [ "$mode" != open ]; then
+      limits="--rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period day"
+      [ "$mode" = keyonly ] && limits=""
+      # shellcheck disable=SC2086
+      key=$(env $SVC "$ROOT/.venv/bin/ailb" keys create --name "bench-$mode-$round" $limits \
         | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
       GW_CMD="env $COMMON $SVC $ROOT/.venv/bin/ailb serve"
       export GW_HEADERS="Authorization: Bearer $key"

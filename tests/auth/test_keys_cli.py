@@ -31,10 +31,10 @@ def keys(data_dir, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_keys_work_on_a_running_gateway(tmp_path, gateway_factory, client_for):
     data = tmp_path / "ailb_memory"
-    made = keys(data, "create", "--name", "from-cli", "--rpm", "5", "--models", "mock-*")
+    made = keys(data, "create", "--name", "from-cli", "--rpm", "500", "--models", "mock-*")
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
-    assert created["key"].startswith("sk-ailb-") and created["rpm_limit"] == 5
+    assert created["key"].startswith("sk-ailb-") and created["rpm_limit"] == 500
     assert created["models"] == ["mock-*"]
 
     gw = gateway_factory(CONFIG, {"AILB_MASTER_KEY": MASTER, "AILB_DATA_DIR": str(data)})
@@ -42,7 +42,7 @@ def test_cli_keys_work_on_a_running_gateway(tmp_path, gateway_factory, client_fo
     r = c.chat.completions.with_raw_response.create(
         model="mock-a", messages=[{"role": "user", "content": "hi"}]
     )
-    assert r.headers["x-ratelimit-limit-requests"] == "5"
+    assert r.headers["x-ratelimit-limit-requests"] == "500"
 
     listed = keys(data, "list")
     assert listed.returncode == 0

@@ -444,7 +444,6 @@ def test_local_forgets_idle_counters() -> None:
     assert len(a._windows) < bound
     assert len(a._ledgers) < bound
     assert len(a._revoked) < bound
-    assert len(a._settled) <= RESERVATION_TTL + 1
 
 
 # --- Redis only ----------------------------------------------------------------------------

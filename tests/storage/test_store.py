@@ -327,6 +327,22 @@ def test_insert_usage_is_idempotent(make_store: MakeStore) -> None:
     run(scenario())
 
 
+def test_a_batch_larger_than_one_statement(make_store: MakeStore) -> None:
+    """SQLite takes a batch in multi-row statements of at most ~2,000 rows (its parameter
+    limit): a larger one spans several, and a repeat of part of it is still skipped."""
+
+    async def scenario() -> None:
+        async with opened(make_store) as (store,):
+            batch = [record(f"big{i:05d}", DAY1 + i / 1000, prompt_tokens=i) for i in range(5001)]
+            assert await store.insert_usage(batch) == 5001
+            assert await store.insert_usage([*batch[4000:], record("new", DAY1)]) == 1
+            (total,) = await store.query_usage(UsageQuery())
+            assert total.requests == 5002
+            assert total.prompt_tokens == sum(range(5001)) + 1
+
+    run(scenario())
+
+
 def test_concurrent_insert_usage(make_store: MakeStore) -> None:
     tasks, per_task, overlap = 8, 25, 5
 

@@ -25,8 +25,8 @@ from ailb.api.asgi import (
 )
 from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
-from ailb.auth.authenticator import PermissionDenied
-from ailb.auth.identity import ANONYMOUS, caller_id, owner_of, presented_key
+from ailb.auth.authenticator import OPEN, PermissionDenied
+from ailb.auth.identity import ANONYMOUS, caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.billing.records import UsageRecord
 from ailb.billing.usage import UsageRecorder
@@ -159,23 +159,24 @@ class Exchange:
         }
 
     def usage_record(self, instance: str) -> UsageRecord:
+        # Positional (field order): a third of the cost of sixteen keywords, once per request.
         return UsageRecord(
-            request_id=self.request_id,
-            ts=self.ts,
-            key_id=self.key_id,
-            model=self.model or "",
-            deployment=self.deployment,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_usd=self.cost,
-            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            status=self.status,
-            estimated=self.estimated,
-            stream=self.stream,
-            user=self.user,
-            session_id=self.session_id,
-            collection=self.collection,
-            instance=instance,
+            self.request_id,
+            self.ts,
+            self.key_id,
+            self.model or "",
+            self.deployment,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost,
+            round((time.perf_counter() - self.started) * 1000, 3),
+            self.status,
+            self.estimated,
+            self.stream,
+            self.user,
+            self.session_id,
+            self.collection,
+            instance,
         )
 
 
@@ -208,9 +209,10 @@ class ChatCompletionsEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ex = Exchange("req_" + os.urandom(12).hex())
+        # Time-ordered ids: sortable for people, and appended (not scattered) in ledger indexes.
+        ex = Exchange(f"req_{time.time_ns():016x}{os.urandom(6).hex()}")
         rid_header = [(b"x-request-id", ex.request_id.encode())]
-        principal = scope.get(SCOPE_KEY) or Principal(ANONYMOUS, owner_of(presented_key(scope)))
+        principal = scope.get(SCOPE_KEY) or OPEN
         ex.key_id = principal.key_id
         granted: Granted = NOTHING
         gate: DeploymentGate | None = None
@@ -475,6 +477,8 @@ class ChatCompletionsEndpoint:
 
 
 def _permit(principal: Principal, req: ChatCompletionRequest) -> None:
+    if principal.key is None:
+        return  # the master key, or an open gateway
     if not principal.may_use_model(req.model):
         raise PermissionDenied(
             f"This API key may not use the model `{req.model}`.",

@@ -13,13 +13,16 @@ from collections.abc import Callable
 
 from ailb.api.asgi import Scope, header
 from ailb.auth.audit import AuditLog
-from ailb.auth.identity import ANONYMOUS, owner_of, presented_key
+from ailb.auth.identity import ANONYMOUS, presented_key
 from ailb.auth.keyring import KeyRing
 from ailb.auth.keys import key_id_of, matches
 from ailb.auth.principal import MASTER, Principal
 from ailb.errors import APIError, ServiceUnavailable
 from ailb.storage import StoreUnavailable
 
+OPEN = Principal(ANONYMOUS, "")
+RECENT_TTL_S = 60.0
+RECENT_MAX = 10_000
 SIGNATURE_HEADER = b"x-ailb-signature"
 TIMESTAMP_HEADER = b"x-ailb-timestamp"
 
@@ -61,19 +64,33 @@ class Authenticator:
         self.audit = audit
         self.signature_window = signature_window
         self._clock = clock
+        self._recent: dict[str, tuple[Principal, float]] = {}
 
     @property
     def enabled(self) -> bool:
         return self._master is not None
 
     async def authenticate(self, scope: Scope) -> Principal:
-        presented = presented_key(scope)
         if self._master is None:
-            return Principal(ANONYMOUS, owner_of(presented))
+            return OPEN  # the owner is derived from the presented key only when data is used
+        presented = presented_key(scope)
         path = scope.get("path", "")
         if presented is None:
             self.audit.auth_failure("missing_key", path=path)
             raise _missing()
+        hit = self._recent.get(presented)
+        if hit is not None:
+            principal, until = hit
+            key = principal.key
+            # Still the very record the ring holds (any change replaces it), and still in time.
+            if (
+                key is not None
+                and self.ring is not None
+                and self.ring.cached(key.id) is key
+                and self._clock() < until
+            ):
+                return principal
+            self._recent.pop(presented, None)
         digest = hashlib.sha256(presented.encode()).digest()
         if hmac.compare_digest(digest, self._master):
             return Principal(MASTER, MASTER, admin=True)
@@ -98,7 +115,25 @@ class Authenticator:
         if key.expires_at is not None and now >= key.expires_at:
             self.audit.auth_failure("expired_key", key_id=key_id, path=path)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
-        return Principal(key.id, "key_" + key.id, admin=key.admin, key=key)
+        principal = Principal(key.id, "key_" + key.id, admin=key.admin, key=key)
+        self._remember(presented, principal, now)
+        return principal
+
+    def _remember(self, presented: str, principal: Principal, now: float) -> None:
+        """Skip hashing for a secret verified a moment ago (the hot path sees the same few keys
+        over and over); valid until the key or the old secret's grace period expires."""
+        key = principal.key
+        assert key is not None
+        until = now + RECENT_TTL_S
+        if key.expires_at is not None:
+            until = min(until, key.expires_at)
+        if key.previous_expires_at is not None and not hmac.compare_digest(
+            hashlib.sha256(presented.encode()).hexdigest(), key.hash
+        ):
+            until = min(until, key.previous_expires_at)  # it is the rotated-out secret
+        if len(self._recent) >= RECENT_MAX:
+            self._recent.clear()
+        self._recent[presented] = (principal, until)
 
     def verify_signature(self, principal: Principal, scope: Scope, body: bytes) -> None:
         """For keys created with signing: HMAC-SHA256 over `<timestamp>.<body>` in

@@ -37,6 +37,6 @@ def owner_of(key: str | None) -> str:
 
 def caller_id(scope: Scope) -> str:
     p = scope.get(SCOPE_KEY)
-    if isinstance(p, Principal):
+    if isinstance(p, Principal) and p.owner:
         return p.owner
-    return owner_of(presented_key(scope))
+    return owner_of(presented_key(scope))  # an open gateway: derived only when data is used

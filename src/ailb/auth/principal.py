@@ -15,7 +15,8 @@ MASTER = "master"
 @dataclass(frozen=True, slots=True)
 class Principal:
     """`key_id` is what usage, limits and the audit log name; `owner` owns sessions and
-    collections (a key's data survives its rotation because the owner is the key id)."""
+    collections (a key's data survives its rotation because the owner is the key id). On an open
+    gateway `owner` is empty: identity.caller_id derives it from the presented key."""
 
     key_id: str
     owner: str

@@ -9,8 +9,10 @@ import msgspec
 GroupBy = Literal["key", "model", "day"]
 
 
-class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One request, as billed. Tokens are the provider's figures unless `estimated`."""
+class UsageRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One request, as billed. Tokens are the provider's figures unless `estimated`.
+    Serialised as a JSON array in field order (the spool's lines: compact and quick); made
+    with keywords everywhere but on the hot path."""
 
     request_id: str  # unique: writing the same record twice keeps one
     ts: float  # Unix seconds (UTC) when the request started

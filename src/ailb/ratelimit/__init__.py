@@ -68,6 +68,7 @@ class Ticket:
     second: int  # the bucket the token estimates were charged to
     token_windows: tuple[tuple[str, int], ...] = ()  # (window name, estimated tokens)
     quota: Quota | None = None
+    settled: bool = False  # set by the first settle: a ticket counts once
 
 
 @dataclass(slots=True)

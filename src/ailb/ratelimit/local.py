@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +28,45 @@ SPAN = WINDOW_SECONDS + 1
 SWEEP_EVERY = 1024  # admits between sweeps of idle counters
 USD_TOLERANCE = 1e-9  # float sums like 0.1 + 0.2 must not refuse a budget spent exactly
 
-Buckets = dict[int, int]  # second -> units charged in that second
+
+class Buckets:
+    """One window: [second, units] buckets oldest first, and their running total (a check is
+    then O(1) instead of a sum over 61 buckets)."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[int]] = deque()
+        self.total = 0
+
+    def trim(self, oldest: int) -> None:
+        b = self.buckets
+        while b and b[0][0] < oldest:
+            self.total -= b.popleft()[1]
+
+    def charge(self, second: int, units: int) -> None:
+        b = self.buckets
+        if b and b[-1][0] == second:
+            b[-1][1] += units
+        else:
+            b.append([second, units])
+        self.total += units
+
+    def adjust(self, second: int, delta: int) -> None:
+        for bucket in reversed(self.buckets):  # the recent end: settles come soon after
+            if bucket[0] == second:
+                new = max(0, bucket[1] + delta)
+                self.total += new - bucket[1]
+                bucket[1] = new
+                return
+            if bucket[0] < second:
+                return
+
+    def last_charged(self) -> int | None:
+        for second, units in reversed(self.buckets):
+            if units > 0:
+                return second
+        return None
 
 
 @dataclass(slots=True)
@@ -36,12 +74,32 @@ class _Ledger:
     spent_usd: float
     spent_tokens: int
     expires_at: float | None  # end of the quota period
+    # request id -> (usd, tokens, until); insertion order is expiry order (same TTL for all),
+    # so expired ones are at the front, and the sums are kept as they change.
     reservations: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+    reserved_usd: float = 0.0
+    reserved_tokens: int = 0
+
+    def reserve(self, request_id: str, usd: float, tokens: int, until: float) -> None:
+        self.reservations[request_id] = (usd, tokens, until)
+        self.reserved_usd += usd
+        self.reserved_tokens += tokens
+
+    def release(self, request_id: str) -> None:
+        r = self.reservations.pop(request_id, None)
+        if r is not None:
+            self.reserved_usd -= r[0]
+            self.reserved_tokens -= r[1]
+            if not self.reservations:  # no float dust left behind
+                self.reserved_usd, self.reserved_tokens = 0.0, 0
 
     def drop_expired(self, now: float) -> None:
-        stale = [rid for rid, (_, _, until) in self.reservations.items() if until <= now]
-        for rid in stale:
-            del self.reservations[rid]
+        res = self.reservations
+        while res:
+            rid, (_, _, until) = next(iter(res.items()))
+            if until > now:
+                return
+            self.release(rid)
 
 
 class LocalAdmitter:
@@ -50,7 +108,6 @@ class LocalAdmitter:
         self._windows: dict[str, Buckets] = {}
         self._ledgers: dict[str, _Ledger] = {}
         self._revoked: dict[str, float] = {}  # key id -> until
-        self._settled: OrderedDict[str, float] = OrderedDict()  # request id -> until
         self._admits = 0
 
     async def admit(
@@ -61,55 +118,56 @@ class LocalAdmitter:
         revocation: str | None = None,
     ) -> Admission:
         now = self._clock()
-        second = math.floor(now)
+        second = int(now)  # clocks are positive: int() is floor()
         self._admits += 1
         if self._admits % SWEEP_EVERY == 0:
             self._sweep(now)
-        live = [self._live(w.name, second) for w in windows]
+        oldest = second - WINDOW_SECONDS
+        live = []
+        for w in windows:
+            buckets = self._windows.get(w.name)
+            if buckets is None:
+                buckets = self._windows[w.name] = Buckets()
+            else:
+                buckets.trim(oldest)
+            live.append(buckets)
         refused = self._refusal(now, windows, live, quota, revocation)
         if refused is not None:
             refused.windows = [_state(w, b, now) for w, b in zip(windows, live, strict=True)]
             return refused
+        states = []
+        token_windows = []
         for w, buckets in zip(windows, live, strict=True):
-            buckets[second] = buckets.get(second, 0) + w.cost
+            buckets.charge(second, w.cost)
+            states.append(_state(w, buckets, now))
+            if w.name.endswith(":tokens"):
+                token_windows.append((w.name, w.cost))
         if quota is not None:
-            self._ledger(quota, now).reservations[request_id] = (
-                quota.usd_estimate,
-                quota.token_estimate,
-                now + RESERVATION_TTL,
+            self._ledger(quota, now).reserve(
+                request_id, quota.usd_estimate, quota.token_estimate, now + RESERVATION_TTL
             )
         return Admission(
             allowed=True,
-            windows=[_state(w, b, now) for w, b in zip(windows, live, strict=True)],
-            ticket=Ticket(
-                request_id,
-                second,
-                tuple((w.name, w.cost) for w in windows if w.name.endswith(":tokens")),
-                quota,
-            ),
+            windows=states,
+            ticket=Ticket(request_id, second, tuple(token_windows), quota),
         )
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
-        if not ticket.token_windows and ticket.quota is None:
+        if ticket.settled or (not ticket.token_windows and ticket.quota is None):
             return
+        ticket.settled = True  # a repeated settle must not count twice
         now = self._clock()
-        until = self._settled.get(ticket.request_id)
-        if until is not None and now < until:
-            return  # already settled: a repeated settle must not count twice
-        self._settled[ticket.request_id] = now + RESERVATION_TTL
-        self._settled.move_to_end(ticket.request_id)
-        self._trim_settled(now)
-        if ticket.second > math.floor(now) - SPAN:
+        if ticket.second > int(now) - SPAN:
             for name, estimate in ticket.token_windows:
                 buckets = self._windows.get(name)
-                if buckets is not None and ticket.second in buckets:
-                    buckets[ticket.second] = max(0, buckets[ticket.second] + tokens - estimate)
+                if buckets is not None:
+                    buckets.adjust(ticket.second, tokens - estimate)
         if ticket.quota is not None:
             ledger = self._existing_ledger(ticket.quota.name, now)
             # A period that has ended (or was never opened here) is not reopened by a late
             # settle; the next admit seeds the new counter from the ledger.
             if ledger is not None:
-                ledger.reservations.pop(ticket.request_id, None)
+                ledger.release(ticket.request_id)
                 ledger.spent_usd += usd
                 ledger.spent_tokens += tokens
 
@@ -129,10 +187,10 @@ class LocalAdmitter:
         quota: Quota | None,
         revocation: str | None,
     ) -> Admission | None:
-        if revocation is not None and self._revoked.get(revocation, -math.inf) > now:
+        if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
             return Admission(allowed=False, denied_by=revocation, reason="revoked")
         for w, buckets in zip(windows, live, strict=True):
-            count = sum(buckets.values())
+            count = buckets.total
             if count + w.cost > w.limit:
                 return Admission(
                     allowed=False,
@@ -143,13 +201,6 @@ class LocalAdmitter:
         if quota is not None and _over_budget(self._ledger(quota, now), quota, now):
             return Admission(allowed=False, denied_by=quota.name, reason="quota")
         return None
-
-    def _live(self, name: str, second: int) -> Buckets:
-        buckets = self._windows.setdefault(name, {})
-        oldest = second - WINDOW_SECONDS
-        for s in [s for s in buckets if s < oldest]:
-            del buckets[s]
-        return buckets
 
     def _existing_ledger(self, name: str, now: float) -> _Ledger | None:
         ledger = self._ledgers.get(name)
@@ -170,29 +221,24 @@ class LocalAdmitter:
 
     def _sweep(self, now: float) -> None:
         oldest = math.floor(now) - WINDOW_SECONDS
-        self._windows = {n: b for n, b in self._windows.items() if b and max(b) >= oldest}
+        self._windows = {
+            n: b for n, b in self._windows.items() if b.buckets and b.buckets[-1][0] >= oldest
+        }
         for name in list(self._ledgers):
             ledger = self._existing_ledger(name, now)
             if ledger is not None:
                 ledger.drop_expired(now)
         self._revoked = {k: until for k, until in self._revoked.items() if until > now}
-        self._trim_settled(now)
-
-    def _trim_settled(self, now: float) -> None:
-        # Markers are appended in expiry order, so the expired ones are at the front.
-        while self._settled and next(iter(self._settled.values())) <= now:
-            self._settled.popitem(last=False)
 
 
 def _over_budget(ledger: _Ledger, quota: Quota, now: float) -> bool:
     ledger.drop_expired(now)
-    reserved = ledger.reservations.values()
     if quota.usd_limit is not None:
-        usd = ledger.spent_usd + sum(r[0] for r in reserved) + quota.usd_estimate
+        usd = ledger.spent_usd + ledger.reserved_usd + quota.usd_estimate
         if usd > quota.usd_limit + USD_TOLERANCE:
             return True
     if quota.token_limit is not None:
-        tokens = ledger.spent_tokens + sum(r[1] for r in reserved) + quota.token_estimate
+        tokens = ledger.spent_tokens + ledger.reserved_tokens + quota.token_estimate
         if tokens > quota.token_limit:
             return True
     return False
@@ -202,15 +248,15 @@ def _retry_after(w: RateWindow, buckets: Buckets, count: int, now: float) -> flo
     if w.cost > w.limit:
         return float(WINDOW_SECONDS)  # never fits; ask again after a full window
     excess = count + w.cost - w.limit
-    for second in sorted(buckets):
-        excess -= buckets[second]
+    for second, units in buckets.buckets:
+        excess -= units
         if excess <= 0:
             return second + SPAN - now
     return float(WINDOW_SECONDS)
 
 
 def _state(w: RateWindow, buckets: Buckets, now: float) -> WindowState:
-    count = sum(buckets.values())
-    charged = [s for s, units in buckets.items() if units > 0]
-    reset = max(charged) + SPAN - now if charged else 0.0
-    return WindowState(w.name, w.limit, max(0, w.limit - count), reset)
+    b = buckets.buckets
+    last = b[-1][0] if b and b[-1][1] > 0 else buckets.last_charged()
+    reset = last + SPAN - now if last is not None else 0.0
+    return WindowState(w.name, w.limit, max(0, w.limit - buckets.total), reset)

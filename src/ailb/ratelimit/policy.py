@@ -29,6 +29,7 @@ log = logging.getLogger("ailb.ratelimit")
 
 FailureMode = Literal["open", "closed"]
 SEED_TTL_S = 60.0
+BREAKER_S = 1.0
 GRACE_TTL_S = 3600  # a period's counter outlives the period a little: late settles still land
 
 
@@ -96,6 +97,15 @@ def reset_text(seconds: float) -> str:
     return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
 
 
+# Windows reset within 61 s: their header values, made once rather than on every answer.
+_RESETS = tuple(reset_text(s).encode() for s in range(62))
+
+
+def _reset(seconds: float) -> bytes:
+    s = math.ceil(seconds)
+    return _RESETS[s] if 1 <= s < len(_RESETS) else reset_text(seconds).encode()
+
+
 class LimitPolicy:
     def __init__(
         self,
@@ -115,6 +125,8 @@ class LimitPolicy:
         self._clock = clock
         self._seeds: dict[tuple[str, str], tuple[float, float, int]] = {}
         self._failing = False
+        self._skip_until = 0.0
+        self._periods: dict[str, tuple[float, str, float]] = {}
 
     def windows(
         self, principal: Principal, model: str, user: str | None, tokens: int
@@ -145,8 +157,10 @@ class LimitPolicy:
         if key is None or (key.budget_usd is None and key.token_budget is None):
             return None
         now = self._clock()
-        pid, start, ttl = period(key.budget_period, now)
-        seed_usd, seed_tokens = await self._seed(key.id, pid, start, now)
+        pid, start, ttl = self._period(key.budget_period, now)
+        seed = self._seeds.get((key.id, pid))
+        if seed is None or now - seed[0] >= SEED_TTL_S:
+            seed = await self._seed(key.id, pid, start, now)
         return Quota(
             name=f"q:{key.id}:{pid}",
             usd_limit=key.budget_usd,
@@ -154,16 +168,27 @@ class LimitPolicy:
             usd_estimate=usd,
             token_estimate=tokens,
             ttl=ttl,
-            seed_usd=seed_usd,
-            seed_tokens=seed_tokens,
+            seed_usd=seed[1],
+            seed_tokens=seed[2],
         )
 
-    async def _seed(self, key_id: str, pid: str, start: float, now: float) -> tuple[float, int]:
+    def _period(self, kind: str, now: float) -> tuple[str, float, int | None]:
+        """period(), remembered until the period ends (it is asked on every request)."""
+        cached = self._periods.get(kind)
+        if cached is None or now >= cached[0]:
+            pid, start, ttl = period(kind, now)
+            end = math.inf if ttl is None else now + ttl - GRACE_TTL_S
+            cached = self._periods[kind] = (end, pid, start)
+        end, pid, start = cached
+        return pid, start, None if end == math.inf else int(end - now) + GRACE_TTL_S
+
+    async def _seed(
+        self, key_id: str, pid: str, start: float, now: float
+    ) -> tuple[float, float, int]:
         """What the ledger says the key spent this period: used only where the counter does not
-        exist yet (this process's first request of the period, or a Redis that lost its data)."""
+        exist yet (this process's first request of the period, or a Redis that lost its data).
+        Asked again at most once a minute per key."""
         cached = self._seeds.get((key_id, pid))
-        if cached is not None and now - cached[0] < SEED_TTL_S:
-            return cached[1], cached[2]
         usd, tokens = 0.0, 0
         if self.store is not None:
             try:
@@ -171,11 +196,11 @@ class LimitPolicy:
             except StoreUnavailable as e:
                 log.warning("budget_seed_unavailable", extra={"key_id": key_id, "detail": str(e)})
                 if cached is not None:
-                    return cached[1], cached[2]
+                    return cached
         if len(self._seeds) > 100_000:
             self._seeds.clear()
-        self._seeds[(key_id, pid)] = (now, usd, tokens)
-        return usd, tokens
+        seed = self._seeds[(key_id, pid)] = (now, usd, tokens)
+        return seed
 
     async def admit(
         self,
@@ -191,33 +216,54 @@ class LimitPolicy:
         if not windows and quota is None:
             return NOTHING
         revocation = principal.key_id if principal.key is not None else None
-        admitter = self.admitter
-        try:
-            adm = await admitter.admit(request_id, windows, quota, revocation)
-            if self._failing:
-                log.info("rate_limit_backend_recovered")
-                self._failing = False
-        except AdmissionUnavailable as e:
-            self.backend_failures += 1
-            if not self._failing:
-                log.error(
-                    "rate_limit_backend_unavailable",
-                    extra={"detail": str(e), "failure_mode": self.failure_mode},
-                )
-                self._failing = True
-            if self.failure_mode == "closed" or self.fallback is None:
-                raise ServiceUnavailable(
-                    "Rate limits cannot be checked right now; please retry.",
-                    code="rate_limiter_unavailable",
-                    headers={"retry-after": "1"},
-                ) from None
-            admitter = self.fallback  # fail open: this instance's own counters meanwhile
-            adm = await admitter.admit(request_id, windows, quota, None)
+        checked = await self.check(request_id, windows, quota, revocation)
+        if checked is None:
+            raise ServiceUnavailable(
+                "Rate limits cannot be checked right now; please retry.",
+                code="rate_limiter_unavailable",
+                headers={"retry-after": "1"},
+            )
+        adm, admitter = checked
         headers = limit_headers(adm)
         if not adm.allowed:
             self.rate_limited += 1
             raise refusal(adm, headers)
         return Granted(headers, adm.ticket, admitter)
+
+    async def check(
+        self,
+        request_id: str,
+        windows: list[RateWindow],
+        quota: Quota | None = None,
+        revocation: str | None = None,
+    ) -> tuple[Admission, Admitter] | None:
+        """Admission by the shared backend, or -- while it is down, in fail-open mode -- by this
+        instance's own counters; None when it is down in fail-closed mode. After a failure the
+        backend is left alone for BREAKER_S, so a dead Redis costs one timeout a second rather
+        than one per request."""
+        if self.fallback is None:  # in-process counters: nothing can be down
+            return await self.admitter.admit(request_id, windows, quota, revocation), self.admitter
+        now = time.monotonic()
+        if now >= self._skip_until:
+            try:
+                adm = await self.admitter.admit(request_id, windows, quota, revocation)
+            except AdmissionUnavailable as e:
+                self.backend_failures += 1
+                self._skip_until = now + BREAKER_S
+                if not self._failing:
+                    log.error(
+                        "rate_limit_backend_unavailable",
+                        extra={"detail": str(e), "failure_mode": self.failure_mode},
+                    )
+                    self._failing = True
+            else:
+                if self._failing:
+                    log.info("rate_limit_backend_recovered")
+                    self._failing = False
+                return adm, self.admitter
+        if self.failure_mode == "closed" or self.fallback is None:
+            return None
+        return await self.fallback.admit(request_id, windows, quota, None), self.fallback
 
     async def settle(self, granted: Granted, tokens: int, usd: float) -> None:
         if granted.ticket is None or granted.admitter is None:
@@ -231,17 +277,26 @@ class LimitPolicy:
 
 def limit_headers(adm: Admission) -> list[tuple[bytes, bytes]]:
     """OpenAI's x-ratelimit-* headers from the tightest requests and tokens windows."""
+    req = tok = None
+    for w in adm.windows:
+        if w.name.endswith(":tokens"):
+            if tok is None or w.remaining < tok.remaining:
+                tok = w
+        elif req is None or w.remaining < req.remaining:
+            req = w
     out: list[tuple[bytes, bytes]] = []
-    for kind in ("requests", "tokens"):
-        states = [w for w in adm.windows if w.name.endswith(":" + kind)]
-        if not states:
-            continue
-        w = min(states, key=lambda s: s.remaining)
-        out += [
-            (f"x-ratelimit-limit-{kind}".encode(), str(w.limit).encode()),
-            (f"x-ratelimit-remaining-{kind}".encode(), str(w.remaining).encode()),
-            (f"x-ratelimit-reset-{kind}".encode(), reset_text(w.reset_s).encode()),
-        ]
+    if req is not None:
+        out += (
+            (b"x-ratelimit-limit-requests", b"%d" % req.limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % req.remaining),
+            (b"x-ratelimit-reset-requests", _reset(req.reset_s)),
+        )
+    if tok is not None:
+        out += (
+            (b"x-ratelimit-limit-tokens", b"%d" % tok.limit),
+            (b"x-ratelimit-remaining-tokens", b"%d" % tok.remaining),
+            (b"x-ratelimit-reset-tokens", _reset(tok.reset_s)),
+        )
     return out
 
 
@@ -291,14 +346,10 @@ class DeploymentGate:
         if c.tpm is not None:
             windows.append(RateWindow(f"d:{c.name}:tokens", c.tpm, self.tokens))
         rid = f"{self.request_id}:{c.name}:{len(self.granted)}"
-        admitter = self.policy.admitter
-        try:
-            adm = await admitter.admit(rid, windows)
-        except AdmissionUnavailable:
-            if self.policy.fallback is None:
-                return None  # no way to count: the provider's own 429 is the backstop
-            admitter = self.policy.fallback
-            adm = await admitter.admit(rid, windows)
+        checked = await self.policy.check(rid, windows)
+        if checked is None:
+            return None  # cannot count now: the provider's own 429 is the backstop
+        adm, admitter = checked
         if not adm.allowed:
             return max(adm.retry_after, 0.05)
         self.granted.append((c.name, Granted([], adm.ticket, admitter)))

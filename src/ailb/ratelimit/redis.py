@@ -135,13 +135,12 @@ class RedisAdmitter:
         )
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
-        if not ticket.token_windows and ticket.quota is None:
+        if ticket.settled or (not ticket.token_windows and ticket.quota is None):
             return
-        keys = [self._prefix + "settled:" + ticket.request_id]
-        keys += [self._prefix + name for name, _ in ticket.token_windows]
+        ticket.settled = True  # a repeated settle must not count twice
+        keys = [self._prefix + name for name, _ in ticket.token_windows]
         args: list[Arg] = [
             self._now(),
-            RESERVATION_TTL,
             ticket.second,
             int(ticket.quota is not None),
             ticket.request_id,

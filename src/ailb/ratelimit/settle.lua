@@ -1,7 +1,8 @@
--- Replace an admitted request's estimates with its actual figures, once per request id.
--- KEYS: the settled marker, the tokens window hashes, then the quota hash if there is a quota.
--- ARGV: now ('' = the server's clock), marker ttl, the ticket's second, has quota (0/1),
---       request id, usd, tokens, then the correction (actual - estimate) per tokens window.
+-- Replace an admitted request's estimates with its actual figures (the caller settles a
+-- ticket once).
+-- KEYS: the tokens window hashes, then the quota hash if there is a quota.
+-- ARGV: now ('' = the server's clock), the ticket's second, has quota (0/1), request id, usd,
+--       tokens, then the correction (actual - estimate) per tokens window.
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -10,20 +11,12 @@ else
   now = tonumber(ARGV[1])
 end
 
--- The marker holds its expiry so that an injected (test) clock ages it like EX does.
-local marker = redis.call('GET', KEYS[1])
-if marker and now < tonumber(marker) then
-  return 0
-end
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], string.format('%.17g', now + ttl), 'EX', ttl)
-
-local has_quota = ARGV[4] == '1'
+local has_quota = ARGV[3] == '1'
 local last_window = #KEYS - (has_quota and 1 or 0)
-local second = ARGV[3]
+local second = ARGV[2]
 -- A bucket that has left the window no longer counts, so correcting it would change nothing.
 if tonumber(second) >= math.floor(now) - 60 then
-  for i = 2, last_window do
+  for i = 1, last_window do
     if redis.call('HEXISTS', KEYS[i], second) == 1 then
       if redis.call('HINCRBY', KEYS[i], second, ARGV[6 + i]) < 0 then
         redis.call('HSET', KEYS[i], second, 0)
@@ -38,9 +31,9 @@ if has_quota then
   -- A period that has ended (or a counter Redis lost) is not reopened by a late settle; the
   -- next admit seeds a new counter from the ledger.
   if redis.call('HEXISTS', quota, 'usd') == 1 and not (until_ and now >= tonumber(until_)) then
-    redis.call('HDEL', quota, 'r:' .. ARGV[5])
-    redis.call('HINCRBYFLOAT', quota, 'usd', ARGV[6])
-    redis.call('HINCRBY', quota, 'tok', ARGV[7])
+    redis.call('HDEL', quota, 'r:' .. ARGV[4])
+    redis.call('HINCRBYFLOAT', quota, 'usd', ARGV[5])
+    redis.call('HINCRBY', quota, 'tok', ARGV[6])
   end
 end
 return 1

@@ -53,10 +53,9 @@ SCHEMA = (
 )
 
 USAGE_COLUMNS = tuple(f'"{name}"' for name in UsageRecord.__struct_fields__)
-INSERT_USAGE = (
-    f"INSERT OR IGNORE INTO usage ({', '.join(USAGE_COLUMNS)}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
-)
+VALUES_ROW = f"({', '.join('?' * len(USAGE_COLUMNS))})"
+INSERT_USAGE = f"INSERT OR IGNORE INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {VALUES_ROW}"  # noqa: S608
+
 
 # Group name -> (SQL expression, UsageRow field); dict order is the row order.
 GROUPS = {
@@ -71,6 +70,8 @@ class SqliteStore:
         self._path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the worker thread only
+        self._insert_statements: dict[int, str] = {}
+        self._rows_per_insert = 1
 
     async def open(self) -> None:
         if self._executor is not None:
@@ -217,6 +218,8 @@ class SqliteStore:
                 conn.execute("PRAGMA busy_timeout = 5000")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                self._rows_per_insert = max(1, limit // len(USAGE_COLUMNS))
                 self._conn = conn
                 with self._write():
                     for statement in SCHEMA:
@@ -260,10 +263,26 @@ class SqliteStore:
             return _seq_of(conn, key.id)
 
     def _insert_usage(self, values: list[tuple[Any, ...]]) -> int:
+        # Many rows per statement, not executemany: executemany takes the GIL back for every
+        # row, and against a busy event loop each of those waits out the switch interval
+        # (measured: 5 ms a row), so the ledger could never keep up with traffic.
         with self._errors(), self._write() as conn:
             before = conn.total_changes
-            conn.executemany(INSERT_USAGE, values)
+            step = self._rows_per_insert
+            for i in range(0, len(values), step):
+                chunk = values[i : i + step]
+                conn.execute(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
             return conn.total_changes - before
+
+    def _insert_sql(self, rows: int) -> str:
+        sql = self._insert_statements.get(rows)
+        if sql is None:
+            if len(self._insert_statements) > 64:
+                self._insert_statements.clear()
+            sql = self._insert_statements[rows] = INSERT_USAGE.replace(
+                VALUES_ROW, ",".join([VALUES_ROW] * rows)
+            )
+        return sql
 
 
 def _where(query: UsageQuery) -> tuple[str, list[Any]]:
