@@ -202,6 +202,7 @@ class ChatCompletionsEndpoint:
         self.limits = limits
         self.usage = usage
         self.instance = instance
+        self._prices: dict[str, tuple[Any, float, float]] = {}
         # Deployment gates cost an await per attempt: only built when some deployment has one.
         self.gated = any(
             d.config.rpm is not None or d.config.tpm is not None
@@ -316,18 +317,16 @@ class ChatCompletionsEndpoint:
         key = principal.key
         if key is None or key.budget_usd is None:
             return 0.0
-        completion = needs.max_tokens or COMPLETION_ESTIMATE
-        return (
-            max(
-                (
-                    (d.config.input_cost_per_1m * needs.prompt_tokens)
-                    + d.config.output_cost_per_1m * completion
-                    for d in self.router.models().get(model, ())
-                ),
-                default=0.0,
+        deployments = self.router.models().get(model)
+        prices = self._prices.get(model)
+        if prices is None or prices[0] is not deployments:  # the model's deployments changed
+            prices = self._prices[model] = (
+                deployments,
+                max((d.config.input_cost_per_1m for d in deployments or ()), default=0.0),
+                max((d.config.output_cost_per_1m for d in deployments or ()), default=0.0),
             )
-            / 1e6
-        )
+        completion = needs.max_tokens or COMPLETION_ESTIMATE
+        return (prices[1] * needs.prompt_tokens + prices[2] * completion) / 1e6
 
     async def _retrieve(
         self,

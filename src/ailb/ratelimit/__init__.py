@@ -7,6 +7,9 @@ what was spent in the current period plus reservations of requests still running
 admitted if spent + reserved + its estimate fits, and its reservation is replaced by the actual
 figure when it settles. Reservations of requests that never settle (a crashed instance) expire.
 
+The values are NamedTuples: several are made per request, and tuples are made several times
+faster than frozen dataclasses.
+
 Two backends implement `Admitter` with the same semantics: in-process (`local`) and Redis
 (`redis`, one Lua script per check, so many instances share exact counters).
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 WINDOW_SECONDS = 60
 # How long an unsettled reservation counts: longer than any request deadline, so only the
@@ -23,8 +26,7 @@ WINDOW_SECONDS = 60
 RESERVATION_TTL = 900
 
 
-@dataclass(frozen=True, slots=True)
-class RateWindow:
+class RateWindow(NamedTuple):
     """A limit of `limit` units per 60 s on counter `name`; this request costs `cost` units
     (1 for a requests window, the token estimate for a tokens window)."""
 
@@ -33,8 +35,7 @@ class RateWindow:
     cost: int
 
 
-@dataclass(frozen=True, slots=True)
-class Quota:
+class Quota(NamedTuple):
     """A period budget on counter `name` (one per key and period, e.g. `k:<id>:2026-12`).
     A limit of None is not checked. `ttl` is how long the period's counter must live (None:
     forever); `seed_usd`/`seed_tokens` are what the ledger says was already spent, used only
@@ -50,8 +51,7 @@ class Quota:
     seed_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class WindowState:
+class WindowState(NamedTuple):
     """A window after the check, for the x-ratelimit-* headers."""
 
     name: str

@@ -117,21 +117,33 @@ class LocalAdmitter:
         quota: Quota | None = None,
         revocation: str | None = None,
     ) -> Admission:
+        # Written flat: it runs on every limited request (no helper calls on the usual path).
         now = self._clock()
         second = int(now)  # clocks are positive: int() is floor()
         self._admits += 1
-        if self._admits % SWEEP_EVERY == 0:
+        if not self._admits % SWEEP_EVERY:
             self._sweep(now)
+        refused: Admission | None = None
+        if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
+            refused = Admission(False, denied_by=revocation, reason="revoked")
         oldest = second - WINDOW_SECONDS
-        live = []
+        counters = self._windows
+        live: list[Buckets] = []
         for w in windows:
-            buckets = self._windows.get(w.name)
+            buckets = counters.get(w.name)
             if buckets is None:
-                buckets = self._windows[w.name] = Buckets()
-            else:
+                buckets = counters[w.name] = Buckets()
+            elif buckets.buckets and buckets.buckets[0][0] < oldest:
                 buckets.trim(oldest)
             live.append(buckets)
-        refused = self._refusal(now, windows, live, quota, revocation)
+            if refused is None and buckets.total + w.cost > w.limit:
+                retry = _retry_after(w, buckets, buckets.total, now)
+                refused = Admission(False, denied_by=w.name, reason="rate", retry_after=retry)
+        ledger = None
+        if quota is not None and refused is None:
+            ledger = self._ledger(quota, now)
+            if _over_budget(ledger, quota, now):
+                refused = Admission(False, denied_by=quota.name, reason="quota")
         if refused is not None:
             refused.windows = [_state(w, b, now) for w, b in zip(windows, live, strict=True)]
             return refused
@@ -142,15 +154,12 @@ class LocalAdmitter:
             states.append(_state(w, buckets, now))
             if w.name.endswith(":tokens"):
                 token_windows.append((w.name, w.cost))
-        if quota is not None:
-            self._ledger(quota, now).reserve(
+        if ledger is not None:
+            assert quota is not None
+            ledger.reserve(
                 request_id, quota.usd_estimate, quota.token_estimate, now + RESERVATION_TTL
             )
-        return Admission(
-            allowed=True,
-            windows=states,
-            ticket=Ticket(request_id, second, tuple(token_windows), quota),
-        )
+        return Admission(True, states, Ticket(request_id, second, tuple(token_windows), quota))
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
         if ticket.settled or (not ticket.token_windows and ticket.quota is None):
@@ -178,29 +187,6 @@ class LocalAdmitter:
         return None
 
     # --- checks -------------------------------------------------------------------------------
-
-    def _refusal(
-        self,
-        now: float,
-        windows: Sequence[RateWindow],
-        live: list[Buckets],
-        quota: Quota | None,
-        revocation: str | None,
-    ) -> Admission | None:
-        if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
-            return Admission(allowed=False, denied_by=revocation, reason="revoked")
-        for w, buckets in zip(windows, live, strict=True):
-            count = buckets.total
-            if count + w.cost > w.limit:
-                return Admission(
-                    allowed=False,
-                    denied_by=w.name,
-                    reason="rate",
-                    retry_after=_retry_after(w, buckets, count, now),
-                )
-        if quota is not None and _over_budget(self._ledger(quota, now), quota, now):
-            return Admission(allowed=False, denied_by=quota.name, reason="quota")
-        return None
 
     def _existing_ledger(self, name: str, now: float) -> _Ledger | None:
         ledger = self._ledgers.get(name)

@@ -127,6 +127,7 @@ class LimitPolicy:
         self._failing = False
         self._skip_until = 0.0
         self._periods: dict[str, tuple[float, str, float]] = {}
+        self._names: dict[str, tuple[ApiKey, str, str]] = {}
 
     def windows(
         self, principal: Principal, model: str, user: str | None, tokens: int
@@ -135,10 +136,15 @@ class LimitPolicy:
         key = principal.key
         kid = principal.key_id
         if key is not None:
+            names = self._names.get(kid)
+            if names is None or names[0] is not key:  # any change to a key is a new object
+                if len(self._names) > 100_000:
+                    self._names.clear()
+                names = self._names[kid] = (key, f"k:{kid}:requests", f"k:{kid}:tokens")
             if key.rpm_limit:
-                out.append(RateWindow(f"k:{kid}:requests", key.rpm_limit, 1))
+                out.append(RateWindow(names[1], key.rpm_limit, 1))
             if key.tpm_limit:
-                out.append(RateWindow(f"k:{kid}:tokens", key.tpm_limit, tokens))
+                out.append(RateWindow(names[2], key.tpm_limit, tokens))
             if user and (key.user_rpm_limit or key.user_tpm_limit):
                 u = hashlib.sha256(user.encode()).hexdigest()[:16]
                 if key.user_rpm_limit:

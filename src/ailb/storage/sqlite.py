@@ -54,6 +54,7 @@ SCHEMA = (
 
 USAGE_COLUMNS = tuple(f'"{name}"' for name in UsageRecord.__struct_fields__)
 VALUES_ROW = f"({', '.join('?' * len(USAGE_COLUMNS))})"
+MAX_ROWS_PER_INSERT = 512
 INSERT_USAGE = f"INSERT OR IGNORE INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {VALUES_ROW}"  # noqa: S608
 
 
@@ -219,7 +220,8 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-                self._rows_per_insert = max(1, limit // len(USAGE_COLUMNS))
+                rows = min(MAX_ROWS_PER_INSERT, max(1, limit // len(USAGE_COLUMNS)))
+                self._rows_per_insert = 1 << (rows.bit_length() - 1)  # a power of two
                 self._conn = conn
                 with self._write():
                     for statement in SCHEMA:
@@ -266,19 +268,22 @@ class SqliteStore:
         # Many rows per statement, not executemany: executemany takes the GIL back for every
         # row, and against a busy event loop each of those waits out the switch interval
         # (measured: 5 ms a row), so the ledger could never keep up with traffic.
+        # Chunks are powers of two, so at most a dozen statement shapes are ever prepared (each
+        # prepared statement is kept by sqlite3's cache; one shape per batch size grew memory
+        # without bound).
         with self._errors(), self._write() as conn:
             before = conn.total_changes
-            step = self._rows_per_insert
-            for i in range(0, len(values), step):
-                chunk = values[i : i + step]
-                conn.execute(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
+            i = 0
+            while i < len(values):
+                rows = min(self._rows_per_insert, 1 << ((len(values) - i).bit_length() - 1))
+                chunk = values[i : i + rows]
+                conn.execute(self._insert_sql(rows), [v for row in chunk for v in row])
+                i += rows
             return conn.total_changes - before
 
     def _insert_sql(self, rows: int) -> str:
         sql = self._insert_statements.get(rows)
         if sql is None:
-            if len(self._insert_statements) > 64:
-                self._insert_statements.clear()
             sql = self._insert_statements[rows] = INSERT_USAGE.replace(
                 VALUES_ROW, ",".join([VALUES_ROW] * rows)
             )
