@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ailb.api.asgi import Scope, header
 from ailb.auth.audit import AuditLog
-from ailb.auth.identity import ANONYMOUS, presented_key
+from ailb.auth.identity import ANONYMOUS, presented_bytes
 from ailb.auth.keyring import KeyRing
 from ailb.auth.keys import key_id_of, matches
 from ailb.auth.principal import MASTER, Principal
@@ -64,7 +64,7 @@ class Authenticator:
         self.audit = audit
         self.signature_window = signature_window
         self._clock = clock
-        self._recent: dict[str, tuple[Principal, float]] = {}
+        self._recent: dict[bytes, tuple[Principal, float]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -73,12 +73,8 @@ class Authenticator:
     async def authenticate(self, scope: Scope) -> Principal:
         if self._master is None:
             return OPEN  # the owner is derived from the presented key only when data is used
-        presented = presented_key(scope)
-        path = scope.get("path", "")
-        if presented is None:
-            self.audit.auth_failure("missing_key", path=path)
-            raise _missing()
-        hit = self._recent.get(presented)
+        raw = presented_bytes(scope)
+        hit = self._recent.get(raw) if raw is not None else None
         if hit is not None:
             principal, until = hit
             key = principal.key
@@ -90,7 +86,12 @@ class Authenticator:
                 and self._clock() < until
             ):
                 return principal
-            self._recent.pop(presented, None)
+            del self._recent[raw]  # type: ignore[arg-type]  # a hit means raw is not None
+        presented = raw.decode("latin-1") if raw is not None else None
+        path = scope.get("path", "")
+        if presented is None:
+            self.audit.auth_failure("missing_key", path=path)
+            raise _missing()
         digest = hashlib.sha256(presented.encode()).digest()
         if hmac.compare_digest(digest, self._master):
             return Principal(MASTER, MASTER, admin=True)
@@ -116,10 +117,11 @@ class Authenticator:
             self.audit.auth_failure("expired_key", key_id=key_id, path=path)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
         principal = Principal(key.id, "key_" + key.id, admin=key.admin, key=key)
-        self._remember(presented, principal, now)
+        assert raw is not None
+        self._remember(raw, presented, principal, now)
         return principal
 
-    def _remember(self, presented: str, principal: Principal, now: float) -> None:
+    def _remember(self, raw: bytes, presented: str, principal: Principal, now: float) -> None:
         """Skip hashing for a secret verified a moment ago (the hot path sees the same few keys
         over and over); valid until the key or the old secret's grace period expires."""
         key = principal.key
@@ -133,7 +135,7 @@ class Authenticator:
             until = min(until, key.previous_expires_at)  # it is the rotated-out secret
         if len(self._recent) >= RECENT_MAX:
             self._recent.clear()
-        self._recent[presented] = (principal, until)
+        self._recent[raw] = (principal, until)
 
     def verify_signature(self, principal: Principal, scope: Scope, body: bytes) -> None:
         """For keys created with signing: HMAC-SHA256 over `<timestamp>.<body>` in

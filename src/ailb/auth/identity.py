@@ -29,6 +29,23 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+def presented_bytes(scope: Scope) -> bytes | None:
+    """presented_key() as the raw header bytes (no decoding: the hot path's cache key)."""
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if value[:7].lower() == b"bearer ":
+                token = value[7:].strip()
+                if token:
+                    return token
+        elif name == b"x-api-key":
+            token = value.strip()
+            if token:
+                return token
+    return None
+
+
 def owner_of(key: str | None) -> str:
     if not key:
         return ANONYMOUS

@@ -14,6 +14,7 @@ from ailb.storage import Store, StoreUnavailable
 log = logging.getLogger("ailb.usage")
 
 FLUSH_INTERVAL_S = 0.25
+MAX_HELD = 200_000  # records kept in memory while the ledger is down
 MAX_RETRY_S = 10.0
 
 
@@ -27,6 +28,11 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._backoff = interval
+        # This process's records are also kept in memory until written, so flushing them does
+        # not read and decode what was just encoded; the files are for crashes and outages.
+        self._current: list[UsageRecord] = []
+        self._closed: dict[str, list[UsageRecord]] = {}
+        self._held = 0
 
     async def start(self) -> None:
         self.spool.open()
@@ -39,18 +45,30 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self.spool.rotate()
+        self._rotate()
         await self.flush()
         self.spool.close()
 
     async def sync(self) -> None:
         """Everything recorded so far into the ledger now (raises StoreUnavailable)."""
-        self.spool.rotate()
+        self._rotate()
         if not await self.flush():
             raise StoreUnavailable("the usage ledger is unavailable")
 
     def record(self, record: UsageRecord) -> None:
         self.spool.append(record)
+        self._current.append(record)
+
+    def _rotate(self) -> None:
+        closed = self.spool.rotate()
+        if closed is None:
+            return
+        self._held += len(self._current)
+        self._closed[closed] = self._current
+        self._current = []
+        if self._held > MAX_HELD:  # a long outage: the files alone keep what waits
+            self._closed.clear()
+            self._held = 0
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -58,7 +76,7 @@ class UsageRecorder:
             await asyncio.sleep(self.interval)
             if self.failing and loop.time() < self._retry_at:
                 continue
-            self.spool.rotate()
+            self._rotate()
             ok = await self.flush()
             if ok:
                 self._backoff = self.interval
@@ -70,8 +88,10 @@ class UsageRecorder:
         """Every closed segment into the ledger; False when the ledger is unavailable (the
         segments stay on disk for the next attempt)."""
         for path in list(self.spool.orphans()):
+            records = self._closed.get(path)
             try:
-                records = read_segment(path)
+                if records is None:
+                    records = read_segment(path)
             except FileNotFoundError:
                 continue  # another instance flushed it first
             try:
@@ -84,6 +104,7 @@ class UsageRecorder:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+            self._held -= len(self._closed.pop(path, ()))
         if self.failing:
             log.info("usage_ledger_recovered")
         self.failing = False

@@ -149,9 +149,21 @@ class LocalAdmitter:
             return refused
         states = []
         token_windows = []
+        reset = SPAN - now + second  # the bucket just charged is the window's newest
         for w, buckets in zip(windows, live, strict=True):
-            buckets.charge(second, w.cost)
-            states.append(_state(w, buckets, now))
+            b = buckets.buckets
+            if b and b[-1][0] == second:
+                b[-1][1] += w.cost
+            else:
+                b.append([second, w.cost])
+            buckets.total += w.cost
+            remaining = w.limit - buckets.total
+            if b[-1][1] > 0:
+                states.append(
+                    WindowState(w.name, w.limit, remaining if remaining > 0 else 0, reset)
+                )
+            else:  # a zero-cost probe: the window's age comes from older buckets
+                states.append(_state(w, buckets, now))
             if w.name.endswith(":tokens"):
                 token_windows.append((w.name, w.cost))
         if ledger is not None:
