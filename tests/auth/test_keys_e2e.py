@@ -237,3 +237,21 @@ def test_audit_log_names_key_ids_never_keys(gw, caplog):
     assert revoked and revoked[0]["actor"] == "master" and revoked[0]["key_id"] == made["id"]
     text = caplog.text + repr([d for _, d in events])
     assert made["key"] not in text and bad not in text and MASTER not in text
+
+
+def test_collection_scope_covers_the_collections_api(gateway_factory):
+    gw = gateway_factory(CONFIG, {"AILB_MASTER_KEY": MASTER, "ENABLE_RAG": "true"})
+    key = create(gw, scopes=["collection:docs*"])["key"]
+
+    def call(method, path, body=None):
+        return admin(gw, method, path, body, key=key)
+
+    r = call("POST", "/api/rag/collections", {"name": "secret"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "collection_not_allowed"
+    assert call("GET", "/api/rag/collections/secret").status_code == 403
+    assert call("POST", "/api/rag/collections/secret/query", {"query": "x"}).status_code == 403
+    assert call("POST", "/api/rag/collections", {"name": "docs-a"}).status_code == 200
+    # the master key's own collection is not listed for a key that may not use it
+    assert admin(gw, "POST", "/api/rag/collections", {"name": "other", "shared": True}).is_success
+    names = [c["name"] for c in call("GET", "/api/rag/collections").json()["data"]]
+    assert names == ["docs-a"]

@@ -14,7 +14,9 @@ from starlette.routing import Route
 from ailb.api.common import JSONResponse, parse_body
 from ailb.api.openapi import Operation, path_param
 from ailb.api.schemas import CollectionName
+from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.identity import caller_id
+from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.embeddings import EmbeddingError
 from ailb.errors import InvalidRequest, ServiceUnavailable
 from ailb.rag.service import Collection, DocumentIn, RagService
@@ -135,7 +137,24 @@ def _name(request: Request) -> str:
         raise InvalidRequest(
             "A collection name is 3-512 characters of a-z A-Z 0-9 . _ -", param="name"
         )
+    return _permitted(request, name)
+
+
+def _permitted(request: Request, name: str) -> str:
+    """A key whose scopes list collections may use only those (403 for any other)."""
+    p = request.scope.get(SCOPE_KEY)
+    if isinstance(p, Principal) and not p.may_use_collection(name):
+        raise PermissionDenied(
+            f"This API key may not use the collection `{name}`.",
+            param="name",
+            code="collection_not_allowed",
+        )
     return name
+
+
+def _visible_to(request: Request, name: str) -> bool:
+    p = request.scope.get(SCOPE_KEY)
+    return not isinstance(p, Principal) or p.may_use_collection(name)
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
@@ -170,6 +189,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     async def create(request: Request) -> JSONResponse:
         rag = service()
         body = await parse_body(request, CreateCollection)
+        _permitted(request, body.name)
         owner = caller_id(request.scope)
         c = await rag.create(owner, body.name, body.description, body.shared)
         return JSONResponse(await out(rag, c, owner))
@@ -178,7 +198,11 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     async def list_collections(request: Request) -> JSONResponse:
         rag = service()
         owner = caller_id(request.scope)
-        cols = [await out(rag, c, owner) for c in await rag.visible(owner)]
+        cols = [
+            await out(rag, c, owner)
+            for c in await rag.visible(owner)
+            if _visible_to(request, c.name)
+        ]
         return JSONResponse(CollectionList("list", cols))
 
     @guarded
