@@ -56,13 +56,17 @@ class UsageRecorder:
             raise StoreUnavailable("the usage ledger is unavailable")
 
     def record(self, record: UsageRecord) -> None:
-        self.spool.append(record)
+        closed = self.spool.append(record)
+        if closed is not None:  # the segment filled up before this record
+            self._closed_now(closed)
         self._current.append(record)
 
     def _rotate(self) -> None:
         closed = self.spool.rotate()
-        if closed is None:
-            return
+        if closed is not None:
+            self._closed_now(closed)
+
+    def _closed_now(self, closed: str) -> None:
         self._held += len(self._current)
         self._closed[closed] = self._current
         self._current = []

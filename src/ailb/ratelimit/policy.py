@@ -52,6 +52,10 @@ class RouteLimits:
         else:
             self._limits[model] = RouteLimit(rpm, tpm)
 
+    @property
+    def active(self) -> bool:
+        return bool(self._limits)
+
     def get(self, model: str) -> RouteLimit | None:
         return self._limits.get(model) or self._limits.get("*")
 
@@ -217,6 +221,8 @@ class LimitPolicy:
         tokens: int,
         usd: float,
     ) -> Granted:
+        if principal.key is None and not self.routes.active:
+            return NOTHING  # the master key or an open gateway, and no model limits
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
