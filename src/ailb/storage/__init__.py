@@ -6,10 +6,24 @@ Both engines implement `Store`; the gateway never knows which one it has.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
+
+
+def usage_row(labels: dict[str, Any], totals: Sequence[Any]) -> UsageRow:
+    """One row of a usage query from its group labels and its five aggregates, in the order both
+    engines select them: requests, errors, prompt tokens, completion tokens, cost."""
+    requests, errors, prompt, completion, cost = totals
+    return UsageRow(
+        **labels,
+        requests=int(requests),
+        errors=int(errors),
+        prompt_tokens=int(prompt),
+        completion_tokens=int(completion),
+        cost_usd=float(cost),
+    )
 
 
 class StoreUnavailable(Exception):

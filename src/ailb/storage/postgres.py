@@ -17,7 +17,7 @@ import msgspec
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
-from ailb.storage import StoreUnavailable
+from ailb.storage import StoreUnavailable, usage_row
 
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
@@ -198,21 +198,13 @@ class PostgresStore:
             sql += f" GROUP BY {', '.join(exprs)} ORDER BY {order} LIMIT ${len(args)}"
         async with self._acquire() as conn:
             rows = await conn.fetch(sql, *args)
-        result: list[UsageRow] = []
-        for row in rows:
-            labels = {field: row[i] for i, (_, field) in enumerate(groups)}
-            requests, errors, prompt, completion, cost = tuple(row)[len(groups) :]
-            result.append(
-                UsageRow(
-                    **labels,
-                    requests=int(requests),
-                    errors=int(errors),
-                    prompt_tokens=int(prompt),
-                    completion_tokens=int(completion),
-                    cost_usd=float(cost),
-                )
+        return [
+            usage_row(
+                {field: row[i] for i, (_, field) in enumerate(groups)},
+                tuple(row)[len(groups) :],
             )
-        return result
+            for row in rows
+        ]
 
     async def spent_since(
         self, since: float, key_id: str | None = None

@@ -20,7 +20,7 @@ import msgspec
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
-from ailb.storage import StoreUnavailable
+from ailb.storage import StoreUnavailable, usage_row
 
 T = TypeVar("T")
 
@@ -144,21 +144,10 @@ class SqliteStore:
             sql += f" GROUP BY {cols} ORDER BY {cols} LIMIT ?"
             args.append(max(query.limit, 0))
         rows = await self._run(self._fetch, sql, tuple(args))
-        result: list[UsageRow] = []
-        for row in rows:
-            labels = {field: row[i] for i, (_, _, field) in enumerate(groups)}
-            requests, errors, prompt, completion, cost = row[len(groups) :]
-            result.append(
-                UsageRow(
-                    **labels,
-                    requests=int(requests),
-                    errors=int(errors),
-                    prompt_tokens=int(prompt),
-                    completion_tokens=int(completion),
-                    cost_usd=float(cost),
-                )
-            )
-        return result
+        return [
+            usage_row({field: row[i] for i, (_, _, field) in enumerate(groups)}, row[len(groups) :])
+            for row in rows
+        ]
 
     async def spent_since(
         self, since: float, key_id: str | None = None
