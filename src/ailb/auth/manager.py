@@ -237,9 +237,7 @@ class KeyManager:
                 changes[f] = _timestamp(v, "expires_at", now)
             else:
                 changes[f] = v
-        key = msgspec.structs.replace(key, **changes, updated_at=now, version=key.version + 1)
-        await self.store.update_key(key)
-        self._cache(key)
+        key = await self._save(key, now, **changes)
         self.audit.admin("key_updated", actor, key_id=key_id, fields=sorted(changes))
         return view(key, now)
 
@@ -250,17 +248,14 @@ class KeyManager:
         now = self._clock()
         grace = self.rotation_grace if req.grace_seconds is None else req.grace_seconds
         secret = new_secret(key_id)
-        key = msgspec.structs.replace(
+        key = await self._save(
             key,
+            now,
             hash=hash_secret(secret),
             prefix=display_prefix(secret),
             previous_hash=key.hash if grace > 0 else None,
             previous_expires_at=now + grace if grace > 0 else None,
-            updated_at=now,
-            version=key.version + 1,
         )
-        await self.store.update_key(key)
-        self._cache(key)
         self.audit.admin("key_rotated", actor, key_id=key_id, grace_seconds=grace)
         out = view(key, now)
         out["key"] = secret
@@ -270,17 +265,20 @@ class KeyManager:
         key = await self.get(key_id)
         now = self._clock()
         if key.revoked_at is None:
-            key = msgspec.structs.replace(
-                key, revoked_at=now, updated_at=now, version=key.version + 1
-            )
-            await self.store.update_key(key)
-            self._cache(key)
+            key = await self._save(key, now, revoked_at=now)
             if self.admitter is not None:
                 # Instances sharing Redis refuse the key at their next admission check, before
                 # their key cache has even polled the store.
                 await self.admitter.revoke(key_id, REVOCATION_TTL_S)
         self.audit.admin("key_revoked", actor, key_id=key_id)
         return view(key, now)
+
+    async def _save(self, key: ApiKey, now: float, **changes: Any) -> ApiKey:
+        """A changed key stored as a new version (instances' key caches pick it up by that)."""
+        key = msgspec.structs.replace(key, **changes, updated_at=now, version=key.version + 1)
+        await self.store.update_key(key)
+        self._cache(key)
+        return key
 
     def _cache(self, key: ApiKey) -> None:
         if self.ring is not None:
