@@ -119,6 +119,8 @@ def test_bad_key_requests_are_400(gw):
 def test_model_scope_is_403(gw, client_for):
     c = client_for(gw, api_key=create(gw, models=["mock-a"])["key"])
     assert ask(c, "mock-a").choices
+    assert [m.id for m in c.models.list()] == ["mock-a"]  # it sees only what it may use
+    assert {m.id for m in client_for(gw, api_key=MASTER).models.list()} == {"mock-a", "mock-b"}
     with pytest.raises(openai.PermissionDeniedError) as e:
         ask(c, "mock-b")
     assert e.value.body["code"] == "model_not_allowed"

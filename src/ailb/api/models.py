@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
 from ailb.api.openapi import Operation
+from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.runtime import Runtime
 
 
@@ -31,7 +32,8 @@ class ModelList(msgspec.Struct):
     data: list[Model]
 
 
-def model_list(runtime: Runtime) -> ModelList:
+def model_list(runtime: Runtime, principal: Principal | None = None) -> ModelList:
+    """The served models; with a principal, only those its key may use."""
     created = int(runtime.started_at)
     return ModelList(
         object="list",
@@ -44,13 +46,15 @@ def model_list(runtime: Runtime) -> ModelList:
                 deployments=[ModelDeployment(d.name, d.config.provider) for d in deps],
             )
             for model, deps in sorted(runtime.router.models().items())
+            if principal is None or principal.may_use_model(model)
         ],
     )
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
-    async def list_models(_: Request) -> JSONResponse:
-        return JSONResponse(model_list(runtime))
+    async def list_models(request: Request) -> JSONResponse:
+        principal = request.scope.get(SCOPE_KEY)
+        return JSONResponse(model_list(runtime, principal))
 
     return (
         [Route("/v1/models", list_models, methods=["GET"])],
