@@ -56,3 +56,34 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     good = b'["req_1",1.0,"k","m",null,1,1,0.0,1.0,200,false,false,null,null,null,""]\n'
     path.write_bytes(good + good.replace(b"req_1", b"req_2")[:30] + b"\0" * 100)
     assert [r.request_id for r in read_segment(str(path))] == ["req_1"]
+
+
+def test_a_full_disk_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    import errno
+
+    import ailb.billing.spool as spool_module
+
+    spool = Spool(str(tmp_path))
+    spool.open()
+    spool.append(rec(1))
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+    closed = spool.rotate()  # the next segment cannot be made: not an error yet
+    assert closed is not None and read_segment(closed) == [rec(1)]
+    try:
+        spool.append(rec(2))
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    else:
+        raise AssertionError("an append with no segment must fail")
+    monkeypatch.undo()
+    spool.append(rec(3))  # room again: a new segment
+    spool.rotate()
+    assert sorted(r.request_id for p in spool.orphans() for r in read_segment(p)) == [
+        "req_000001",
+        "req_000003",
+    ]
+    spool.close()

@@ -200,3 +200,27 @@ def test_acknowledged_usage_survives_a_crash(tmp_path):
         assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
     finally:
         again.stop()
+
+
+def test_an_answer_that_cannot_be_recorded_is_withheld(gw, client_for, monkeypatch):
+    import errno
+
+    import ailb.billing.spool as spool_module
+
+    c = client_for(gw, api_key=create(gw.url)["key"])
+    assert c.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "x"}])
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+    gw.call(gw.runtime.usage.sync())  # the spool moves on to a segment that cannot be made
+    with pytest.raises(openai.InternalServerError) as e:
+        c.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 503 and e.value.body["code"] == "usage_unrecordable"
+    assert gw.runtime.usage.disk_failing
+    monkeypatch.undo()
+    assert c.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "y"}])
+    total = usage(gw.url).json()["data"][0]
+    # the withheld request's 503 may be recorded too, once the disk has room again
+    assert total["requests"] - total["errors"] == 2

@@ -30,7 +30,7 @@ from ailb.auth.identity import ANONYMOUS, caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.billing.records import UsageRecord
 from ailb.billing.usage import UsageRecorder
-from ailb.errors import APIError, InvalidRequest
+from ailb.errors import APIError, InvalidRequest, ServiceUnavailable
 from ailb.memory.service import MemoryService, room_for_context
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
@@ -279,7 +279,12 @@ class ChatCompletionsEndpoint:
             ex.deployment = dep.name
             _account(ex, dep, result.get("usage"), needs, result)
             ex.status = 200
-            self._record(ex)  # durable before the client sees the answer
+            if not self._record(ex):  # durable before the client sees the answer, or no answer
+                raise ServiceUnavailable(
+                    "Usage cannot be recorded right now (the gateway's disk is full); the "
+                    "answer is withheld rather than left unbilled. Please retry.",
+                    code="usage_unrecordable",
+                )
             await send_bytes(send, 200, _encode(result), rid_header)
             if owner is not None and self.memory is not None:
                 assert req.session_id is not None
@@ -306,10 +311,15 @@ class ChatCompletionsEndpoint:
             if self.access_log.enabled:
                 self.access_log.write("request", ex.log_fields())
 
-    def _record(self, ex: Exchange) -> None:
-        if self.usage is not None and not ex.recorded and ex.model is not None:
-            ex.recorded = True
-            self.usage.record(ex.usage_record(self.instance))
+    def _record(self, ex: Exchange) -> bool:
+        """Spool the request's usage once; False only when it could not be made durable."""
+        if self.usage is None or ex.recorded or ex.model is None:
+            return True
+        ex.recorded = True
+        if self.usage.record(ex.usage_record(self.instance)):
+            return True
+        ex.recorded = False  # the error answer that follows is recorded if the disk allows
+        return False
 
     def _cost_ceiling(self, principal: Principal, model: str, needs: Needs) -> float:
         """The most the request can cost on any deployment of the model: what a budget

@@ -48,10 +48,13 @@ class Spool:
         self._roll()
 
     def append(self, record: UsageRecord) -> str | None:
-        """Write one record; returns the path of a segment closed to make room (else None)."""
+        """Write one record; returns the path of a segment closed to make room (else None).
+        Raises OSError when no segment can be made (a full disk)."""
         data = _encode(record) + b"\n"
         closed = None
-        if self._offset + len(data) > self.segment_bytes:
+        if self._map is None:  # the last segment could not be made (disk full): try again
+            self._roll()
+        elif self._offset + len(data) > self.segment_bytes:
             closed = self.rotate()
             if len(data) > self.segment_bytes:
                 raise ValueError("a usage record larger than a spool segment")
@@ -71,7 +74,10 @@ class Spool:
         if self._count == 0:
             return None
         closed = self._path
-        self._roll()
+        self._unmap()
+        self._count, self._offset = 0, 0
+        with contextlib.suppress(OSError):  # no room for a new one: the next append says so
+            self._roll()
         return closed
 
     def close(self) -> None:
@@ -96,9 +102,17 @@ class Spool:
         name = f"usage-{self._tag}-{self._seq:08d}{SUFFIX}"
         path = os.path.join(self.directory, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.ftruncate(fd, self.segment_bytes)  # sparse: disk is used as records arrive
-        self._map = mmap.mmap(fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_WRITE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Blocks reserved now: a full disk is an error here, not a SIGBUS on a later copy.
+            os.posix_fallocate(fd, 0, self.segment_bytes)
+            self._map = mmap.mmap(fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_WRITE)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            self._path = None
+            raise
         self._fd, self._path, self._count, self._offset = fd, path, 0, 0
 
     def orphans(self) -> Iterator[str]:

@@ -24,7 +24,8 @@ class UsageRecorder:
         self.spool = Spool(spool_dir)
         self.interval = interval
         self.flushed = 0
-        self.failing = False
+        self.failing = False  # the ledger (database) refuses writes
+        self.disk_failing = False  # the spool cannot be written
         self._task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._backoff = interval
@@ -55,11 +56,20 @@ class UsageRecorder:
         if not await self.flush():
             raise StoreUnavailable("the usage ledger is unavailable")
 
-    def record(self, record: UsageRecord) -> None:
-        closed = self.spool.append(record)
+    def record(self, record: UsageRecord) -> bool:
+        """Spool one record; False when it could not be made durable (the disk is full)."""
+        try:
+            closed = self.spool.append(record)
+        except OSError as e:
+            if not self.disk_failing:
+                log.error("usage_spool_unwritable", extra={"detail": str(e)})
+            self.disk_failing = True
+            return False
+        self.disk_failing = False
         if closed is not None:  # the segment filled up before this record
             self._closed_now(closed)
         self._current.append(record)
+        return True
 
     def _rotate(self) -> None:
         closed = self.spool.rotate()
