@@ -14,6 +14,7 @@ request_id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import mmap
 import os
@@ -26,6 +27,7 @@ from ailb.billing.records import UsageRecord
 
 SUFFIX = ".jsonl"
 SEGMENT_BYTES = 4 * 1024 * 1024
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(UsageRecord)
 _batch_decoder = msgspec.json.Decoder(list[UsageRecord])
@@ -105,7 +107,12 @@ class Spool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Blocks reserved now: a full disk is an error here, not a SIGBUS on a later copy.
-            os.posix_fallocate(fd, 0, self.segment_bytes)
+            try:
+                os.posix_fallocate(fd, 0, self.segment_bytes)
+            except OSError as e:
+                if e.errno not in _NO_FALLOCATE:
+                    raise
+                os.ftruncate(fd, self.segment_bytes)  # a file system without reservations
             self._map = mmap.mmap(fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_WRITE)
         except OSError:
             os.close(fd)
