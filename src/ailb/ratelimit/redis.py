@@ -1,8 +1,8 @@
 """Admission shared by every gateway instance through Redis.
 
 Each check (and each settle) is one Lua script, so it is atomic across instances and costs one
-round trip. Time comes from Redis's own clock, so instances with skewed clocks still agree on
-the buckets.
+round trip (on the lean client in resp.py, pipelined on one connection). Time comes from
+Redis's own clock, so instances with skewed clocks still agree on the buckets.
 """
 
 from __future__ import annotations
@@ -11,13 +11,6 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Literal, cast
 from urllib.parse import urlsplit
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ailb.ratelimit import (
     RESERVATION_TTL,
@@ -28,10 +21,9 @@ from ailb.ratelimit import (
     Ticket,
     WindowState,
 )
+from ailb.ratelimit.resp import Arg, RespClient, RespError, Script
 
-Arg = str | int | float
 Reason = Literal["rate", "quota", "revoked"]
-POOL_SIZE = 16  # connections per instance
 
 # A script that sets the revocation's expiry on the same clock as the checks read it.
 REVOKE = """
@@ -54,20 +46,7 @@ class RedisAdmitter:
         timeout: float = 0.25,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        # A burst waits (up to `timeout`) for one of a few connections instead of opening one
-        # connection per concurrent request: Redis runs scripts one at a time anyway.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=POOL_SIZE,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # One immediate retry heals a pooled connection the server dropped; a timeout is
-            # not retried, so an unreachable Redis costs about `timeout`, not a backoff series.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            decode_responses=True,
-        )
-        self._client = Redis.from_pool(pool)
+        self._client = RespClient(url, timeout)
         parts = urlsplit(url)
         host = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
         self._where = parts.path if parts.scheme == "unix" else host
@@ -75,9 +54,9 @@ class RedisAdmitter:
         self._prefix = prefix
         self._clock = clock
         scripts = files("ailb.ratelimit")
-        self._admit = self._client.register_script(scripts.joinpath("admit.lua").read_text())
-        self._settle = self._client.register_script(scripts.joinpath("settle.lua").read_text())
-        self._revoke = self._client.register_script(REVOKE)
+        self._admit = Script(scripts.joinpath("admit.lua").read_text())
+        self._settle = Script(scripts.joinpath("settle.lua").read_text())
+        self._revoke = Script(REVOKE)
 
     async def admit(
         self,
@@ -156,16 +135,16 @@ class RedisAdmitter:
         await self._run(self._revoke, [self._prefix + "revoked:" + key_id], [self._now(), ttl])
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     def _now(self) -> Arg:
         return "" if self._clock is None else self._clock()
 
-    async def _run(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> object:
+    async def _run(self, script: Script, keys: list[str], args: list[Arg]) -> object:
         try:
-            return await script(keys=keys, args=args)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            detail = str(exc)
+            return await self._client.evalsha(script, keys, args)
+        except (ConnectionError, TimeoutError, OSError, RespError) as exc:
+            detail = str(exc) or type(exc).__name__
             if self._password:
                 detail = detail.replace(self._password, "***")
             raise AdmissionUnavailable(f"Redis at {self._where} is unreachable: {detail}") from exc
