@@ -313,6 +313,6 @@ async def _stop_accounts(runtime: Runtime) -> None:
     if runtime.usage is not None:
         await runtime.usage.stop()
     if runtime.limits is not None:
-        await runtime.limits.admitter.close()
+        await runtime.limits.close()
     if runtime.store is not None:
         await runtime.store.close()

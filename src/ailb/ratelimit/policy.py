@@ -8,6 +8,7 @@ touches none costs nothing here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -132,6 +133,7 @@ class LimitPolicy:
         self._skip_until = 0.0
         self._periods: dict[str, tuple[float, str, float]] = {}
         self._names: dict[str, tuple[ApiKey, str, str]] = {}
+        self._settling: set[asyncio.Future[None]] = set()
 
     def windows(
         self, principal: Principal, model: str, user: str | None, tokens: int
@@ -280,11 +282,28 @@ class LimitPolicy:
     async def settle(self, granted: Granted, tokens: int, usd: float) -> None:
         if granted.ticket is None or granted.admitter is None:
             return
+        if granted.admitter is self.fallback or self.fallback is None:
+            await self._settle(granted, tokens, usd)  # in process: nothing to wait for
+            return
+        # Through Redis: sent in the background, so the request's task (and with it its
+        # keep-alive connection) is free a round trip sooner. The one pipelined connection
+        # keeps order: the settle reaches Redis before any later check this instance sends.
+        task = asyncio.ensure_future(self._settle(granted, tokens, usd))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, granted: Granted, tokens: int, usd: float) -> None:
+        assert granted.ticket is not None and granted.admitter is not None
         try:
             await granted.admitter.settle(granted.ticket, tokens, usd)
         except AdmissionUnavailable as e:
             # The estimate stays charged (conservative); the reservation expires on its own.
             log.warning("rate_limit_settle_failed", extra={"detail": str(e)})
+
+    async def close(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.admitter.close()
 
 
 def limit_headers(adm: Admission) -> list[tuple[bytes, bytes]]:
