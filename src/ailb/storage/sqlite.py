@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ SCHEMA = (
 USAGE_COLUMNS = tuple(f'"{name}"' for name in UsageRecord.__struct_fields__)
 VALUES_ROW = f"({', '.join('?' * len(USAGE_COLUMNS))})"
 MAX_ROWS_PER_INSERT = 512
+OPEN_ATTEMPTS = 100
 INSERT_USAGE = f"INSERT OR IGNORE INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {VALUES_ROW}"  # noqa: S608
 
 
@@ -202,23 +204,36 @@ class SqliteStore:
     def _open(self) -> None:
         with self._errors():
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, isolation_level=None)
-            try:
-                # busy_timeout first: switching to WAL needs a lock another process may hold.
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-                rows = min(MAX_ROWS_PER_INSERT, max(1, limit // len(USAGE_COLUMNS)))
-                self._rows_per_insert = 1 << (rows.bit_length() - 1)  # a power of two
-                self._conn = conn
-                with self._write():
-                    for statement in SCHEMA:
-                        conn.execute(statement)
-            except BaseException:
-                self._conn = None
-                conn.close()
-                raise
+            for attempt in range(OPEN_ATTEMPTS):
+                try:
+                    self._open_once()
+                    return
+                except sqlite3.OperationalError as e:
+                    # Processes opening one new database at the same moment: switching it to
+                    # WAL and creating the schema can report "locked" at once, without waiting
+                    # out busy_timeout. It settles within moments.
+                    if "locked" not in str(e) or attempt == OPEN_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05)
+
+    def _open_once(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            # busy_timeout first: switching to WAL needs a lock another process may hold.
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            rows = min(MAX_ROWS_PER_INSERT, max(1, limit // len(USAGE_COLUMNS)))
+            self._rows_per_insert = 1 << (rows.bit_length() - 1)  # a power of two
+            self._conn = conn
+            with self._write():
+                for statement in SCHEMA:
+                    conn.execute(statement)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
 
     def _close(self) -> None:
         if self._conn is not None:
