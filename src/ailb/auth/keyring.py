@@ -89,6 +89,3 @@ class KeyRing:
         if current is None or current.version <= key.version:
             self._keys[key.id] = key
         self._misses.pop(key.id, None)
-
-    def all(self) -> list[ApiKey]:
-        return list(self._keys.values())

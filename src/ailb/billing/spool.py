@@ -67,9 +67,6 @@ class Spool:
         self._count += 1
         return closed
 
-    def pending(self) -> int:
-        return self._count
-
     def rotate(self) -> str | None:
         """Close the current segment (if it holds anything) and start a new one; returns the
         closed segment's path."""

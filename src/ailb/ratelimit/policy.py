@@ -60,9 +60,6 @@ class RouteLimits:
     def get(self, model: str) -> RouteLimit | None:
         return self._limits.get(model) or self._limits.get("*")
 
-    def all(self) -> dict[str, RouteLimit]:
-        return dict(self._limits)
-
 
 @dataclass(slots=True)
 class Granted:
@@ -125,8 +122,6 @@ class LimitPolicy:
         self.store = store
         self.failure_mode = failure_mode
         self.routes = RouteLimits()
-        self.rate_limited = 0
-        self.backend_failures = 0
         self._clock = clock
         self._seeds: dict[tuple[str, str], tuple[float, float, int]] = {}
         self._failing = False
@@ -240,7 +235,6 @@ class LimitPolicy:
         adm, admitter = checked
         headers = limit_headers(adm)
         if not adm.allowed:
-            self.rate_limited += 1
             raise refusal(adm, headers)
         return Granted(headers, adm.ticket, admitter)
 
@@ -262,7 +256,6 @@ class LimitPolicy:
             try:
                 adm = await self.admitter.admit(request_id, windows, quota, revocation)
             except AdmissionUnavailable as e:
-                self.backend_failures += 1
                 self._skip_until = now + BREAKER_S
                 if not self._failing:
                     log.error(
