@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -17,6 +18,7 @@ from ailb.runtime import Runtime
 from ailb.storage import StoreUnavailable
 
 log = logging.getLogger("ailb.api")
+Handler = Callable[[Request], Awaitable[JSONResponse]]
 
 
 def require_admin(request: Request) -> Principal:
@@ -37,52 +39,48 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
             )
         return runtime.keys, require_admin(request)
 
+    def guarded(handler: Handler) -> Handler:
+        async def run(request: Request) -> JSONResponse:
+            try:
+                return await handler(request)
+            except StoreUnavailable as e:
+                raise _unavailable(e) from None
+
+        return run
+
+    @guarded
     async def create(request: Request) -> JSONResponse:
         keys, p = manager(request)
         body = await parse_body(request, KeyCreate)
-        try:
-            return JSONResponse(await keys.create(body, p.key_id))
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
+        return JSONResponse(await keys.create(body, p.key_id))
 
+    @guarded
     async def list_keys(request: Request) -> JSONResponse:
         keys, _ = manager(request)
-        try:
-            data = [view(k) for k in await keys.list()]
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": [view(k) for k in await keys.list()]})
 
+    @guarded
     async def get_key(request: Request) -> JSONResponse:
         keys, _ = manager(request)
-        try:
-            return JSONResponse(view(await keys.get(request.path_params["key_id"])))
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
+        return JSONResponse(view(await keys.get(request.path_params["key_id"])))
 
+    @guarded
     async def update(request: Request) -> JSONResponse:
         keys, p = manager(request)
         body = await parse_body(request, KeyUpdate)
-        try:
-            return JSONResponse(await keys.update(request.path_params["key_id"], body, p.key_id))
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
+        return JSONResponse(await keys.update(request.path_params["key_id"], body, p.key_id))
 
+    @guarded
     async def rotate(request: Request) -> JSONResponse:
         keys, p = manager(request)
         raw = await request.body()
         body = await parse_body(request, KeyRotate) if raw.strip() else KeyRotate()
-        try:
-            return JSONResponse(await keys.rotate(request.path_params["key_id"], body, p.key_id))
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
+        return JSONResponse(await keys.rotate(request.path_params["key_id"], body, p.key_id))
 
+    @guarded
     async def revoke(request: Request) -> JSONResponse:
         keys, p = manager(request)
-        try:
-            return JSONResponse(await keys.revoke(request.path_params["key_id"], p.key_id))
-        except StoreUnavailable as e:
-            raise _unavailable(e) from None
+        return JSONResponse(await keys.revoke(request.path_params["key_id"], p.key_id))
 
     one = "/api/keys/{key_id}"
     param = [path_param("key_id", "The key's id (the part after sk-ailb-)")]

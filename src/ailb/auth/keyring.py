@@ -9,10 +9,10 @@ remembered briefly so guessing ids cannot turn into a database load.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from ailb.aio import cancel_and_wait
 from ailb.auth.keys import ApiKey
 from ailb.storage import Store, StoreUnavailable
 
@@ -37,11 +37,8 @@ class KeyRing:
         self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def refresh(self) -> None:
         seq, changed = await self.store.keys_changed_since(self.seq)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 
+from ailb.aio import cancel_and_wait
 from ailb.billing.records import UsageRecord
 from ailb.billing.spool import Spool, read_segment
 from ailb.storage import Store, StoreUnavailable
@@ -41,11 +42,8 @@ class UsageRecorder:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._rotate()
         await self.flush()
         self.spool.close()

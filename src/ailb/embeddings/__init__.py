@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
+from ailb.aio import cancel_and_wait
 from ailb.config import (
     DEFAULT_BASE_URLS,
     DEFAULT_EMBEDDING_MODELS,
@@ -127,9 +127,7 @@ class LocalEmbedder:
 
     async def close(self) -> None:
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)
             self._worker = None
             self._queue = None
 

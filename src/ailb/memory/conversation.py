@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ailb.aio import cancel_and_wait
 from ailb.embeddings import Embedder
 from ailb.memory.fence import fenced, insert_after_system
 from ailb.memory.session_cache import CachedSession, SessionCache
@@ -170,10 +171,7 @@ class ConversationMemory:
             async with asyncio.timeout(flush_timeout):
                 await self._writes.join()
         for task in (self._writer, self._janitor):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
 
     # --- recall ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from ailb.aio import cancel_and_wait
 from ailb.providers.base import UpstreamError
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.router import Router
@@ -81,8 +82,5 @@ class HealthMonitor:
                 log.exception("probe_round_failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

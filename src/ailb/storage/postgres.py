@@ -119,30 +119,31 @@ class PostgresStore:
     # --- keys -------------------------------------------------------------------------------
 
     async def insert_key(self, key: ApiKey) -> int:
-        async with self._acquire() as conn, conn.transaction():
-            await conn.execute(LOCK_KEYS)
-            seq = await conn.fetchval(
-                "INSERT INTO api_keys (id, seq, doc) VALUES ($1, nextval('api_keys_seq'), $2)"
-                " ON CONFLICT (id) DO NOTHING RETURNING seq",
-                key.id,
-                _encode_key(key),
-            )
+        seq = await self._write_key(
+            "INSERT INTO api_keys (id, seq, doc) VALUES ($1, nextval('api_keys_seq'), $2)"
+            " ON CONFLICT (id) DO NOTHING RETURNING seq",
+            key,
+        )
         if seq is None:
             raise ValueError(f"key {key.id} already exists")
-        return int(seq)
+        return seq
 
     async def update_key(self, key: ApiKey) -> int:
-        async with self._acquire() as conn, conn.transaction():
-            await conn.execute(LOCK_KEYS)
-            seq = await conn.fetchval(
-                "UPDATE api_keys SET seq = nextval('api_keys_seq'), doc = $2 WHERE id = $1"
-                " RETURNING seq",
-                key.id,
-                _encode_key(key),
-            )
+        seq = await self._write_key(
+            "UPDATE api_keys SET seq = nextval('api_keys_seq'), doc = $2 WHERE id = $1"
+            " RETURNING seq",
+            key,
+        )
         if seq is None:
             raise KeyError(key.id)
-        return int(seq)
+        return seq
+
+    async def _write_key(self, sql: str, key: ApiKey) -> int | None:
+        """One key write under LOCK_KEYS; the new change sequence, None when nothing matched."""
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(LOCK_KEYS)
+            seq = await conn.fetchval(sql, key.id, _encode_key(key))
+        return None if seq is None else int(seq)
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         async with self._acquire() as conn:

@@ -8,13 +8,13 @@ that needs them, so start-up and requests without memory or RAG never pay for th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
 from collections import Counter
 from typing import Literal
 
+from ailb.aio import cancel_and_wait
 from ailb.embeddings import Embedder
 from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
 
@@ -88,8 +88,5 @@ class VectorBackend:
             log.info("vector_store_recovered")
 
     async def stop(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._opening
+        await cancel_and_wait(self._opening)
         await self.embedder.close()
