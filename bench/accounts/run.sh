@@ -52,7 +52,7 @@ for round in $(seq "${ROUNDS:-3}"); do
     OUTDIR=$OUT/$mode-$round GW_CMD=$GW_CMD "$SHARED/run_bench.sh" custom "${SECONDS_PER_CASE:-10}"
   done
 done
-"$ROOT/.venv/bin/python" "$HERE/report.py" "$OUT"
+"$ROOT/.venv/bin/python" "$HERE/report.py" "$OUT" "${SECONDS_PER_CASE:-10}"
 if [[ " ${MODES:-off embedded shared} " == *" shared "* ]]; then
   "$ROOT/.venv/bin/python" - "$PG" "$DATABASE_SCHEMA" <<'PY'
 import asyncio, sys, asyncpg

@@ -17,6 +17,7 @@ from ailb.ratelimit import (
     Admission,
     AdmissionUnavailable,
     Admitter,
+    NamedTicket,
     Quota,
     RateWindow,
     Ticket,
@@ -270,7 +271,6 @@ def test_settle_corrects_token_estimates(
 ) -> None:
     async def body(a: Admitter, clock: Clock) -> None:
         tickets = [ticket(await a.admit(rid(), [requests(10), tokens(1000, e)])) for e in estimates]
-        assert tickets[0].token_windows == ((TOKENS, estimates[0]),)
         clock.at(30.0)
         for t in tickets:
             await a.settle(t, actual, 0.0)
@@ -499,7 +499,7 @@ def test_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
         try:
             calls: list[Callable[[], Awaitable[object]]] = [
                 lambda: a.admit(rid(), [requests(5)]),
-                lambda: a.settle(Ticket("r", 0, ((TOKENS, 5),)), 1, 0.0),
+                lambda: a.settle(NamedTicket("r", 0, ((TOKENS, 5),)), 1, 0.0),
                 lambda: a.revoke("key-1", 30),
             ]
             for call in calls:

@@ -35,6 +35,11 @@ class RateWindow(NamedTuple):
     cost: int
 
 
+# The cost of a tokens window in a compiled plan: the request's token estimate, given when it
+# is admitted.
+PER_REQUEST = -1
+
+
 class Quota(NamedTuple):
     """A period budget on counter `name` (one per key and period, e.g. `k:<id>:2026-12`).
     A limit of None is not checked. `ttl` is how long the period's counter must live (None:
@@ -60,15 +65,31 @@ class WindowState(NamedTuple):
     reset_s: float  # seconds until the window is empty again
 
 
-@dataclass(slots=True)
 class Ticket:
-    """What `settle` needs to correct an admitted request's charges."""
+    """What `settle` needs to correct an admitted request's charges; each backend makes its
+    own kind (names for Redis, the counters themselves in process)."""
 
-    request_id: str
-    second: int  # the bucket the token estimates were charged to
-    token_windows: tuple[tuple[str, int], ...] = ()  # (window name, estimated tokens)
-    quota: Quota | None = None
-    settled: bool = False  # set by the first settle: a ticket counts once
+    __slots__ = ("request_id", "second", "settled")
+
+    def __init__(self, request_id: str, second: int) -> None:
+        self.request_id = request_id
+        self.second = second  # the bucket the token estimates were charged to
+        self.settled = False  # set by the first settle: a ticket counts once
+
+
+class NamedTicket(Ticket):
+    __slots__ = ("quota", "token_windows")
+
+    def __init__(
+        self,
+        request_id: str,
+        second: int,
+        token_windows: tuple[tuple[str, int], ...] = (),  # (window name, estimated tokens)
+        quota: Quota | None = None,
+    ) -> None:
+        super().__init__(request_id, second)
+        self.token_windows = token_windows
+        self.quota = quota
 
 
 @dataclass(slots=True)

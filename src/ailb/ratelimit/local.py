@@ -79,8 +79,13 @@ class _Ledger:
     reservations: dict[str, tuple[float, int, float]] = field(default_factory=dict)
     reserved_usd: float = 0.0
     reserved_tokens: int = 0
+    # No reservation expires before this (the first one's expiry when last looked at; settles
+    # only remove reservations, so it stays a safe lower bound): checks skip the scan till then.
+    oldest_until: float = math.inf
 
     def reserve(self, request_id: str, usd: float, tokens: int, until: float) -> None:
+        if not self.reservations:
+            self.oldest_until = until
         self.reservations[request_id] = (usd, tokens, until)
         self.reserved_usd += usd
         self.reserved_tokens += tokens
@@ -98,8 +103,42 @@ class _Ledger:
         while res:
             rid, (_, _, until) = next(iter(res.items()))
             if until > now:
+                self.oldest_until = until
                 return
             self.release(rid)
+        self.oldest_until = math.inf
+
+
+class Plan:
+    """Windows and a quota resolved against one admitter's counters: a key's limits, compiled
+    once per version of the key, so that admitting one of its requests is a few attribute
+    operations rather than building names, windows and a quota and looking each one up."""
+
+    __slots__ = ("gen", "quota", "revocation", "specs", "windows")
+
+    def __init__(
+        self, specs: Sequence[RateWindow], quota: Quota | None, revocation: str | None
+    ) -> None:
+        self.specs = tuple(specs)  # cost PER_REQUEST: the request's token estimate
+        self.quota = quota  # its estimates are given per request
+        self.revocation = revocation
+        self.gen = -1  # the admitter generation the counters below belong to
+        self.windows: tuple[tuple[str, int, int, bool, Buckets], ...] = ()
+
+
+class LocalTicket(Ticket):
+    __slots__ = ("ledger", "token_windows")
+
+    def __init__(
+        self,
+        request_id: str,
+        second: int,
+        token_windows: list[tuple[Buckets, int]],
+        ledger: _Ledger | None,
+    ) -> None:
+        super().__init__(request_id, second)
+        self.token_windows = token_windows
+        self.ledger = ledger
 
 
 class LocalAdmitter:
@@ -109,6 +148,7 @@ class LocalAdmitter:
         self._ledgers: dict[str, _Ledger] = {}
         self._revoked: dict[str, float] = {}  # key id -> until
         self._admits = 0
+        self._gen = 0  # bumped when counters are dropped: plans then look theirs up again
 
     async def admit(
         self,
@@ -117,80 +157,102 @@ class LocalAdmitter:
         quota: Quota | None = None,
         revocation: str | None = None,
     ) -> Admission:
+        plan = Plan(windows, quota, revocation)
+        if quota is None:
+            return self.admit_now(plan, request_id)
+        return self.admit_now(plan, request_id, quota.token_estimate, quota.usd_estimate)
+
+    def admit_now(
+        self, plan: Plan, request_id: str, tokens: int = 0, usd: float = 0.0
+    ) -> Admission:
+        """Check and charge through a plan, without awaiting (atomic on the event loop).
+        `tokens` and `usd` are the request's estimates for PER_REQUEST windows and the quota."""
         # Written flat: it runs on every limited request (no helper calls on the usual path).
         now = self._clock()
         second = int(now)  # clocks are positive: int() is floor()
         self._admits += 1
         if not self._admits % SWEEP_EVERY:
             self._sweep(now)
+        if plan.gen != self._gen:
+            self._bind(plan, now)
         refused: Admission | None = None
+        revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
             refused = Admission(False, denied_by=revocation, reason="revoked")
         oldest = second - WINDOW_SECONDS
-        counters = self._windows
-        live: list[Buckets] = []
-        for w in windows:
-            buckets = counters.get(w.name)
-            if buckets is None:
-                buckets = counters[w.name] = Buckets()
-            elif buckets.buckets and buckets.buckets[0][0] < oldest:
+        windows = plan.windows
+        for name, limit, cost, _, buckets in windows:
+            if buckets.buckets and buckets.buckets[0][0] < oldest:
                 buckets.trim(oldest)
-            live.append(buckets)
-            if refused is None and buckets.total + w.cost > w.limit:
+            if refused is None and buckets.total + (tokens if cost < 0 else cost) > limit:
+                w = RateWindow(name, limit, tokens if cost < 0 else cost)
                 retry = _retry_after(w, buckets, buckets.total, now)
-                refused = Admission(False, denied_by=w.name, reason="rate", retry_after=retry)
+                refused = Admission(False, denied_by=name, reason="rate", retry_after=retry)
         ledger = None
+        quota = plan.quota
         if quota is not None and refused is None:
             ledger = self._ledger(quota, now)
-            if _over_budget(ledger, quota, now):
+            if _over_budget(ledger, quota, now, usd, tokens):
                 refused = Admission(False, denied_by=quota.name, reason="quota")
         if refused is not None:
-            refused.windows = [_state(w, b, now) for w, b in zip(windows, live, strict=True)]
+            refused.windows = [_state(RateWindow(n, lim, 0), b, now) for n, lim, _, _, b in windows]
             return refused
         states = []
         token_windows = []
         reset = SPAN - now + second  # the bucket just charged is the window's newest
-        for w, buckets in zip(windows, live, strict=True):
+        for name, limit, cost, is_tokens, buckets in windows:
+            if cost < 0:
+                cost = tokens
             b = buckets.buckets
             if b and b[-1][0] == second:
-                b[-1][1] += w.cost
+                b[-1][1] += cost
             else:
-                b.append([second, w.cost])
-            buckets.total += w.cost
-            remaining = w.limit - buckets.total
+                b.append([second, cost])
+            buckets.total += cost
+            remaining = limit - buckets.total
             if b[-1][1] > 0:
-                states.append(
-                    WindowState(w.name, w.limit, remaining if remaining > 0 else 0, reset)
-                )
+                states.append(WindowState(name, limit, remaining if remaining > 0 else 0, reset))
             else:  # a zero-cost probe: the window's age comes from older buckets
-                states.append(_state(w, buckets, now))
-            if w.name.endswith(":tokens"):
-                token_windows.append((w.name, w.cost))
+                states.append(_state(RateWindow(name, limit, cost), buckets, now))
+            if is_tokens:
+                token_windows.append((buckets, cost))
         if ledger is not None:
             assert quota is not None
-            ledger.reserve(
-                request_id, quota.usd_estimate, quota.token_estimate, now + RESERVATION_TTL
-            )
-        return Admission(True, states, Ticket(request_id, second, tuple(token_windows), quota))
+            ledger.reserve(request_id, usd, tokens, now + RESERVATION_TTL)
+        return Admission(True, states, LocalTicket(request_id, second, token_windows, ledger))
+
+    def _bind(self, plan: Plan, now: float) -> None:
+        counters = self._windows
+        bound = []
+        for w in plan.specs:
+            buckets = counters.get(w.name)
+            if buckets is None:
+                buckets = counters[w.name] = Buckets()
+            bound.append((w.name, w.limit, w.cost, w.name.endswith(":tokens"), buckets))
+        plan.windows = tuple(bound)
+        plan.gen = self._gen
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
-        if ticket.settled or (not ticket.token_windows and ticket.quota is None):
+        self.settle_now(ticket, tokens, usd)
+
+    def settle_now(self, ticket: Ticket, tokens: int, usd: float) -> None:
+        assert isinstance(ticket, LocalTicket), "a ticket from another admitter"
+        if ticket.settled:
             return
         ticket.settled = True  # a repeated settle must not count twice
+        ledger = ticket.ledger
+        if not ticket.token_windows and ledger is None:
+            return
         now = self._clock()
         if ticket.second > int(now) - SPAN:
-            for name, estimate in ticket.token_windows:
-                buckets = self._windows.get(name)
-                if buckets is not None:
-                    buckets.adjust(ticket.second, tokens - estimate)
-        if ticket.quota is not None:
-            ledger = self._existing_ledger(ticket.quota.name, now)
-            # A period that has ended (or was never opened here) is not reopened by a late
-            # settle; the next admit seeds the new counter from the ledger.
-            if ledger is not None:
-                ledger.release(ticket.request_id)
-                ledger.spent_usd += usd
-                ledger.spent_tokens += tokens
+            for buckets, estimate in ticket.token_windows:
+                buckets.adjust(ticket.second, tokens - estimate)
+        # A period that has ended is not reopened by a late settle; the next admit seeds the
+        # new counter from the ledger.
+        if ledger is not None and (ledger.expires_at is None or ledger.expires_at > now):
+            ledger.release(ticket.request_id)
+            ledger.spent_usd += usd
+            ledger.spent_tokens += tokens
 
     async def revoke(self, key_id: str, ttl: int) -> None:
         self._revoked[key_id] = self._clock() + ttl
@@ -219,6 +281,7 @@ class LocalAdmitter:
 
     def _sweep(self, now: float) -> None:
         oldest = math.floor(now) - WINDOW_SECONDS
+        self._gen += 1
         self._windows = {
             n: b for n, b in self._windows.items() if b.buckets and b.buckets[-1][0] >= oldest
         }
@@ -229,17 +292,18 @@ class LocalAdmitter:
         self._revoked = {k: until for k, until in self._revoked.items() if until > now}
 
 
-def _over_budget(ledger: _Ledger, quota: Quota, now: float) -> bool:
-    ledger.drop_expired(now)
-    if quota.usd_limit is not None:
-        usd = ledger.spent_usd + ledger.reserved_usd + quota.usd_estimate
-        if usd > quota.usd_limit + USD_TOLERANCE:
-            return True
-    if quota.token_limit is not None:
-        tokens = ledger.spent_tokens + ledger.reserved_tokens + quota.token_estimate
-        if tokens > quota.token_limit:
-            return True
-    return False
+def _over_budget(ledger: _Ledger, quota: Quota, now: float, usd: float, tokens: int) -> bool:
+    if ledger.oldest_until <= now:
+        ledger.drop_expired(now)
+    if (
+        quota.usd_limit is not None
+        and ledger.spent_usd + ledger.reserved_usd + usd > quota.usd_limit + USD_TOLERANCE
+    ):
+        return True
+    return (
+        quota.token_limit is not None
+        and ledger.spent_tokens + ledger.reserved_tokens + tokens > quota.token_limit
+    )
 
 
 def _retry_after(w: RateWindow, buckets: Buckets, count: int, now: float) -> float:

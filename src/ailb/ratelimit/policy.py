@@ -16,13 +16,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ailb.auth.authenticator import AuthenticationFailed
 from ailb.auth.keys import ApiKey
 from ailb.auth.principal import Principal
 from ailb.errors import APIError, RateLimited, ServiceUnavailable
-from ailb.ratelimit import Admission, AdmissionUnavailable, Admitter, Quota, RateWindow, Ticket
+from ailb.ratelimit import (
+    PER_REQUEST,
+    Admission,
+    AdmissionUnavailable,
+    Admitter,
+    Quota,
+    RateWindow,
+    Ticket,
+)
+from ailb.ratelimit.local import LocalAdmitter, Plan
 from ailb.routing.deployment import DeploymentState
 from ailb.storage import Store, StoreUnavailable
 
@@ -46,8 +55,10 @@ class RouteLimits:
 
     def __init__(self) -> None:
         self._limits: dict[str, RouteLimit] = {}
+        self.version = 0  # changes with every set(): compiled plans check it
 
     def set(self, model: str, rpm: int | None, tpm: int | None) -> None:
+        self.version += 1
         if rpm is None and tpm is None:
             self._limits.pop(model, None)
         else:
@@ -71,6 +82,13 @@ class Granted:
 
 
 NOTHING = Granted()
+
+
+class _Compiled(NamedTuple):
+    key: ApiKey | None  # the key version the plan was made for
+    routes: int  # RouteLimits.version
+    until: float  # the budget period's end
+    plan: Plan | None  # None: nothing to check
 
 
 def period(kind: str, now: float) -> tuple[str, float, int | None]:
@@ -122,6 +140,10 @@ class LimitPolicy:
         self.store = store
         self.failure_mode = failure_mode
         self.routes = RouteLimits()
+        # In-process counters only: requests are admitted through plans compiled per key and
+        # model, without awaiting (see LocalAdmitter.admit_now).
+        self.local = admitter if isinstance(admitter, LocalAdmitter) and fallback is None else None
+        self._plans: dict[tuple[str, str], _Compiled] = {}
         self._clock = clock
         self._seeds: dict[tuple[str, str], tuple[float, float, int]] = {}
         self._failing = False
@@ -218,8 +240,28 @@ class LimitPolicy:
         tokens: int,
         usd: float,
     ) -> Granted:
-        if principal.key is None and not self.routes.active:
+        key = principal.key
+        if key is None and not self.routes.active:
             return NOTHING  # the master key or an open gateway, and no model limits
+        local = self.local
+        if local is not None and not (
+            user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
+        ):
+            compiled = self._plans.get((principal.key_id, model))
+            if (
+                compiled is None
+                or compiled.key is not key  # any change to a key is a new object
+                or compiled.routes != self.routes.version
+                or self._clock() >= compiled.until
+            ):
+                compiled = await self._compile(principal, model)
+            if compiled.plan is None:
+                return NOTHING
+            adm = local.admit_now(compiled.plan, request_id, tokens, usd)
+            headers = limit_headers(adm)
+            if not adm.allowed:
+                raise refusal(adm, headers)
+            return Granted(headers, adm.ticket, local)
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
@@ -237,6 +279,22 @@ class LimitPolicy:
         if not adm.allowed:
             raise refusal(adm, headers)
         return Granted(headers, adm.ticket, admitter)
+
+    async def _compile(self, principal: Principal, model: str) -> _Compiled:
+        key = principal.key
+        windows = self.windows(principal, model, None, PER_REQUEST)
+        quota = await self.quota(key, 0, 0.0)
+        until = math.inf
+        if quota is not None and key is not None:
+            until = self._periods[key.budget_period][0]  # the period's end: a new counter
+        plan = None
+        if windows or quota is not None:
+            plan = Plan(windows, quota, principal.key_id if key is not None else None)
+        compiled = _Compiled(key, self.routes.version, until, plan)
+        if len(self._plans) > 100_000:
+            self._plans.clear()
+        self._plans[(principal.key_id, model)] = compiled
+        return compiled
 
     async def check(
         self,
@@ -274,6 +332,9 @@ class LimitPolicy:
 
     async def settle(self, granted: Granted, tokens: int, usd: float) -> None:
         if granted.ticket is None or granted.admitter is None:
+            return
+        if granted.admitter is self.local:
+            self.local.settle_now(granted.ticket, tokens, usd)
             return
         if granted.admitter is self.fallback or self.fallback is None:
             await self._settle(granted, tokens, usd)  # in process: nothing to wait for

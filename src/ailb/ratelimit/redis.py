@@ -16,6 +16,7 @@ from ailb.ratelimit import (
     RESERVATION_TTL,
     Admission,
     AdmissionUnavailable,
+    NamedTicket,
     Quota,
     RateWindow,
     Ticket,
@@ -97,7 +98,7 @@ class RedisAdmitter:
         ]
         if reason == "":
             token_windows = tuple((w.name, w.cost) for w in windows if w.name.endswith(":tokens"))
-            ticket = Ticket(request_id, int(second), token_windows, quota)
+            ticket = NamedTicket(request_id, int(second), token_windows, quota)
             return Admission(allowed=True, windows=states, ticket=ticket)
         if reason == "rate":
             denied_by = windows[int(refusing) - 1].name
@@ -114,6 +115,7 @@ class RedisAdmitter:
         )
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
+        assert isinstance(ticket, NamedTicket), "a ticket from another admitter"
         if ticket.settled or (not ticket.token_windows and ticket.quota is None):
             return
         ticket.settled = True  # a repeated settle must not count twice
