@@ -282,7 +282,8 @@ def _wire_accounts(runtime: Runtime) -> None:
         store,
         env.redis_failure_mode,
     )
-    runtime.usage = UsageRecorder(store, os.path.join(env.data_dir, "usage-spool"))
+    if env.enable_usage:
+        runtime.usage = UsageRecorder(store, os.path.join(env.data_dir, "usage-spool"))
     if ring is not None:
         runtime.keys = KeyManager(
             store,
@@ -294,9 +295,15 @@ def _wire_accounts(runtime: Runtime) -> None:
 
 
 async def _start_accounts(runtime: Runtime) -> None:
-    assert runtime.store is not None and runtime.usage is not None
+    assert runtime.store is not None
     await runtime.store.open()
-    await runtime.usage.start()
+    if runtime.usage is not None:
+        await runtime.usage.start()
+    else:
+        log.warning(
+            "usage recording is off (ENABLE_USAGE=false): requests leave no usage records, "
+            "and budgets count only what this instance (or Redis) has seen since it started"
+        )
     if runtime.ring is not None:
         await runtime.ring.start()
     if not runtime.auth.enabled:

@@ -174,6 +174,7 @@ class EnvSettings(_Strict, frozen=True):
     routing_strategy: RoutingStrategy = RoutingStrategy.LOAD_BALANCED
     enable_memory: bool = True
     enable_rag: bool = False
+    enable_usage: bool = True
     memory_backend: Literal["chromadb"] = "chromadb"
     rag_backend: Literal["chromadb"] = "chromadb"
     max_body_bytes: Annotated[int, Meta(gt=0)] = 20 * 1024 * 1024
@@ -259,6 +260,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     ),
     "ENABLE_MEMORY": ("enable_memory", "true", "Conversation memory for requests with session_id."),
     "ENABLE_RAG": ("enable_rag", "false", "Retrieval over document collections (rag_collection)."),
+    "ENABLE_USAGE": (
+        "enable_usage",
+        "true",
+        "Record every request in the usage ledger (GET /api/usage; budgets survive restarts).",
+    ),
     "MEMORY_BACKEND": ("memory_backend", "chromadb", "Vector store for memory."),
     "RAG_BACKEND": ("rag_backend", "chromadb", "Vector store for RAG."),
     "OPENAI_API_KEY": (None, "", "Enables the `openai` deployment."),
@@ -562,7 +568,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         raw = env.get(var)
         if fld is None or raw is None or raw == "":
             continue
-        if fld in ("enable_memory", "enable_rag"):
+        if fld in ("enable_memory", "enable_rag", "enable_usage"):
             if raw.strip().lower() not in _BOOL:
                 raise ConfigError(f"{var}: expected true or false, got {raw!r}")
             values[fld] = _BOOL[raw.strip().lower()]

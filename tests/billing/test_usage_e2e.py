@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 
 import httpx2
@@ -224,3 +225,26 @@ def test_an_answer_that_cannot_be_recorded_is_withheld(gw, client_for, monkeypat
     total = usage(gw.url).json()["data"][0]
     # the withheld request's 503 may be recorded too, once the disk has room again
     assert total["requests"] - total["errors"] == 2
+
+
+def test_usage_recording_off(gateway_factory, client_for, tmp_path):
+    """ENABLE_USAGE=false: no records and no spool, /api/usage says why, budgets still hold."""
+    gw = gateway_factory(CONFIG, {"AILB_MASTER_KEY": MASTER, "ENABLE_USAGE": "false"})
+    made = create(gw.url, budget_usd=0.05, budget_period="day")
+    c = client_for(gw, api_key=made["key"])
+    spent = 0.0
+    with pytest.raises(openai.RateLimitError) as e:
+        for _ in range(200):
+            u = c.chat.completions.create(
+                model="mock-a", messages=[{"role": "user", "content": "a b c"}], max_tokens=5
+            ).usage
+            spent += (u.prompt_tokens * 1000 + u.completion_tokens * 2000) / 1e6
+    assert e.value.body["code"] == "budget_exceeded"
+    assert 0.05 - 0.016 < spent <= 0.05 + 1e-9  # as with the ledger on
+    r = usage(gw.url)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "usage_disabled"
+    data = tmp_path / "ailb_memory"
+    assert not (data / "usage-spool").exists()
+    with sqlite3.connect(data / "ailb.db") as db:
+        assert db.execute("SELECT count(*) FROM usage").fetchone() == (0,)

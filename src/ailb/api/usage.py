@@ -75,6 +75,10 @@ def _query(request: Request) -> UsageQuery:
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     async def usage(request: Request) -> JSONResponse:
         query = _query(request)
+        if runtime.usage is None:
+            raise ServiceUnavailable(
+                "Usage recording is disabled (ENABLE_USAGE=false).", code="usage_disabled"
+            )
         p = principal_of(request.scope)
         if not p.admin and runtime.auth.enabled:
             if query.key_id is not None and query.key_id != p.key_id:
@@ -83,8 +87,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 )
             query = msgspec.structs.replace(query, key_id=p.key_id)
         try:
-            if runtime.usage is not None:
-                await runtime.usage.sync()  # include what was answered a moment ago
+            await runtime.usage.sync()  # include what was answered a moment ago
             if runtime.store is None:
                 raise StoreUnavailable("no usage ledger")
             rows = await runtime.store.query_usage(query)
