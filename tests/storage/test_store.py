@@ -5,6 +5,7 @@ second gateway process."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -439,3 +440,35 @@ def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
 
     run(scenario())
     assert path.is_file()
+
+
+def test_sqlite_ledger_rows_keep_every_value(tmp_path: Path) -> None:
+    """Rows are bound as ints and strs only (bools as 0/1, NULLs as '' turned back by NULLIF):
+    what is read back is exactly what was recorded."""
+    full = record(
+        "full",
+        DAY1,
+        model="m",
+        deployment="d",
+        estimated=True,
+        stream=True,
+        user="u",
+        session_id="s",
+        collection="c",
+        instance="i",
+    )
+    bare = record("bare", DAY1 + 1, deployment=None, user=None, session_id=None, collection=None)
+
+    async def scenario() -> None:
+        store = SqliteStore(str(tmp_path / "ledger.db"))
+        await store.open()
+        try:
+            assert await store.insert_usage([full, bare]) == 2
+        finally:
+            await store.close()
+
+    run(scenario())
+    columns = ", ".join(f'"{f}"' for f in UsageRecord.__struct_fields__)
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        rows = db.execute(f"SELECT {columns} FROM usage ORDER BY ts").fetchall()
+    assert [UsageRecord(*row) for row in rows] == [full, bare]
