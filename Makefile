@@ -14,7 +14,8 @@ $(UV):
 	$(PY) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
 
-$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+# The build generates the gRPC modules from proto/ (hatch_build.py): a changed .proto reinstalls.
+$(VENV)/.installed: pyproject.toml uv.lock hatch_build.py proto/generate.py $(wildcard proto/*/*.proto) | $(UV)
 	$(UV) sync --locked
 	@touch $@
 

@@ -6,9 +6,10 @@ from typing import Any
 import openai
 import pytest
 
+from ailb.config import load_settings
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer
-from tests.gateway import RunningGateway, settings_for
+from tests.gateway import RunningGateway, env_for
 from tests.services import pg_schema, postgres_dsn, redis_url  # noqa: F401
 
 
@@ -27,7 +28,10 @@ def gateway_factory(tmp_path: Any) -> Iterator[Any]:
     def make(
         config_yaml: str | None = None, env: dict[str, str] | None = None, **kw: Any
     ) -> RunningGateway:
-        gw = RunningGateway(settings_for(config_yaml, tmp_path, env, **kw)).start()
+        values = env_for(config_yaml, tmp_path, env)
+        # A reload reads the same variables again (and the config file, as it is by then).
+        gw = RunningGateway(load_settings(values, **kw), lambda: load_settings(values, **kw))
+        gw.start()
         running.append(gw)
         return gw
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import uvicorn
@@ -16,9 +16,10 @@ from ailb.config import Settings, load_settings
 
 
 class RunningGateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+        """`load`: what a reload reads (default: this process's environment)."""
         self.settings = settings
-        self.app: Gateway = create_app(settings)
+        self.app: Gateway = create_app(settings, load)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -28,7 +29,7 @@ class RunningGateway:
             lifespan="on",
             log_config=None,
             access_log=False,
-            http="httptools",
+            http=self.app.http_protocol,  # httptools, counting connections
             loop="none",
             proxy_headers=False,
         )
@@ -69,13 +70,24 @@ class RunningGateway:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
 
-def settings_for(
-    config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None, **kw: Any
-) -> Settings:
+def env_for(
+    config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables a test gateway reads: `env`, a data directory under tmp_path, any free
+    gRPC port on 127.0.0.1 (the port it got is `runtime.grpc_port`) and the config file,
+    written out."""
     values = dict(env or {})
     values.setdefault("AILB_DATA_DIR", str(tmp_path / "ailb_memory"))
+    values.setdefault("HOST", "127.0.0.1")  # the gRPC server binds it (HTTP: our own socket)
+    values.setdefault("GRPC_PORT", "0")
     if config_yaml is not None:
         path = tmp_path / "ailb.yaml"
         path.write_text(config_yaml)
         values["AILB_CONFIG"] = str(path)
-    return load_settings(values, **kw)
+    return values
+
+
+def settings_for(
+    config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None, **kw: Any
+) -> Settings:
+    return load_settings(env_for(config_yaml, tmp_path, env), **kw)

@@ -30,7 +30,14 @@ class GatewayProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         self.port = free_port()
-        self.env = {**keep, "HOST": "127.0.0.1", "HTTP_PORT": str(self.port), **env}
+        # GRPC_PORT 0: any free port, so gateways never contend for the default one.
+        self.env = {
+            **keep,
+            "HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.port),
+            "GRPC_PORT": "0",
+            **env,
+        }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -150,7 +150,7 @@ def test_invalid_configuration_exits_2_naming_the_field(
 
 def test_serve_demo_without_providers_serves_the_mock_model(tmp_path: Path) -> None:
     port = free_port()
-    env = clean_env(tmp_path, HOST="127.0.0.1", HTTP_PORT=str(port), GRPC_PORT=str(free_port()))
+    env = clean_env(tmp_path, HOST="127.0.0.1", HTTP_PORT=str(port), GRPC_PORT="0")
     server = ServeProcess(["serve", "--demo"], env, tmp_path, port)
     try:
         server.wait_ready()
@@ -192,7 +192,7 @@ def test_serve_demo_without_providers_serves_the_mock_model(tmp_path: Path) -> N
 def test_serve_without_demo_and_providers_serves_nothing(tmp_path: Path) -> None:
     port, env_port = free_port(), free_port()
     # --host/--port must win over HOST/HTTP_PORT.
-    env = clean_env(tmp_path, HOST="0.0.0.0", HTTP_PORT=str(env_port), GRPC_PORT=str(free_port()))
+    env = clean_env(tmp_path, HOST="0.0.0.0", HTTP_PORT=str(env_port), GRPC_PORT="0")
     server = ServeProcess(
         ["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path, port
     )
@@ -239,7 +239,7 @@ def test_serve_demo_with_a_provider_configured_does_not_add_the_mock(tmp_path: P
         tmp_path,
         HOST="127.0.0.1",
         HTTP_PORT=str(port),
-        GRPC_PORT=str(free_port()),
+        GRPC_PORT="0",
         AILB_CONFIG=str(config),
     )
     server = ServeProcess(["serve", "--demo"], env, tmp_path, port)
@@ -264,7 +264,7 @@ def test_serve_demo_with_a_provider_configured_does_not_add_the_mock(tmp_path: P
 
 def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
     port = free_port()
-    env = clean_env(tmp_path, HOST="127.0.0.1", HTTP_PORT=str(port), GRPC_PORT=str(free_port()))
+    env = clean_env(tmp_path, HOST="127.0.0.1", HTTP_PORT=str(port), GRPC_PORT="0")
     server = ServeProcess(["serve", "--demo"], env, tmp_path, port)
     try:
         server.wait_ready()

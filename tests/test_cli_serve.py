@@ -28,6 +28,7 @@ def env_for(tmp_path, **extra: str) -> dict[str, str]:
         **keep,
         "HOST": "127.0.0.1",
         "HTTP_PORT": str(free_port()),
+        "GRPC_PORT": "0",  # any free port: never the default one another gateway may hold
         "AILB_DATA_DIR": str(tmp_path / "data"),
         **extra,
     }

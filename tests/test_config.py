@@ -49,6 +49,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "host": "0.0.0.0",
         "http_port": 8080,
         "grpc_port": 50051,
+        "enable_grpc": True,
         "module_id": "",
         "routing_strategy": RoutingStrategy.LOAD_BALANCED,
         "enable_memory": True,
@@ -58,6 +59,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "rag_backend": "chromadb",
         "max_body_bytes": 20971520,
         "log_level": "INFO",
+        "log_content": False,
         "health_interval": 15.0,
         "request_timeout": 600.0,
         "max_attempts": 4,
@@ -80,6 +82,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
     }
     assert settings.master_key is None
     assert settings.database_url is None and settings.redis_url is None
+    assert settings.metrics_token is None
     assert settings.deployments == ()
     assert dict(settings.models) == {}
     assert dict(settings.credentials) == {}
@@ -122,6 +125,7 @@ def test_demo_flag_is_carried_but_adds_no_deployment_by_itself() -> None:
         ("ENABLE_RAG", "yes", "enable_rag", True),
         ("ENABLE_RAG", "1", "enable_rag", True),
         ("ENABLE_RAG", "True", "enable_rag", True),
+        ("ENABLE_GRPC", "false", "enable_grpc", False),
         ("ENABLE_USAGE", "off", "enable_usage", False),
         ("MEMORY_BACKEND", "chromadb", "memory_backend", "chromadb"),
         ("RAG_BACKEND", "chromadb", "rag_backend", "chromadb"),
@@ -767,3 +771,24 @@ def test_invalid_embedder_settings_name_the_variable(env: dict[str, str], messag
         load_settings(env)
     assert str(exc.value).startswith(message)
     assert EMBED_KEY not in str(exc.value)
+
+
+# --- metrics and logs ----------------------------------------------------------------------------
+
+
+def test_metrics_token_and_log_content() -> None:
+    token = "scrape-token-0123456789"
+    settings = load_settings({"AILB_METRICS_TOKEN": token, "AILB_LOG_CONTENT": "TRUE"})
+    assert settings.metrics_token == token and isinstance(settings.metrics_token, Secret)
+    assert token not in repr(settings)
+    assert settings.env.log_content is True
+    assert load_settings({"AILB_LOG_CONTENT": "false"}).env.log_content is False
+    for env, message in (
+        ({"AILB_METRICS_TOKEN": "short"}, "AILB_METRICS_TOKEN: must be at least 8 characters"),
+        ({"AILB_METRICS_TOKEN": "has a space"}, "AILB_METRICS_TOKEN: must be at least 8"),
+        ({"AILB_LOG_CONTENT": "maybe"}, "AILB_LOG_CONTENT: expected true or false"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(env)
+        assert str(exc.value).startswith(message)
+        assert "has a space" not in str(exc.value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,8 +16,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ailb import __version__
-from ailb.api import health, keys, models, rag, sessions, stats, usage
-from ailb.api.asgi import ClientDisconnected, Message, Receive, Scope, Send, read_body, send_error
+from ailb.api import health, keys, metrics, models, rag, sessions, stats, usage
+from ailb.api import reload as reload_api
+from ailb.api.asgi import (
+    ARRIVED,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+)
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.common import JSONResponse, error_response
 from ailb.api.openapi import Operation, document
@@ -27,25 +38,28 @@ from ailb.auth.keyring import KeyRing
 from ailb.auth.manager import KeyManager
 from ailb.auth.principal import SCOPE_KEY
 from ailb.billing.usage import UsageRecorder
-from ailb.config import Settings
+from ailb.config import Settings, load_settings
+from ailb.control.reload import Reloader, SettingsLoader
 from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
+from ailb.live import build_live
 from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
-from ailb.providers import build_provider
+from ailb.observability.connections import counting_protocol
+from ailb.observability.metrics import GatewayMetrics
 from ailb.rag.chunking import ChunkSettings
 from ailb.rag.service import RagService
 from ailb.ratelimit import Admitter
 from ailb.ratelimit.local import LocalAdmitter
 from ailb.ratelimit.policy import LimitPolicy
-from ailb.routing.deployment import DeploymentState
-from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
-from ailb.routing.router import Router
 from ailb.runtime import Runtime
 from ailb.storage import Store
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
+
+if TYPE_CHECKING:
+    from ailb.control.server import ControlServer
 
 log = logging.getLogger("ailb")
 
@@ -66,17 +80,22 @@ class Gateway:
         chat: ChatCompletionsEndpoint,
         runtime: Runtime,
         max_body_bytes: int,
+        reloader: Reloader,
     ) -> None:
         self.api = api
         self.chat = chat
         self.runtime = runtime
+        self.reloader = reloader  # the serving process's SIGHUP handler reloads through it
         self.auth = runtime.auth
         self.max_body_bytes = max_body_bytes
+        # What uvicorn must run (`Config(http=...)`) for the connection metrics to count.
+        self.http_protocol = counting_protocol(runtime.metrics.connections)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path.startswith(("/v1/", "/api/")):
+                scope[ARRIVED] = time.perf_counter()
                 try:
                     principal = await self.auth.authenticate(scope)
                     scope[SCOPE_KEY] = principal
@@ -152,13 +171,12 @@ def _chat_operation() -> Operation:
     )
 
 
-def create_app(settings: Settings) -> Gateway:
-    deployments = [
-        DeploymentState(config=c, provider=build_provider(c, settings.credentials.get(c.name)))
-        for c in settings.deployments
-    ]
+def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gateway:
+    """The gateway for `settings`. `load` gives the settings a reload applies (SIGHUP, gRPC
+    Reload, POST /api/reload); by default they are read again from this process's environment
+    and AILB_CONFIG file."""
+    live = build_live(settings)
     env = settings.env
-    router = Router(deployments, env.routing_strategy, settings.models)
     # One store and one embedder for memory and RAG, built only when either is on.
     vectors = (
         VectorBackend(
@@ -168,11 +186,13 @@ def create_app(settings: Settings) -> Gateway:
         if env.enable_memory or env.enable_rag
         else None
     )
+    # Unrouted requests naming a model the router does not serve (a reload may change which)
+    # are counted under model "".
+    gateway_metrics = GatewayMetrics(served_models=lambda: runtime.router.models())
     runtime = Runtime(
-        settings=settings,
-        router=router,
-        failover=Failover(max_attempts=env.max_attempts, request_timeout=env.request_timeout),
-        health=HealthMonitor(router, interval=env.health_interval),
+        live=live,
+        metrics=gateway_metrics,
+        health=HealthMonitor(live.router, interval=env.health_interval),
         vectors=vectors,
         memory=MemoryService(env, vectors) if env.enable_memory and vectors else None,
         rag=RagService(
@@ -189,8 +209,7 @@ def create_app(settings: Settings) -> Gateway:
     _wire_accounts(runtime)
     access_log = AccessLog()
     chat = ChatCompletionsEndpoint(
-        router,
-        runtime.failover,
+        runtime,
         env.max_body_bytes,
         access_log,
         runtime.memory,
@@ -202,10 +221,20 @@ def create_app(settings: Settings) -> Gateway:
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
     operations = [_chat_operation()]
-    for module in (models, health, stats, sessions, rag, keys, usage):
+    for module in (models, health, stats, sessions, rag, keys, usage, metrics):
         r, ops = module.build(runtime)
         routes += r
         operations += ops
+    reloader = Reloader(runtime, load or environment_loader(settings))
+    r, ops = reload_api.build(reloader)
+    routes += r
+    operations += ops
+    control: ControlServer | None = None
+    if env.enable_grpc:  # imported only when served: grpc costs ~30 ms and some RSS
+        from ailb.control.server import ControlServer
+        from ailb.control.service import ModuleService
+
+        control = ControlServer(runtime, ModuleService(runtime, reloader), env.host, env.grpc_port)
     openapi = document(operations, "AILB", __version__, DESCRIPTION)
 
     async def openapi_json(_: Request) -> JSONResponse:
@@ -215,20 +244,27 @@ def create_app(settings: Settings) -> Gateway:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if control is not None:  # first: a gRPC port in use stops start-up before anything runs
+            runtime.grpc_port = await control.start()
         await _start_accounts(runtime)
         await runtime.health.start()
         if runtime.memory is not None:
             await runtime.memory.start()
+        reloader.start()
         try:
             yield
         finally:
+            await reloader.stop()
+            if control is not None:
+                await control.stop()
+                runtime.grpc_port = None
             await _stop_accounts(runtime)
             await runtime.health.stop()
             if runtime.memory is not None:
                 await runtime.memory.stop()
             if runtime.vectors is not None:
                 await runtime.vectors.stop()
-            for d in router.deployments.values():
+            for d in runtime.router.deployments.values():
                 await d.provider.close()
             access_log.flush()
 
@@ -242,7 +278,12 @@ def create_app(settings: Settings) -> Gateway:
         },
     )
     api.state.runtime = runtime
-    return Gateway(api, chat, runtime, env.max_body_bytes)
+    return Gateway(api, chat, runtime, env.max_body_bytes, reloader)
+
+
+def environment_loader(running: Settings) -> SettingsLoader:
+    """Settings from this process's environment and AILB_CONFIG, as at start-up."""
+    return lambda: load_settings(demo=running.demo)
 
 
 def build_store(settings: Settings) -> Store:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ailb import __version__
-from ailb.config import ConfigError, load_settings
+from ailb.config import ConfigError, Settings, load_settings
 from ailb.observability.logging import configure_logging
 
 
@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    """The environment and AILB_CONFIG, with the command line's overrides."""
+    settings = load_settings(demo=getattr(args, "demo", False))
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["http_port"] = args.port
+    return settings.with_env(**overrides) if overrides else settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -44,14 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     if command == "serve":
         try:
-            settings = load_settings(demo=getattr(args, "demo", False))
-            overrides: dict[str, object] = {}
-            if getattr(args, "host", None):
-                overrides["host"] = args.host
-            if getattr(args, "port", None) is not None:
-                overrides["http_port"] = args.port
-            if overrides:
-                settings = settings.with_env(**overrides)
+            settings = _serve_settings(args)
         except ConfigError as e:
             print(f"ailb: configuration error: {e}", file=sys.stderr)
             return 2
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         from ailb.server import serve
 
         try:
-            serve(settings)
+            # A reload (SIGHUP, gRPC, /api/reload) reads the settings again the same way.
+            serve(settings, lambda: _serve_settings(args))
         except KeyboardInterrupt:
             # uvicorn shut down cleanly and re-raised Ctrl-C: no traceback for that.
             return 130

@@ -170,6 +170,7 @@ class EnvSettings(_Strict, frozen=True):
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
     http_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     grpc_port: Annotated[int, Meta(ge=0, le=65535)] = 50051
+    enable_grpc: bool = True
     module_id: str = ""
     routing_strategy: RoutingStrategy = RoutingStrategy.LOAD_BALANCED
     enable_memory: bool = True
@@ -179,6 +180,7 @@ class EnvSettings(_Strict, frozen=True):
     rag_backend: Literal["chromadb"] = "chromadb"
     max_body_bytes: Annotated[int, Meta(gt=0)] = 20 * 1024 * 1024
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_content: bool = False
     health_interval: Positive = 15.0
     request_timeout: Positive = 600.0
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
@@ -216,6 +218,7 @@ class Settings:
     master_key: Secret | None = field(default=None, repr=False)
     database_url: Secret | None = field(default=None, repr=False)
     redis_url: Secret | None = field(default=None, repr=False)
+    metrics_token: Secret | None = field(default=None, repr=False)  # None: /metrics is open
     config_path: str | None = None
     demo: bool = False
 
@@ -251,7 +254,12 @@ def redact_url(url: str) -> str:
 ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     "HOST": ("host", "0.0.0.0", "Address the HTTP API listens on."),  # noqa: S104
     "HTTP_PORT": ("http_port", "8080", "HTTP API port."),
-    "GRPC_PORT": ("grpc_port", "50051", "gRPC ModuleService port."),
+    "GRPC_PORT": ("grpc_port", "50051", "gRPC ModuleService port (0: any free port)."),
+    "ENABLE_GRPC": (
+        "enable_grpc",
+        "true",
+        "Serve the gRPC ModuleService, health and reflection on GRPC_PORT.",
+    ),
     "MODULE_ID": ("module_id", "ailb-<hostname>", "This instance's id for MarchProxy."),
     "ROUTING_STRATEGY": (
         "routing_strategy",
@@ -290,6 +298,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
     "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
     "AILB_LOG_LEVEL": ("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    "AILB_LOG_CONTENT": (
+        "log_content",
+        "false",
+        "Debugging only: adds each chat request's messages and answer to its access-log line.",
+    ),
     "AILB_HEALTH_INTERVAL": (
         "health_interval",
         "15",
@@ -367,6 +380,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         None,
         "",
         "Turns authentication on: every /v1 and /api request then needs a key; this one is admin.",
+    ),
+    "AILB_METRICS_TOKEN": (
+        None,
+        "",
+        "Protects GET /metrics: scrapers must send `Authorization: Bearer <token>`; unset: open.",
     ),
     "DATABASE_URL": (
         None,
@@ -568,7 +586,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         raw = env.get(var)
         if fld is None or raw is None or raw == "":
             continue
-        if fld in ("enable_memory", "enable_rag", "enable_usage"):
+        if fld in ("enable_memory", "enable_rag", "enable_usage", "enable_grpc", "log_content"):
             if raw.strip().lower() not in _BOOL:
                 raise ConfigError(f"{var}: expected true or false, got {raw!r}")
             values[fld] = _BOOL[raw.strip().lower()]
@@ -617,6 +635,11 @@ def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:
     master = env.get("AILB_MASTER_KEY") or None
     if master is not None and (len(master) < 8 or master != master.strip()):
         raise ConfigError("AILB_MASTER_KEY: must be at least 8 characters, without spaces")
+    metrics_token = env.get("AILB_METRICS_TOKEN") or None
+    if metrics_token is not None and (
+        len(metrics_token) < 8 or any(c.isspace() for c in metrics_token)
+    ):
+        raise ConfigError("AILB_METRICS_TOKEN: must be at least 8 characters, without spaces")
     db = env.get("DATABASE_URL") or None
     if db is not None:
         parts = urlsplit(db)
@@ -633,6 +656,7 @@ def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:
         "master_key": Secret(master) if master else None,
         "database_url": Secret(db) if db else None,
         "redis_url": Secret(redis) if redis else None,
+        "metrics_token": Secret(metrics_token) if metrics_token else None,
     }
 
 

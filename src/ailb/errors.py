@@ -97,6 +97,9 @@ class ServiceUnavailable(APIError):
 class RateLimited(APIError):
     status = 429
     type = "rate_limit_error"
+    # Which limit refused (key_requests, user_tokens, route_requests ...), for the metrics;
+    # None where the code says it (budget_exceeded, deployment_rate_limited ...).
+    reason: str | None = None
 
 
 STATUS_TYPES = {

@@ -11,7 +11,9 @@ from ailb.auth.keyring import KeyRing
 from ailb.auth.manager import KeyManager
 from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings
+from ailb.live import LiveConfig
 from ailb.memory.service import MemoryService
+from ailb.observability.metrics import GatewayMetrics
 from ailb.rag.service import RagService
 from ailb.ratelimit.policy import LimitPolicy
 from ailb.routing.failover import Failover
@@ -23,9 +25,7 @@ from ailb.vectorstore.backend import VectorBackend
 
 @dataclass
 class Runtime:
-    settings: Settings
-    router: Router
-    failover: Failover
+    live: LiveConfig  # settings, router and failover: replaced as a whole by a reload
     health: HealthMonitor
     vectors: VectorBackend | None = None
     memory: MemoryService | None = None
@@ -37,6 +37,20 @@ class Runtime:
     limits: LimitPolicy | None = None
     usage: UsageRecorder | None = None
     started_at: float = field(default_factory=time.time)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # create_app builds it
+    grpc_port: int | None = None  # the ModuleService's bound port while it serves
+
+    @property
+    def settings(self) -> Settings:
+        return self.live.settings
+
+    @property
+    def router(self) -> Router:
+        return self.live.router
+
+    @property
+    def failover(self) -> Failover:
+        return self.live.failover
 
     def uptime(self) -> float:
         return time.time() - self.started_at

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from collections.abc import Callable
 from dataclasses import replace
 
 import uvicorn
 
-from ailb.app import create_app
+from ailb.app import Gateway, create_app
 from ailb.config import Settings, demo_deployment
 
 log = logging.getLogger("ailb")
@@ -45,16 +47,18 @@ def log_startup(settings: Settings) -> None:
         log.warning("no deployments configured: every model request will answer 404")
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. `load` re-reads the settings for a reload (SIGHUP included);
+    demo mode is decided again each time, as at start-up."""
     settings = apply_demo(settings)
     log_startup(settings)
-    app = create_app(settings)
+    app = create_app(settings, (lambda: apply_demo(load())) if load is not None else None)
     config = uvicorn.Config(
         app,
         host=settings.env.host,
         port=settings.env.http_port,
         loop="none",
-        http="httptools",
+        http=app.http_protocol,  # httptools, counting connections for the metrics
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -67,6 +71,16 @@ def serve(settings: Settings) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(server.serve())
+        asyncio.run(_serve(server, app))
     else:
-        uvloop.run(server.serve())
+        uvloop.run(_serve(server, app))
+
+
+async def _serve(server: uvicorn.Server, app: Gateway) -> None:
+    # SIGHUP reloads the configuration (uvicorn handles only SIGINT and SIGTERM). Installed
+    # before serving: a SIGHUP's default action would end the process; one that arrives before
+    # start-up is done is refused and logged by the reloader.
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is not None:
+        asyncio.get_running_loop().add_signal_handler(sighup, app.reloader.reload_soon, "sighup")
+    await server.serve()

@@ -119,7 +119,7 @@ def test_served_gateway_logs_json_lines_without_the_api_key(tmp_path: Path) -> N
         tmp_path,
         HOST="127.0.0.1",
         HTTP_PORT=str(port),
-        GRPC_PORT=str(free_port()),
+        GRPC_PORT="0",
         OPENAI_API_KEY=KEY,
         OPENAI_BASE_URL=f"{upstream.url}/v1",
         OPENAI_MODELS="gpt-test",
@@ -193,7 +193,7 @@ def test_failing_probes_are_logged_without_the_api_key(tmp_path: Path) -> None:
         tmp_path,
         HOST="127.0.0.1",
         HTTP_PORT=str(port),
-        GRPC_PORT=str(free_port()),
+        GRPC_PORT="0",
         ANTHROPIC_API_KEY=KEY,
         ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}",  # nothing listens
         ANTHROPIC_MODELS="claude-test",

@@ -13,6 +13,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_CT = (b"content-type", b"application/json")
+# Scope key: perf_counter() when the application got the request, before authentication, so a
+# request's latency and the gateway's overhead include the time spent authenticating it.
+ARRIVED = "ailb.arrived"
 
 
 class ClientDisconnected(Exception):

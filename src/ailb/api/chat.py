@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 
 from ailb.api.asgi import (
+    ARRIVED,
     ClientDisconnected,
     Receive,
     Scope,
@@ -30,7 +32,7 @@ from ailb.auth.identity import ANONYMOUS, caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.billing.records import UsageRecord
 from ailb.billing.usage import UsageRecorder
-from ailb.errors import APIError, InvalidRequest, ServiceUnavailable
+from ailb.errors import APIError, InvalidRequest, RateLimited, ServiceUnavailable
 from ailb.memory.service import MemoryService, room_for_context
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
@@ -38,8 +40,9 @@ from ailb.rag.context import augment, sources_header
 from ailb.rag.service import RagService
 from ailb.ratelimit.policy import NOTHING, DeploymentGate, Granted, LimitPolicy
 from ailb.routing.deployment import DeploymentState
-from ailb.routing.failover import Failover, OpenStream
+from ailb.routing.failover import OpenStream
 from ailb.routing.router import Needs, Plan, Router
+from ailb.runtime import Runtime
 
 log = logging.getLogger("ailb.chat")
 _encode = msgspec.json.Encoder().encode
@@ -50,6 +53,7 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 DONE_FRAME = b"data: [DONE]\n\n"
+OVERHEAD_HEADER = b"x-ailb-overhead-ms"
 DEFAULT_TOP_K = 3
 IMAGE_TOKENS = 850  # what one high-detail image costs in OpenAI's accounting, roughly
 # Completion tokens assumed for limits and budget reservations when max_tokens is not given;
@@ -82,6 +86,12 @@ def request_needs(req: ChatCompletionRequest) -> Needs:
     )
 
 
+def rounded(x: float, scale: int) -> float:
+    """x to 1/scale, half up: round(x, n) goes through decimal strings (about 2,000 machine
+    instructions, several times per request); k / scale is the double nearest that decimal."""
+    return math.floor(x * scale + 0.5) / scale
+
+
 def stream_error_frame(message: str, code: str) -> bytes:
     payload = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
     return b"data: " + _encode(payload) + b"\n\n"
@@ -91,6 +101,7 @@ class Exchange:
     """The facts of one request, filled in as it goes: logged once at the end."""
 
     __slots__ = (
+        "answer",
         "attempts",
         "collection",
         "completion_tokens",
@@ -100,9 +111,12 @@ class Exchange:
         "estimated",
         "key_id",
         "memory",
+        "messages",
         "model",
+        "overhead",
         "plan",
         "prompt_tokens",
+        "provider",
         "rag",
         "recorded",
         "request_id",
@@ -111,12 +125,14 @@ class Exchange:
         "status",
         "stream",
         "ts",
+        "ttft",
+        "upstream",
         "user",
     )
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, arrived: float | None = None) -> None:
         self.request_id = request_id
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if arrived is None else arrived
         self.ts = time.time()
         self.key_id = ANONYMOUS
         self.user: str | None = None
@@ -136,27 +152,41 @@ class Exchange:
         self.stream = False
         self.memory: str | None = None
         self.rag: str | None = None
+        self.provider: str | None = None
+        self.upstream = 0.0  # seconds spent in upstream attempts (failover included)
+        self.overhead: float | None = None  # the gateway's own seconds, up to the response
+        self.ttft: float | None = None  # streams: seconds to the first byte sent
+        # Only with AILB_LOG_CONTENT=true: the client's messages and the answer, for the log.
+        self.messages: Any = None
+        self.answer: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         plan = self.plan
-        return {
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "key_id": self.key_id,
             "model": self.model,
+            "provider": self.provider,
             "deployment": self.deployment,
             "status": self.status,
             "error": self.error,
             "stream": self.stream,
             "memory": self.memory,
             "rag": self.rag,
-            "latency_ms": round((time.perf_counter() - self.started) * 1000, 2),
+            "latency_ms": rounded((time.perf_counter() - self.started) * 1000, 100),
+            "overhead_ms": None if self.overhead is None else rounded(self.overhead * 1000, 1000),
+            "ttft_ms": None if self.ttft is None else rounded(self.ttft * 1000, 100),
             "attempts": self.attempts,
             "reason": plan.reason if plan is not None else None,
             "candidates": plan.candidates() if plan is not None else None,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost, 8),
+            "cost_usd": rounded(self.cost, 100_000_000),
         }
+        if self.messages is not None:  # AILB_LOG_CONTENT=true
+            fields["messages"] = self.messages
+            fields["answer"] = self.answer
+        return fields
 
     def usage_record(self, instance: str) -> UsageRecord:
         # Positional (field order): a third of the cost of sixteen keywords, once per request.
@@ -169,7 +199,7 @@ class Exchange:
             self.prompt_tokens,
             self.completion_tokens,
             self.cost,
-            round((time.perf_counter() - self.started) * 1000, 3),
+            rounded((time.perf_counter() - self.started) * 1000, 1000),
             self.status,
             self.estimated,
             self.stream,
@@ -183,8 +213,7 @@ class Exchange:
 class ChatCompletionsEndpoint:
     def __init__(
         self,
-        router: Router,
-        failover: Failover,
+        runtime: Runtime,
         max_body_bytes: int,
         access_log: AccessLog,
         memory: MemoryService | None = None,
@@ -193,8 +222,9 @@ class ChatCompletionsEndpoint:
         usage: UsageRecorder | None = None,
         instance: str = "",
     ) -> None:
-        self.router = router
-        self.failover = failover
+        # Its `live` configuration is read once per request: a reload swaps it, and the request
+        # keeps the one it started with (ailb.live).
+        self.runtime = runtime
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.memory = memory
@@ -203,26 +233,28 @@ class ChatCompletionsEndpoint:
         self.usage = usage
         self.instance = instance
         self._prices: dict[str, tuple[Any, float, float]] = {}
-        # Deployment gates cost an await per attempt: only built when some deployment has one.
-        self.gated = any(
-            d.config.rpm is not None or d.config.tpm is not None
-            for d in router.deployments.values()
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Time-ordered ids: sortable for people, and appended (not scattered) in ledger indexes.
-        ex = Exchange(f"req_{time.time_ns():016x}{os.urandom(6).hex()}")
+        ex = Exchange(f"req_{time.time_ns():016x}{os.urandom(6).hex()}", scope.get(ARRIVED))
         rid_header = [(b"x-request-id", ex.request_id.encode())]
         principal = scope.get(SCOPE_KEY) or OPEN
         ex.key_id = principal.key_id
         granted: Granted = NOTHING
         gate: DeploymentGate | None = None
+        live = self.runtime.live
+        live.requests += 1
+        router = live.router
+        metrics = self.runtime.metrics
+        metrics.in_flight += 1
         try:
             body = await read_request_body(scope, receive, self.max_body_bytes)
             req, raw = parse_chat_request(body)
             ex.model = req.model
             ex.stream = bool(req.stream)
             ex.user, ex.session_id, ex.collection = req.user, req.session_id, req.rag_collection
+            if live.settings.env.log_content:
+                ex.messages = raw["messages"]
             _permit(principal, req)
             needs = request_needs(req)
             estimate = needs.prompt_tokens + (needs.max_tokens or COMPLETION_ESTIMATE)
@@ -233,10 +265,10 @@ class ChatCompletionsEndpoint:
                     req.model,
                     req.user,
                     estimate,
-                    self._cost_ceiling(principal, req.model, needs),
+                    self._cost_ceiling(router, principal, req.model, needs),
                 )
                 rid_header += granted.headers
-            if self.gated and self.limits is not None:
+            if live.gated and self.limits is not None:
                 gate = DeploymentGate(self.limits, ex.request_id, estimate)
             upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
             owner = None
@@ -246,7 +278,7 @@ class ChatCompletionsEndpoint:
                     owner,
                     req.session_id,
                     raw["messages"],
-                    self.router.context_window(req.model),
+                    router.context_window(req.model),
                     needs.prompt_tokens,
                     needs.max_tokens,
                 )
@@ -257,26 +289,39 @@ class ChatCompletionsEndpoint:
                     needs = replace(needs, prompt_tokens=needs.prompt_tokens + aug.added_tokens)
             if req.rag_collection is not None:
                 needs, rid_header = await self._retrieve(
-                    scope, req, upstream_body, needs, rid_header, ex
+                    scope, req, upstream_body, needs, rid_header, ex, router
                 )
-            plan = ex.plan = self.router.plan(req.model, needs, req.session_id)
+            plan = ex.plan = router.plan(req.model, needs, req.session_id)
             if req.stream:
-                opened = await self.failover.open_stream(plan, upstream_body, ex.request_id, gate)
+                waited = time.perf_counter()
+                try:
+                    opened = await live.failover.open_stream(
+                        plan, upstream_body, ex.request_id, gate
+                    )
+                finally:
+                    ex.upstream = time.perf_counter() - waited
                 ex.deployment = opened.deployment.name
+                ex.provider = opened.deployment.config.provider
                 ex.attempts = opened.attempts
                 ex.status = 200
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
+                collect = owner is not None or ex.messages is not None
                 answer = await self._pump(
-                    opened, receive, send, rid_header, include_usage, needs, ex, owner is not None
+                    opened, receive, send, rid_header, include_usage, needs, ex, collect
                 )
                 if owner is not None and answer is not None and self.memory is not None:
                     assert req.session_id is not None
                     self.memory.remember(owner, req.session_id, raw["messages"], answer)
                 return
-            result, dep, ex.attempts = await self.failover.complete(
-                plan, upstream_body, ex.request_id, gate
-            )
+            waited = time.perf_counter()
+            try:
+                result, dep, ex.attempts = await live.failover.complete(
+                    plan, upstream_body, ex.request_id, gate
+                )
+            finally:
+                ex.upstream = time.perf_counter() - waited
             ex.deployment = dep.name
+            ex.provider = dep.config.provider
             _account(ex, dep, result.get("usage"), needs, result)
             ex.status = 200
             if not self._record(ex):  # durable before the client sees the answer, or no answer
@@ -285,14 +330,19 @@ class ChatCompletionsEndpoint:
                     "answer is withheld rather than left unbilled. Please retry.",
                     code="usage_unrecordable",
                 )
-            await send_bytes(send, 200, _encode(result), rid_header)
+            body = _encode(result)
+            await send_bytes(send, 200, body, [*rid_header, _overhead(ex)])
+            if ex.messages is not None:
+                ex.answer = _answer(result)
             if owner is not None and self.memory is not None:
                 assert req.session_id is not None
                 self.memory.remember(owner, req.session_id, raw["messages"], _answer(result))
         except APIError as e:
             ex.status, ex.error = e.status, e.code or e.type
             self._record(ex)
-            await send_error(send, e, rid_header)
+            if e.status == 429:
+                metrics.rate_limited_by(e.code, e.reason if isinstance(e, RateLimited) else None)
+            await send_error(send, e, [*rid_header, _overhead(ex)])
         except ClientDisconnected:
             ex.status, ex.error = 499, "client_disconnected"
         except Exception:
@@ -300,9 +350,13 @@ class ChatCompletionsEndpoint:
             ex.status, ex.error = 500, "internal_error"
             self._record(ex)
             await send_error(
-                send, APIError("The gateway failed to process the request."), rid_header
+                send,
+                APIError("The gateway failed to process the request."),
+                [*rid_header, _overhead(ex)],
             )
         finally:
+            metrics.finish(ex)
+            live.requests -= 1  # done with the upstream: its configuration may be retired
             self._record(ex)
             if self.limits is not None:
                 await self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
@@ -321,13 +375,15 @@ class ChatCompletionsEndpoint:
         ex.recorded = False  # the error answer that follows is recorded if the disk allows
         return False
 
-    def _cost_ceiling(self, principal: Principal, model: str, needs: Needs) -> float:
+    def _cost_ceiling(
+        self, router: Router, principal: Principal, model: str, needs: Needs
+    ) -> float:
         """The most the request can cost on any deployment of the model: what a budget
         reserves until the actual cost is known."""
         key = principal.key
         if key is None or key.budget_usd is None:
             return 0.0
-        deployments = self.router.models().get(model)
+        deployments = router.models().get(model)
         prices = self._prices.get(model)
         if prices is None or prices[0] is not deployments:  # the model's deployments changed
             prices = self._prices[model] = (
@@ -346,6 +402,7 @@ class ChatCompletionsEndpoint:
         needs: Needs,
         headers: list[tuple[bytes, bytes]],
         ex: Exchange,
+        router: Router,
     ) -> tuple[Needs, list[tuple[bytes, bytes]]]:
         """RAG: the retrieved passages into the upstream request; headers say what was used."""
         assert req.rag_collection is not None
@@ -356,7 +413,7 @@ class ChatCompletionsEndpoint:
                 code="rag_disabled",
             )
         budget = room_for_context(
-            self.router.context_window(req.model), needs.prompt_tokens, needs.max_tokens
+            router.context_window(req.model), needs.prompt_tokens, needs.max_tokens
         )
         aug = await augment(
             self.rag,
@@ -389,7 +446,10 @@ class ChatCompletionsEndpoint:
         an explicit SSE error event and never `[DONE]`, so a cut answer never looks whole.
         With `collect`, returns the assembled answer of a stream that completed."""
         dep = opened.deployment
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+        # The status line and first frames leave now: the first byte's time and overhead.
+        ex.ttft = time.perf_counter() - ex.started
+        headers = [*SSE_HEADERS, *headers, _overhead(ex, ex.ttft)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         main = asyncio.current_task()
         state = {"finished": False, "disconnected": False}
@@ -476,6 +536,8 @@ class ChatCompletionsEndpoint:
                 ex.error = "client_disconnected"
         finally:
             state["finished"] = True
+            if ex.messages is not None and pieces is not None:  # AILB_LOG_CONTENT: as delivered
+                ex.answer = "".join(pieces)
             dep.end()
             if not watcher.done():
                 watcher.cancel()
@@ -483,6 +545,16 @@ class ChatCompletionsEndpoint:
             if not accounted:
                 _account(ex, dep, usage, needs, None, streamed_chars=chars)
         return "".join(pieces) if complete and pieces is not None else None
+
+
+def _overhead(ex: Exchange, elapsed: float | None = None) -> tuple[bytes, bytes]:
+    """The gateway's own time so far -- arrival to now minus the time in upstream attempts --
+    noted for the metrics and sent as a header (for streams: up to the first byte)."""
+    if elapsed is None:
+        elapsed = time.perf_counter() - ex.started
+    overhead = elapsed - ex.upstream
+    ex.overhead = overhead
+    return (OVERHEAD_HEADER, b"%.3f" % (overhead * 1000))
 
 
 def _permit(principal: Principal, req: ChatCompletionRequest) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 log = logging.getLogger("ailb.audit")
@@ -21,11 +22,13 @@ class AuditLog:
         self._window = 0.0
         self._lines = 0
         self._suppressed = 0
+        self.failures: Counter[str] = Counter()  # by reason, suppressed lines included (metrics)
 
     def admin(self, action: str, actor: str, **fields: Any) -> None:
         log.info(action, extra={"audit": True, "actor": actor, **fields})
 
     def auth_failure(self, reason: str, **fields: Any) -> None:
+        self.failures[reason] += 1
         now = time.monotonic()
         if now - self._window >= FLOOD_WINDOW_S:
             self._window, self._lines = now, 0

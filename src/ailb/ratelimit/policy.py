@@ -399,16 +399,22 @@ def refusal(adm: Admission, headers: list[tuple[bytes, bytes]]) -> APIError:
         )
     name = adm.denied_by or ""
     kind = "tokens" if name.endswith(":tokens") else "requests"
+    prefix = name.split(":", 1)[0]
     scope = {"k": "API key", "u": "end user", "r": "model", "d": "deployment"}.get(
-        name.split(":", 1)[0], "API key"
+        prefix, "API key"
     )
     extra["retry-after"] = str(max(1, math.ceil(adm.retry_after)))
-    return RateLimited(
+    err = RateLimited(
         f"Rate limit reached for this {scope}: {kind} per minute. "
         f"Retry after {extra['retry-after']} s.",
         code="rate_limit_exceeded",
         headers=extra,
     )
+    err.reason = f"{_LIMITS.get(prefix, 'key')}_{kind}"  # the metrics' label
+    return err
+
+
+_LIMITS = {"k": "key", "u": "user", "r": "route", "d": "deployment"}
 
 
 class DeploymentGate:

@@ -84,8 +84,12 @@ class DeploymentState:
     probe_ok: bool | None = None  # None: never probed
     probe_error: str | None = None
     consecutive_failures: int = 0
-    ejections: int = 0
+    ejections: int = 0  # shrinks as the deployment recovers: the next ejection's multiplier
+    ejected_total: int = 0  # every ejection since start (the metrics' counter)
     ejected_until: float = 0.0
+    # Requests moved from this deployment to another after a failed attempt, by
+    # (model, next deployment, error label): the metrics' ailb_failovers_total.
+    failovers: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     cooldown_until: float = 0.0  # after a 429: not selected until then
     epoch: HealthEpoch = field(default_factory=HealthEpoch)  # shared with the router
 
@@ -169,6 +173,7 @@ class DeploymentState:
         if now < self.ejected_until and not force:
             return False
         self.ejections += 1
+        self.ejected_total += 1
         duration = min(self.policy.base_ejection_s * self.ejections, self.policy.max_ejection_s)
         self.ejected_until = now + duration
         self.consecutive_failures = 0

@@ -197,13 +197,15 @@ class Failover:
                 continue  # same deployment again, after its Retry-After
             i += 1
             if i < len(plan) and state.count < self.max_attempts:
+                to = plan.target(i).deployment.name
+                d.failovers[(plan.model, to, err.label)] += 1
                 log.info(
                     "failover",
                     extra={
                         "request_id": request_id,
                         "model": plan.model,
                         "from": d.name,
-                        "to": plan.target(i).deployment.name,
+                        "to": to,
                         "error": err.label,
                     },
                 )

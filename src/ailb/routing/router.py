@@ -153,8 +153,7 @@ class Router:
     ) -> None:
         self.deployments: dict[str, DeploymentState] = {d.name: d for d in deployments}
         self._epoch = HealthEpoch()
-        for d in self.deployments.values():
-            d.epoch = self._epoch
+        self.attach()
         self.strategy = strategy
         self.model_settings = dict(model_settings or {})
         self._rng = rng or random.Random()
@@ -223,6 +222,27 @@ class Router:
 
     def weights(self, model: str) -> dict[str, int]:
         return {d.name: self.weight(d, model) for d in self._index.get(model, ())}
+
+    def attach(self) -> None:
+        """Make this router the one its deployments tell about health changes (a deployment
+        carried over by a reload serves one router at a time)."""
+        for d in self.deployments.values():
+            d.epoch = self._epoch
+        self._epoch.bump()
+
+    def carry_over(self, old: Router) -> None:
+        """Take over a replaced router's run-time state (a configuration reload): weights set
+        at run time, for deployments still configured (they win over the file's weights);
+        session affinity, so conversations keep their deployment; selection counts. The two
+        share affinity and counts: requests that started before the swap still plan on the old
+        one."""
+        for model, overrides in old._weights.items():
+            kept = {name: w for name, w in overrides.items() if name in self.deployments}
+            if kept:
+                self._weights[model] = kept
+        self._affinity = old._affinity
+        self.selections = old.selections
+        self._epoch.bump()
 
     # --- planning ---------------------------------------------------------------------------
 
