@@ -7,8 +7,8 @@ what was spent in the current period plus reservations of requests still running
 admitted if spent + reserved + its estimate fits, and its reservation is replaced by the actual
 figure when it settles. Reservations of requests that never settle (a crashed instance) expire.
 
-The values are NamedTuples: several are made per request, and tuples are made several times
-faster than frozen dataclasses.
+Several of these values are made per request: the per-request ones are msgspec Structs (made in C,
+three times faster than NamedTuples or slotted dataclasses), the compiled ones NamedTuples.
 
 Two backends implement `Admitter` with the same semantics: in-process (`local`) and Redis
 (`redis`, one Lua script per check, so many instances share exact counters).
@@ -17,8 +17,9 @@ Two backends implement `Admitter` with the same semantics: in-process (`local`) 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
+
+import msgspec
 
 WINDOW_SECONDS = 60
 # How long an unsettled reservation counts: longer than any request deadline, so only the
@@ -56,7 +57,7 @@ class Quota(NamedTuple):
     seed_tokens: int = 0
 
 
-class WindowState(NamedTuple):
+class WindowState(msgspec.Struct):
     """A window after the check, for the x-ratelimit-* headers."""
 
     name: str
@@ -65,37 +66,24 @@ class WindowState(NamedTuple):
     reset_s: float  # seconds until the window is empty again
 
 
-class Ticket:
+class Ticket(msgspec.Struct):
     """What `settle` needs to correct an admitted request's charges; each backend makes its
-    own kind (names for Redis, the counters themselves in process)."""
+    own kind (names for Redis, the counters themselves in process), ending with `settled`: set
+    by the first settle, so a ticket counts once."""
 
-    __slots__ = ("request_id", "second", "settled")
-
-    def __init__(self, request_id: str, second: int) -> None:
-        self.request_id = request_id
-        self.second = second  # the bucket the token estimates were charged to
-        self.settled = False  # set by the first settle: a ticket counts once
+    request_id: str
+    second: int  # the bucket the token estimates were charged to
 
 
 class NamedTicket(Ticket):
-    __slots__ = ("quota", "token_windows")
-
-    def __init__(
-        self,
-        request_id: str,
-        second: int,
-        token_windows: tuple[tuple[str, int], ...] = (),  # (window name, estimated tokens)
-        quota: Quota | None = None,
-    ) -> None:
-        super().__init__(request_id, second)
-        self.token_windows = token_windows
-        self.quota = quota
+    token_windows: tuple[tuple[str, int], ...] = ()  # (window name, estimated tokens)
+    quota: Quota | None = None
+    settled: bool = False
 
 
-@dataclass(slots=True)
-class Admission:
+class Admission(msgspec.Struct):
     allowed: bool
-    windows: list[WindowState] = field(default_factory=list)
+    windows: list[WindowState] = []
     ticket: Ticket | None = None
     denied_by: str | None = None  # the window or quota name that refused
     reason: Literal["rate", "quota", "revoked"] | None = None

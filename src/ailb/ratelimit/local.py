@@ -127,18 +127,9 @@ class Plan:
 
 
 class LocalTicket(Ticket):
-    __slots__ = ("ledger", "token_windows")
-
-    def __init__(
-        self,
-        request_id: str,
-        second: int,
-        token_windows: list[tuple[Buckets, int]],
-        ledger: _Ledger | None,
-    ) -> None:
-        super().__init__(request_id, second)
-        self.token_windows = token_windows
-        self.ledger = ledger
+    token_windows: list[tuple[Buckets, int]]  # (counters, estimated tokens)
+    ledger: _Ledger | None
+    settled: bool = False
 
 
 class LocalAdmitter:

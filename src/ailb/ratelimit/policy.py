@@ -14,9 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
+
+import msgspec
 
 from ailb.auth.authenticator import AuthenticationFailed
 from ailb.auth.keys import ApiKey
@@ -72,11 +74,10 @@ class RouteLimits:
         return self._limits.get(model) or self._limits.get("*")
 
 
-@dataclass(slots=True)
-class Granted:
+class Granted(msgspec.Struct):
     """An admitted request: the headers to send and what settling needs."""
 
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = []
     ticket: Ticket | None = None
     admitter: Admitter | None = None
 
