@@ -66,6 +66,49 @@ def test_against_redis_pipelined_scripts_and_reload(redis_url):
     asyncio.run(main())
 
 
+def test_commands_sent_in_one_loop_turn_share_one_write(redis_url):
+    async def main():
+        client = RespClient(redis_url, timeout=2)
+        try:
+            assert await client.call("PING") == "PONG"
+            proto = client._proto
+            writes = []
+            real = proto.transport.write
+            proto.transport.write = lambda data: (writes.append(data), real(data))[1]
+            replies = await asyncio.gather(*(client.call("ECHO", str(i)) for i in range(50)))
+            assert replies == [str(i) for i in range(50)]
+            assert len(writes) == 1
+            assert await client.call("PING") == "PONG"
+            assert len(writes) == 2
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_a_server_that_stops_answering_fails_every_waiting_command():
+    """Redis answers in order: once a reply is overdue, nothing behind it comes either."""
+
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = RespClient(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=0.25)
+        first = asyncio.ensure_future(client.call("PING"))
+        await asyncio.sleep(0.15)
+        second = asyncio.ensure_future(client.call("PING"))  # sent later, fails with the first
+        started = time.monotonic()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert [type(r) for r in results] == [TimeoutError, TimeoutError]
+        assert time.monotonic() - started < 0.5
+        with pytest.raises(OSError):  # the connection is gone: a new one is tried (and refused)
+            listener.close()
+            await client.call("PING")
+        await client.close()
+
+    asyncio.run(main())
+
+
 def test_refused_and_silent_servers_fail_fast():
     async def main():
         refused = RespClient("redis://127.0.0.1:1/0", timeout=0.25)

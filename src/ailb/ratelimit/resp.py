@@ -23,22 +23,30 @@ class RespError(Exception):
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """One connection. Commands sent in one turn of the event loop go out in one write (the
+    concurrent requests' checks and settles share a system call). A reply overdue by `timeout`
+    fails every waiting command and drops the connection: Redis answers in order, so nothing
+    behind an unanswered command would come back either -- one watchdog timer per connection
+    instead of one per command."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self.buf = bytearray()
-        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()  # (reply, sent at)
+        self.outgoing: list[bytes] = []
         self.lost: Exception | None = None
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionError("connection closed by the server")
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_exception(ConnectionError(str(self.lost)))
+        if self.lost is None:
+            self.lost = exc or ConnectionError("connection closed by the server")
+        self._fail(ConnectionError(str(self.lost)))
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -48,8 +56,8 @@ class _Protocol(asyncio.Protocol):
                 return
             value, end = parsed
             del self.buf[:end]
-            fut = self.waiters.popleft()
-            if fut.done():  # its caller timed out: the reply is dropped, the order kept
+            fut = self.waiters.popleft()[0]
+            if fut.done():  # its caller gave up: the reply is dropped, the order kept
                 continue
             if isinstance(value, RespError):
                 fut.set_exception(value)
@@ -59,16 +67,54 @@ class _Protocol(asyncio.Protocol):
     def send(self, args: tuple[Arg, ...]) -> asyncio.Future[Any]:
         if self.transport is None or self.lost is not None:
             raise ConnectionError("not connected")
-        self.transport.write(encode(args))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(encode(args))
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.waiters.append((fut, self.loop.time()))
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_later(self.timeout, self._check)
         return fut
+
+    def _flush(self) -> None:
+        data = b"".join(self.outgoing)
+        self.outgoing.clear()
+        if self.transport is not None and self.lost is None:
+            self.transport.write(data)
+
+    def _check(self) -> None:
+        self.watchdog = None
+        if not self.waiters or self.lost is not None:
+            return
+        overdue = self.waiters[0][1] + self.timeout
+        if self.loop.time() < overdue:
+            self.watchdog = self.loop.call_at(overdue, self._check)
+            return
+        self.lost = TimeoutError(f"no reply from Redis within {self.timeout} s")
+        self._fail(self.lost)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        self.outgoing.clear()
+        while self.waiters:
+            fut = self.waiters.popleft()[0]
+            if not fut.done():
+                fut.set_exception(type(exc)(str(exc)))
 
 
 def encode(args: tuple[Arg, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
+        t = type(a)  # exact types first: an admission sends about twenty arguments
+        if t is str:
+            b = cast(str, a).encode()
+        elif t is int:
+            b = b"%d" % cast(int, a)
+        elif t is bytes:
+            b = cast(bytes, a)
+        else:
+            b = str(a).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(parts)
 
@@ -130,9 +176,7 @@ class RespClient:
         proto = self._proto
         if proto is None or proto.lost is not None:
             proto = await self._connect()
-        fut = proto.send(args)
-        async with asyncio.timeout(self.timeout):
-            return await fut
+        return await proto.send(args)  # the connection's watchdog bounds the wait
 
     async def evalsha(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
         try:
@@ -156,11 +200,13 @@ class RespClient:
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(self.timeout):
                 if self.scheme == "unix":
-                    _, proto = await loop.create_unix_connection(_Protocol, self.path)
+                    _, proto = await loop.create_unix_connection(
+                        lambda: _Protocol(self.timeout), self.path
+                    )
                 else:
                     tls = ssl.create_default_context() if self.scheme == "rediss" else None
                     _, proto = await loop.create_connection(
-                        _Protocol, self.host, self.port, ssl=tls
+                        lambda: _Protocol(self.timeout), self.host, self.port, ssl=tls
                     )
                 try:
                     if self.password is not None:
