@@ -1,0 +1,273 @@
+"""A long run under load: zero errors, flat memory and file descriptors, no usage record lost.
+
+Starts the fake upstream (../shared/bench/fake_upstream.py) and `ailb serve` (authentication on,
+memory and RAG on, the embedded SQLite ledger), creates a key and a RAG collection, then drives
+CONCURRENCY client tasks for DURATION seconds with a mix of requests:
+
+  plain     non-streaming chat
+  stream    streaming chat (stream_options.include_usage)
+  memory    non-streaming with a session_id (one of 50 sessions)
+  rag       non-streaming naming the collection
+
+It samples the gateway's RSS and open file descriptors every few seconds and, after the run,
+checks: no error of any kind; RSS at the end within RSS_LIMIT (10 %) of RSS after WARMUP; no more
+file descriptors at the end than after the warm-up (plus a small slack for pooled connections);
+every request the client saw answered (x-request-id of a complete 200) present in the ledger.
+
+  .venv/bin/python bench/soak/soak.py --duration 600 --concurrency 100
+Prints a JSON summary; exits 1 when a check fails. Gateway on CPU 1, load and upstream on CPU 0
+(as ../shared/bench does), so the figures are the gateway's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+MASTER = "soak-master-key-0123456789abcdef"
+MIX = (("plain", 0.55), ("stream", 0.25), ("memory", 0.12), ("rag", 0.08))
+DOCS = [
+    {"id": f"doc{i}", "text": f"Topic {i}. " + ("The gateway keeps answering under load. " * 20)}
+    for i in range(20)
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"not ready: {url}")
+
+
+class Load:
+    def __init__(self, base: str, key: str, seed: int) -> None:
+        self.base = base
+        self.headers = {"authorization": f"Bearer {key}"}
+        self.rng = random.Random(seed)
+        self.answered: list[str] = []  # request ids of complete 200 answers
+        self.kinds: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    def body(self) -> tuple[str, dict[str, Any]]:
+        r, acc = self.rng.random(), 0.0
+        kind = MIX[-1][0]
+        for name, share in MIX:
+            acc += share
+            if r < acc:
+                kind = name
+                break
+        body: dict[str, Any] = {
+            "model": "fake-model",
+            "messages": [{"role": "user", "content": f"question {self.rng.randrange(10**6)}"}],
+        }
+        if kind == "stream":
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        elif kind == "memory":
+            body["session_id"] = f"soak-{self.rng.randrange(50)}"
+        elif kind == "rag":
+            body |= {"rag_collection": "soak", "rag_top_k": 2}
+        return kind, body
+
+    async def one(self, session: aiohttp.ClientSession) -> None:
+        kind, body = self.body()
+        try:
+            async with session.post(
+                self.base + "/v1/chat/completions", json=body, headers=self.headers
+            ) as r:
+                data = await r.read()
+                if r.status != 200:
+                    self.errors[f"{kind}:{r.status}"] += 1
+                    return
+                if kind == "stream" and not data.rstrip().endswith(b"data: [DONE]"):
+                    self.errors[f"{kind}:incomplete"] += 1
+                    return
+                if kind in ("memory", "rag"):
+                    header = "x-ailb-memory" if kind == "memory" else "x-ailb-rag"
+                    if r.headers.get(header, "").startswith("degraded"):
+                        self.errors[f"{kind}:degraded"] += 1
+                self.answered.append(r.headers["x-request-id"])
+                self.kinds[kind] += 1
+        except (TimeoutError, aiohttp.ClientError) as e:
+            self.errors[f"{kind}:{type(e).__name__}"] += 1
+
+    async def worker(self, session: aiohttp.ClientSession, until: float) -> None:
+        while time.monotonic() < until:
+            await self.one(session)
+
+
+async def prepare(session: aiohttp.ClientSession, base: str) -> str:
+    master = {"authorization": f"Bearer {MASTER}"}
+    async with session.post(base + "/api/keys", json={"name": "soak"}, headers=master) as r:
+        key = str((await r.json())["key"])
+    auth = {"authorization": f"Bearer {key}"}
+    async with session.post(base + "/api/rag/collections", json={"name": "soak"}, headers=auth):
+        pass
+    async with session.post(
+        base + "/api/rag/collections/soak/documents", json={"documents": DOCS}, headers=auth
+    ) as r:
+        if r.status != 200:
+            raise SystemExit(f"ingest failed: {r.status} {await r.text()}")
+    return key
+
+
+async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: str) -> dict:
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        await wait_ready(session, base + "/livez")
+        key = await prepare(session, base)
+        load = Load(base, key, args.seed)
+        samples: list[tuple[float, float, int]] = []
+        start = time.monotonic()
+        until = start + args.duration
+
+        async def sample() -> None:
+            while time.monotonic() < until:
+                samples.append((time.monotonic() - start, rss_mb(gateway.pid), fds(gateway.pid)))
+                await asyncio.sleep(args.sample_every)
+
+        sampler = asyncio.create_task(sample())
+        await asyncio.gather(*(load.worker(session, until) for _ in range(args.concurrency)))
+        await sampler
+        elapsed = time.monotonic() - start
+        samples.append((elapsed, rss_mb(gateway.pid), fds(gateway.pid)))
+        await asyncio.sleep(1.0)  # the ledger flushes every 0.25 s
+    after = [s for s in samples if s[0] >= args.warmup] or samples[-1:]
+    rss_base = after[0][1]
+    rss_end = sum(s[1] for s in after[-3:]) / len(after[-3:])
+    return {
+        "duration_s": round(elapsed, 1),
+        "concurrency": args.concurrency,
+        "requests": len(load.answered) + sum(load.errors.values()),
+        "answered": len(load.answered),
+        "req_per_s": round(len(load.answered) / elapsed, 1),
+        "by_kind": dict(load.kinds),
+        "errors": dict(load.errors),
+        "rss_mb_after_warmup": round(rss_base, 1),
+        "rss_mb_end": round(rss_end, 1),
+        "rss_mb_peak": round(max(s[1] for s in samples), 1),
+        "rss_growth": round(rss_end / rss_base - 1, 4),
+        "fds_after_warmup": after[0][2],
+        "fds_end": samples[-1][2],
+        "answered_ids": load.answered,
+    }
+
+
+def ledger_ids(data_dir: Path) -> set[str]:
+    with sqlite3.connect(data_dir / "ailb.db") as db:
+        return {row[0] for row in db.execute("SELECT request_id FROM usage")}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=600.0)
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--warmup", type=float, default=60.0)
+    p.add_argument("--sample-every", type=float, default=5.0)
+    p.add_argument("--rss-limit", type=float, default=0.10)
+    p.add_argument("--fd-slack", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ailb-soak-"))
+    up_port, gw_port = free_port(), free_port()
+    config = work / "ailb.yaml"
+    config.write_text(
+        "deployments:\n"
+        f"  - {{name: fake, provider: openai, base_url: 'http://127.0.0.1:{up_port}/v1',\n"
+        "     api_key_env: SOAK_UPSTREAM_KEY, models: [fake-model]}\n"
+    )
+    env = {
+        **os.environ,
+        "AILB_CONFIG": str(config),
+        "AILB_DATA_DIR": str(work / "data"),
+        "AILB_MASTER_KEY": MASTER,
+        "SOAK_UPSTREAM_KEY": "sk-soak",
+        "ENABLE_MEMORY": "true",
+        "ENABLE_RAG": "true",
+        "HOST": "127.0.0.1",
+        "HTTP_PORT": str(gw_port),
+        "GRPC_PORT": "0",
+        "AILB_LOG_LEVEL": "WARNING",
+    }
+    python = sys.executable  # this venv's: the arguments below are all ours
+    upstream = subprocess.Popen(  # noqa: S603
+        [python, str(SHARED / "fake_upstream.py"), "--port", str(up_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {0}),
+    )
+    log = (work / "gateway.log").open("wb")
+    gateway = subprocess.Popen(  # noqa: S603
+        [python, "-m", "ailb", "serve"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=lambda: os.sched_setaffinity(0, {1}),
+    )
+    os.sched_setaffinity(0, {0})
+    try:
+        result = asyncio.run(run(args, gateway, f"http://127.0.0.1:{gw_port}"))
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            gateway.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+        upstream.kill()
+    ids = result.pop("answered_ids")
+    missing = set(ids) - ledger_ids(work / "data")
+    result["ledger_missing"] = len(missing)
+    checks = {
+        "zero errors": not result["errors"],
+        f"RSS growth <= {args.rss_limit:.0%}": result["rss_growth"] <= args.rss_limit,
+        "no fd growth": result["fds_end"] <= result["fds_after_warmup"] + args.fd_slack,
+        "every answered request in the ledger": not missing,
+    }
+    result["checks"] = checks
+    result["gateway_log"] = str(work / "gateway.log")
+    print(json.dumps(result, indent=2))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
