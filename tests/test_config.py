@@ -58,6 +58,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "memory_backend": "chromadb",
         "rag_backend": "chromadb",
         "max_body_bytes": 20971520,
+        "client_timeout": 30.0,
         "log_level": "INFO",
         "log_content": False,
         "health_interval": 15.0,
@@ -79,6 +80,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "redis_failure_mode": "open",
         "key_rotation_grace": 3600.0,
         "signature_window": 300.0,
+        "shutdown_grace": 20,
     }
     assert settings.master_key is None
     assert settings.database_url is None and settings.redis_url is None
@@ -130,6 +132,7 @@ def test_demo_flag_is_carried_but_adds_no_deployment_by_itself() -> None:
         ("MEMORY_BACKEND", "chromadb", "memory_backend", "chromadb"),
         ("RAG_BACKEND", "chromadb", "rag_backend", "chromadb"),
         ("AILB_MAX_BODY_BYTES", "1024", "max_body_bytes", 1024),
+        ("AILB_CLIENT_TIMEOUT", "2.5", "client_timeout", 2.5),
         ("AILB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("AILB_HEALTH_INTERVAL", "0.5", "health_interval", 0.5),
         ("AILB_REQUEST_TIMEOUT", "30", "request_timeout", 30.0),

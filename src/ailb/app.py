@@ -29,9 +29,15 @@ from ailb.api.asgi import (
     send_error,
 )
 from ailb.api.chat import ChatCompletionsEndpoint
+from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
 from ailb.api.openapi import Operation, document
-from ailb.api.schemas import ChatCompletionRequest
+from ailb.api.schemas import (
+    SSE_EVENT_SCHEMA,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+)
 from ailb.auth.audit import AuditLog
 from ailb.auth.authenticator import Authenticator
 from ailb.auth.keyring import KeyRing
@@ -54,7 +60,7 @@ from ailb.ratelimit.local import LocalAdmitter
 from ailb.ratelimit.policy import LimitPolicy
 from ailb.routing.health import HealthMonitor
 from ailb.runtime import Runtime
-from ailb.storage import Store
+from ailb.storage import Store, StoreUnavailable
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
 
@@ -81,15 +87,20 @@ class Gateway:
         runtime: Runtime,
         max_body_bytes: int,
         reloader: Reloader,
+        control: ControlServer | None = None,
     ) -> None:
         self.api = api
         self.chat = chat
         self.runtime = runtime
         self.reloader = reloader  # the serving process's SIGHUP handler reloads through it
+        self.control = control
         self.auth = runtime.auth
         self.max_body_bytes = max_body_bytes
         # What uvicorn must run (`Config(http=...)`) for the connection metrics to count.
-        self.http_protocol = counting_protocol(runtime.metrics.connections)
+        # ... and stopping slow or oversized request heads and bodies (ailb.api.client_guard).
+        self.http_protocol = guarded_protocol(
+            counting_protocol(runtime.metrics.connections), runtime.settings.env.client_timeout
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -113,6 +124,14 @@ class Gateway:
                 return
         await self.api(scope, receive, send)
 
+    async def drain(self) -> None:
+        """Called by the server when a stop begins, before in-flight requests are waited for:
+        gRPC health says NOT_SERVING for the whole grace period. The flushes come after, in
+        the lifespan's shutdown."""
+        self.runtime.draining = True
+        if self.control is not None:
+            await self.control.drain()
+
 
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that hands out an already-read body once, then defers to the real one."""
@@ -133,15 +152,29 @@ async def _api_error(_: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers: dict[str, str] = {}
     if exc.status_code == 404:
         msg = "Unknown endpoint."
     elif exc.status_code == 405:
         msg = "Method not allowed for this endpoint."
+        headers["Allow"] = _allowed_methods(request)  # RFC 9110: every method of the path
     else:
         msg = exc.detail if isinstance(exc.detail, str) else "Request failed."
-    return error_response(error_for_status(exc.status_code, msg))
+    err = error_for_status(exc.status_code, msg)
+    err.headers = headers
+    return error_response(err)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route serves for this path (Starlette names only the first route's)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
@@ -156,18 +189,10 @@ def _chat_operation() -> Operation:
         "Create a chat completion (OpenAI-compatible; SSE when stream=true)",
         "OpenAI-compatible",
         request=ChatCompletionRequest,
-        response_media={
-            "application/json": {
-                "schema": {"type": "object", "description": "An OpenAI chat.completion object"}
-            },
-            "text/event-stream": {
-                "schema": {
-                    "type": "string",
-                    "description": "data: <chat.completion.chunk> events, then data: [DONE]",
-                }
-            },
-        },
-        errors=(400, 404, 413, 429, 502, 503, 504),
+        response=ChatCompletion,
+        response_media={"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},  # one event
+        components=(ChatCompletionChunk,),
+        errors=(400, 403, 404, 413, 429, 502, 503, 504),
     )
 
 
@@ -278,7 +303,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         },
     )
     api.state.runtime = runtime
-    return Gateway(api, chat, runtime, env.max_body_bytes, reloader)
+    return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control)
 
 
 def environment_loader(running: Settings) -> SettingsLoader:
@@ -337,7 +362,18 @@ def _wire_accounts(runtime: Runtime) -> None:
 
 async def _start_accounts(runtime: Runtime) -> None:
     assert runtime.store is not None
-    await runtime.store.open()
+    try:
+        await runtime.store.open()
+    except StoreUnavailable as e:
+        if not (runtime.settings.database_url and e.transient):
+            raise
+        # PostgreSQL is unreachable now (restarting, not up yet): serve meanwhile. Requests
+        # with an AILB key answer 503 key_store_unavailable until it is back, usage waits in
+        # the spool; the store connects on its next use (the key ring polls every 0.5 s).
+        log.error(
+            "key_store_unavailable_at_start",
+            extra={"detail": str(e), "action": "serving; retrying the database every second"},
+        )
     if runtime.usage is not None:
         await runtime.usage.start()
     else:

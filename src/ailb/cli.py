@@ -1,4 +1,4 @@
-"""`ailb` command line: `ailb serve` starts the gateway."""
+"""`ailb` command line: `ailb serve` starts the gateway; `ailb cluster` a local cluster."""
 
 from __future__ import annotations
 
@@ -24,10 +24,15 @@ def _parser() -> argparse.ArgumentParser:
         "does on a fresh machine)",
     )
     from ailb.auth.keys_cli import add_parser as add_keys
+    from ailb.cluster.cli import add_parser as add_cluster
     from ailb.rag.ingest_cli import add_parser as add_rag
 
     add_rag(sub)
     add_keys(sub)
+    add_cluster(sub)
+    from ailb.install_check import add_parser as add_check_install
+
+    add_check_install(sub)
     return p
 
 
@@ -53,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         from ailb.auth.keys_cli import run
 
         return run(args)
+    if command == "check-install":
+        from ailb.install_check import run as check_install
+
+        return check_install(args)
+    if command == "cluster":
+        from ailb.cluster.cli import run as run_cluster
+
+        return run_cluster(args)
     if command == "serve":
         try:
             settings = _serve_settings(args)

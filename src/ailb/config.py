@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 from msgspec import Meta
+
+from ailb.observability.logging import never_log
 
 
 class ConfigError(ValueError):
@@ -131,9 +133,10 @@ class DeploymentConfig(_Strict, frozen=True):
         for alias, target in self.aliases.items():
             if self.models and target not in self.models:
                 raise ValueError(f"alias {alias!r} points to {target!r}, which is not in models")
-        for name in self.headers:
+        for name, value in self.headers.items():
             if not re.fullmatch(r"[A-Za-z0-9-]+", name) or name.lower() in _RESERVED_HEADERS:
                 raise ValueError(f"header {name!r} is not allowed")
+            validate_header_value(f"header {name!r}", value)
 
     def served_models(self) -> dict[str, str]:
         """Public model name -> the name sent upstream (configured models and aliases)."""
@@ -179,6 +182,7 @@ class EnvSettings(_Strict, frozen=True):
     memory_backend: Literal["chromadb"] = "chromadb"
     rag_backend: Literal["chromadb"] = "chromadb"
     max_body_bytes: Annotated[int, Meta(gt=0)] = 20 * 1024 * 1024
+    client_timeout: Positive = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_content: bool = False
     health_interval: Positive = 15.0
@@ -202,6 +206,7 @@ class EnvSettings(_Strict, frozen=True):
     redis_failure_mode: Literal["open", "closed"] = "open"
     key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
     signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    shutdown_grace: Annotated[int, Meta(ge=0, le=3600)] = 20  # whole seconds, as uvicorn takes
 
     def __post_init__(self) -> None:
         if self.rag_chunk_overlap * 2 > self.rag_chunk_tokens:
@@ -231,13 +236,29 @@ class Settings:
 
 
 def validate_base_url(v: str) -> None:
+    if _UNPRINTABLE.search(v) or " " in v:
+        # urlsplit drops tabs and newlines silently; the request line must not carry them.
+        raise ValueError(f"base_url {v!r} must not contain spaces or control characters")
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"base_url {v!r} must be an http:// or https:// URL with a host")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ValueError("base_url must not carry credentials; use api_key_env")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - validates it
+    except ValueError:
+        raise ValueError(f"base_url {v!r} has an invalid port") from None
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_header_value(name: str, v: str) -> None:
+    """A value sent in an upstream request's head: a CR or LF would start another header."""
+    if _UNPRINTABLE.search(v.replace("\t", "")):
+        raise ValueError(f"{name} must not contain control characters (CR, LF ...)")
 
 
 def redact_url(url: str) -> str:
@@ -297,6 +318,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     "OLLAMA_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /api/tags."),
     "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
     "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
+    "AILB_CLIENT_TIMEOUT": (
+        "client_timeout",
+        "30",
+        "Seconds a client has to send a whole request, headers and body (408 and closed after).",
+    ),
     "AILB_LOG_LEVEL": ("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     "AILB_LOG_CONTENT": (
         "log_content",
@@ -414,6 +440,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "signature_window",
         "300",
         "Replay window in seconds for signed requests (x-ailb-timestamp).",
+    ),
+    "AILB_SHUTDOWN_GRACE": (
+        "shutdown_grace",
+        "20",
+        "Seconds a SIGTERM leaves in-flight requests and streams to finish before they are cut.",
     ),
 }
 
@@ -533,6 +564,10 @@ def _credentials(
                 raise ConfigError(
                     f"{where}: api_key_env: environment variable {d.api_key_env} is not set"
                 )
+            try:  # it becomes a request header
+                validate_header_value(f"environment variable {d.api_key_env}", value)
+            except ValueError as e:
+                raise ConfigError(f"{where}: api_key_env: {e}") from None
             out[d.name] = Secret(value)
         elif d.provider == "anthropic":
             raise ConfigError(f"{where}: api_key_env: required for an anthropic deployment")
@@ -562,6 +597,11 @@ def _resolve_embedder(
             "AILB_EMBEDDING_API_KEY: AILB_EMBEDDER=openai needs a key; set "
             "AILB_EMBEDDING_API_KEY or OPENAI_API_KEY"
         )
+    if key:
+        try:  # it becomes a request header
+            validate_header_value("the embeddings key", key)
+        except ValueError as e:
+            raise ConfigError(f"AILB_EMBEDDING_API_KEY: {e}") from None
     resolved = msgspec.structs.replace(
         settings,
         embedding_model=settings.embedding_model or DEFAULT_EMBEDDING_MODELS[kind],
@@ -620,6 +660,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
     credentials = _credentials(deployments, env)
     if embedder_key is not None:
         credentials[EMBEDDER_CREDENTIAL] = embedder_key
+    never_log(
+        *credentials.values(),
+        *(v for d in deployments for v in d.headers.values()),
+        *(services[k] for k in ("master_key", "metrics_token")),
+        *(p for k in ("database_url", "redis_url") for p in _passwords(services[k])),
+    )
     return Settings(
         env=env_settings,
         deployments=deployments,
@@ -629,6 +675,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         demo=demo,
         **services,
     )
+
+
+def _passwords(url: str | None) -> tuple[str, ...]:
+    """The password in a service URL, as written and percent-decoded (logs may show either)."""
+    password = urlsplit(url).password if url else None
+    return (password, unquote(password)) if password else ()
 
 
 def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:

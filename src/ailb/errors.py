@@ -74,6 +74,8 @@ class PayloadTooLarge(APIError):
         super().__init__(
             f"Request body is larger than the {limit} bytes this gateway accepts.",
             code="request_too_large",
+            # The rest of the body is not wanted: closing stops the client sending it.
+            headers={"connection": "close"},
         )
 
 

@@ -39,6 +39,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # create_app builds it
     grpc_port: int | None = None  # the ModuleService's bound port while it serves
+    draining: bool = False  # a stop has begun: in-flight requests finish, nothing new comes
 
     @property
     def settings(self) -> Settings:

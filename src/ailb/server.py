@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from types import FrameType
 
 import uvicorn
 
@@ -66,14 +69,48 @@ def serve(settings: Settings, load: Callable[[], Settings] | None = None) -> Non
         proxy_headers=False,  # client addresses are not used; skips a middleware per request
         timeout_keep_alive=75,
         backlog=4096,
+        # In-flight requests and streams get this long after SIGTERM; then they are cancelled.
+        timeout_graceful_shutdown=settings.env.shutdown_grace,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, app)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - platforms without uvloop
         asyncio.run(_serve(server, app))
     else:
         uvloop.run(_serve(server, app))
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's stop (close the listeners, let in-flight requests finish within
+    timeout_graceful_shutdown, then the lifespan's shutdown flushes usage and memory), with the
+    gateway told first so gRPC health says NOT_SERVING meanwhile.
+
+    A SIGTERM that ends in a completed stop exits 0: uvicorn would raise the signal again
+    after shutting down, and the process would then report being killed by it."""
+
+    def __init__(self, config: uvicorn.Config, app: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM:
+            self.should_exit = True  # not recorded: nothing is re-raised after the stop
+            return
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        started = time.monotonic()
+        log.info(
+            "draining",
+            extra={
+                "connections": len(self.server_state.connections),
+                "grace_s": self.config.timeout_graceful_shutdown,
+            },
+        )
+        await self.gateway.drain()
+        await super().shutdown(sockets)
+        log.info("stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
 
 
 async def _serve(server: uvicorn.Server, app: Gateway) -> None:

@@ -99,6 +99,10 @@ class FakeServer:
         self.replies: deque[Reply] = deque()
         self.default = Reply()
         self.requests: list[Recorded] = []
+        self.record = True  # False: keep no `requests` (long load runs)
+        # Called for each unscripted request when set: the Reply to give it (chaos runs), with
+        # the request's decoded body.
+        self.chooser: Callable[[Any], Reply] | None = None
         self.models: list[str] = ["fake-model"]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -158,14 +162,21 @@ class FakeServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
+        if self.record:
+            self.requests.append(
+                Recorded(request.method, request.path, dict(request.headers), body)
+            )
         handler = self.routes.get((request.method, request.path))
         if handler is None:
             return web.json_response({"error": {"message": "not found"}}, status=404)
-        is_probe = request.method == "GET"
-        reply = self.default if is_probe or not self.replies else self.replies.popleft()
-        if is_probe:
+        if request.method == "GET":  # a probe (model list)
             reply = Reply()
+        elif self.replies:
+            reply = self.replies.popleft()
+        elif self.chooser is not None:
+            reply = self.chooser(body)
+        else:
+            reply = self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.hang:

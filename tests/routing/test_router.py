@@ -491,10 +491,12 @@ def test_panic_mode_when_all_are_out_soonest_back_first(strategy: RoutingStrateg
     assert plan.panic is True
     assert plan.reason == f"panic:{strategy.value}"
     assert [t.deployment.name for t in plan.targets] == ["c", "a", "b"]
-    clock.now += 2.0  # c's cool-down is over: no more panic, only c
+    clock.now += 2.0  # c's cool-down is over: no more panic, c first ...
     plan = r.plan("m", Needs())
     assert not plan.panic and plan.reason == strategy.value
-    assert [t.deployment.name for t in plan.targets] == ["c"]
+    # ... and the ejected ones only as a last resort for this request, soonest back first
+    assert [t.deployment.name for t in plan.targets] == ["c", "a", "b"]
+    assert r.plan("m", Needs()).first.deployment.name == "c"
 
 
 def test_panic_mode_includes_deployments_whose_probes_fail() -> None:

@@ -92,6 +92,9 @@ def rounded(x: float, scale: int) -> float:
     return math.floor(x * scale + 0.5) / scale
 
 
+NESTED_TOO_DEEPLY = InvalidRequest("The JSON body is nested too deeply.", code="invalid_json")
+
+
 def stream_error_frame(message: str, code: str) -> bytes:
     payload = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
     return b"data: " + _encode(payload) + b"\n\n"
@@ -337,7 +340,10 @@ class ChatCompletionsEndpoint:
             if owner is not None and self.memory is not None:
                 assert req.session_id is not None
                 self.memory.remember(owner, req.session_id, raw["messages"], _answer(result))
-        except APIError as e:
+        except (APIError, RecursionError) as exc:
+            # RecursionError: JSON nested just shallower than the decoder's limit, too deep for
+            # a provider's translation or the encoder deeper in the stack (about 1,000 levels).
+            e = exc if isinstance(exc, APIError) else NESTED_TOO_DEEPLY
             ex.status, ex.error = e.status, e.code or e.type
             self._record(ex)
             if e.status == 429:
@@ -530,10 +536,26 @@ class ChatCompletionsEndpoint:
                     }
                 )
             except asyncio.CancelledError:
-                if not state["disconnected"] or main is None:
+                if self.runtime.draining and not state["disconnected"] and main is not None:
+                    # AILB_SHUTDOWN_GRACE ran out and the server cancels what is left: an
+                    # explicit error ends the stream (never [DONE]), not a cut connection.
+                    main.uncancel()
+                    ex.error = "gateway_shutting_down"
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "more_body": False,
+                            "body": stream_error_frame(
+                                "The gateway is shutting down; the answer is incomplete.",
+                                "gateway_shutting_down",
+                            ),
+                        }
+                    )
+                elif not state["disconnected"] or main is None:
                     raise
-                main.uncancel()
-                ex.error = "client_disconnected"
+                else:
+                    main.uncancel()
+                    ex.error = "client_disconnected"
         finally:
             state["finished"] = True
             if ex.messages is not None and pieces is not None:  # AILB_LOG_CONTENT: as delivered

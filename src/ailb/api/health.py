@@ -37,6 +37,8 @@ class AccountsHealth(msgspec.Struct, omit_defaults=True):
     counters: Literal["in-process", "redis"]
     warning: str | None = None
     usage_ledger: Literal["ok", "buffering"] = "ok"
+    # unavailable: keys cannot be read (known keys still work; others get 503 meanwhile)
+    key_store: Literal["ok", "unavailable"] = "ok"
 
 
 class HealthReport(msgspec.Struct):
@@ -75,7 +77,12 @@ def health_report(runtime: Runtime) -> HealthReport:
         status = "ok"
     memory = _memory_health(runtime)
     rag = _rag_health(runtime)
-    if status == "ok" and "degraded" in (memory.status, rag.status):
+    accounts = _accounts(runtime)
+    if status == "ok" and (
+        "degraded" in (memory.status, rag.status)
+        or accounts.key_store != "ok"
+        or accounts.usage_ledger != "ok"
+    ):
         status = "degraded"
     s = runtime.settings
     return HealthReport(
@@ -87,7 +94,7 @@ def health_report(runtime: Runtime) -> HealthReport:
         providers=providers,
         memory=memory,
         rag=rag,
-        accounts=_accounts(runtime),
+        accounts=accounts,
     )
 
 
@@ -102,6 +109,7 @@ def _accounts(runtime: Runtime) -> AccountsHealth:
         if enabled
         else "authentication is off (no AILB_MASTER_KEY): anyone can use this gateway",
         usage_ledger="buffering" if runtime.usage is not None and runtime.usage.failing else "ok",
+        key_store="unavailable" if runtime.ring is not None and runtime.ring.failing else "ok",
     )
 
 
@@ -139,6 +147,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 response=HealthReport,
                 errors=(),
                 description="503 with the same body when no provider can serve.",
+                other_responses={503: HealthReport},
             ),
             Operation(
                 "GET",

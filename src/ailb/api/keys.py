@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
+import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -19,6 +21,11 @@ from ailb.storage import StoreUnavailable
 
 log = logging.getLogger("ailb.api")
 Handler = Callable[[Request], Awaitable[JSONResponse]]
+
+
+class KeyList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[KeyView]
 
 
 def require_admin(request: Request) -> Principal:
@@ -73,8 +80,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     @guarded
     async def rotate(request: Request) -> JSONResponse:
         keys, p = manager(request)
-        raw = await request.body()
-        body = await parse_body(request, KeyRotate) if raw.strip() else KeyRotate()
+        body = await parse_body(request, KeyRotate, optional=True)
         return JSONResponse(await keys.rotate(request.path_params["key_id"], body, p.key_id))
 
     @guarded
@@ -83,7 +89,13 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         return JSONResponse(await keys.revoke(request.path_params["key_id"], p.key_id))
 
     one = "/api/keys/{key_id}"
-    param = [path_param("key_id", "The key's id (the part after sk-ailb-)")]
+    param = [
+        path_param(
+            "key_id",
+            "The key's id (the part after sk-ailb-)",
+            {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        )
+    ]
     errors = (400, 401, 403, 404, 503)
     return (
         [
@@ -104,7 +116,14 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 response=KeyCreated,
                 errors=errors,
             ),
-            Operation("GET", "/api/keys", "Every key (never a secret)", "Keys", errors=errors),
+            Operation(
+                "GET",
+                "/api/keys",
+                "Every key (never a secret)",
+                "Keys",
+                response=KeyList,
+                errors=errors,
+            ),
             Operation(
                 "GET", one, "One key", "Keys", response=KeyView, errors=errors, parameters=param
             ),
@@ -135,6 +154,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 "Keys",
                 request=KeyRotate,
                 response=KeyCreated,
+                body_required=False,  # no body: the default grace period
                 errors=errors,
                 parameters=param,
             ),

@@ -37,14 +37,29 @@ class Operation:
     errors: tuple[int, ...] = (400,)
     parameters: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    body_required: bool = True  # False: an empty body means the defaults
+    # Other statuses answered with a body that is not the error object: {status: type}.
+    other_responses: dict[int, Any] = field(default_factory=dict)
+    # Types that `response_media` refers to (#/components/schemas/<name>).
+    components: tuple[Any, ...] = ()
 
 
-def path_param(name: str, description: str = "") -> dict[str, Any]:
+# Where the authenticator guards every request (AILB_MASTER_KEY set): 401 without a valid key.
+AUTHENTICATED = ("/v1/", "/api/")
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An AILB key or the master key"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+}
+
+
+def path_param(
+    name: str, description: str = "", schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string"},
         "description": description,
     }
 
@@ -53,6 +68,7 @@ def document(
     operations: list[Operation], title: str, version: str, description: str
 ) -> dict[str, Any]:
     types = [t for op in operations for t in (op.request, op.response) if t is not None]
+    types += [t for op in operations for t in (*op.other_responses.values(), *op.components)]
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
@@ -64,10 +80,26 @@ def document(
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         if op.response_media is not None:
-            ok: dict[str, Any] = {"description": "OK", "content": op.response_media}
+            media = dict(op.response_media)
+            if op.response is not None:  # the JSON answer's type, beside the other media
+                media["application/json"] = {"schema": schema_of[id(op.response)]}
+            ok: dict[str, Any] = {"description": "OK", "content": media}
         else:
             body = schema_of[id(op.response)] if op.response is not None else {"type": "object"}
             ok = {"description": "OK", "content": {"application/json": {"schema": body}}}
+        guarded = op.path.startswith(AUTHENTICATED)
+        errors = set(op.errors)
+        if guarded:
+            errors.add(401)  # a missing, wrong, revoked or expired key (authentication on)
+        if op.request is not None:
+            errors |= {400, 413}  # malformed JSON or a field out of range; a body too large
+        others = {
+            str(status): {
+                "description": "See the operation's description",
+                "content": {"application/json": {"schema": schema_of[id(t)]}},
+            }
+            for status, t in op.other_responses.items()
+        }
         entry: dict[str, Any] = {
             "tags": [op.tag],
             "summary": op.summary,
@@ -78,16 +110,19 @@ def document(
             .replace(".", "_"),
             "responses": {
                 "200": ok,
-                **{str(s): {"description": "Error", **error_ref} for s in op.errors},
+                **{str(s): {"description": "Error", **error_ref} for s in sorted(errors)},
+                **others,
             },
         }
+        if guarded:
+            entry["security"] = [{"bearer": []}, {"apiKey": []}]
         if op.description:
             entry["description"] = op.description
         if op.parameters:
             entry["parameters"] = op.parameters
         if op.request is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": {"application/json": {"schema": schema_of[id(op.request)]}},
             }
         paths.setdefault(op.path, {})[op.method.lower()] = entry
@@ -95,5 +130,5 @@ def document(
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }

@@ -28,6 +28,7 @@ MetaKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 MetaValue = Annotated[str, Meta(max_length=2048)] | int | float | bool
 _NAME = re.compile(r"^[a-zA-Z0-9._-]{3,512}$")
 MAX_DOCUMENTS = 1000
+MAX_OFFSET = 2**31
 
 
 class CreateCollection(msgspec.Struct, forbid_unknown_fields=True):
@@ -249,7 +250,8 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         name = _name(request)
         try:
             page = max(1, min(int(request.query_params.get("limit", "100")), 1000))
-            offset = max(0, int(request.query_params.get("offset", "0")))
+            # Past the last document the page is empty; Chroma refuses offsets over 2^32.
+            offset = min(max(0, int(request.query_params.get("offset", "0"))), MAX_OFFSET)
         except ValueError:
             raise InvalidRequest("limit and offset must be integers.", param="limit") from None
         _, docs = await rag.documents(caller_id(request.scope), name, page + 1, offset)
@@ -292,8 +294,27 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     base = "/api/rag/collections"
     one = base + "/{name}"
     docs = one + "/documents"
-    name_param = [path_param("name", "The collection's name")]
-    doc_params = [*name_param, path_param("doc_id", "The document's id")]
+    name_schema = {"type": "string", "minLength": 3, "maxLength": 512, "pattern": _NAME.pattern}
+    doc_schema = {"type": "string", "minLength": 1, "maxLength": 512}
+    doc_schema["pattern"] = r"^[^\x00-\x1f#]+$"  # as DocumentId
+    name_param = [path_param("name", "The collection's name", name_schema)]
+    doc_params = [*name_param, path_param("doc_id", "The document's id", doc_schema)]
+    page_params: list[dict[str, Any]] = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer"},
+            "description": "Documents per page (1-1000, default 100)",
+        },
+        {
+            "name": "offset",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer"},
+            "description": "Documents to skip (default 0)",
+        },
+    ]
     tag = "RAG"
     return (
         [
@@ -309,11 +330,11 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         ],
         [
             Operation("POST", base, "Create a collection", tag, CreateCollection, CollectionOut,
-                      errors=(400, 409, 503)),
+                      errors=(400, 403, 409, 503)),
             Operation("GET", base, "The caller's collections and those shared with everyone", tag,
                       response=CollectionList, errors=(503,)),
             Operation("GET", one, "One collection with its document and chunk counts", tag,
-                      response=CollectionOut, errors=(400, 404, 503), parameters=name_param),
+                      response=CollectionOut, errors=(400, 403, 404, 503), parameters=name_param),
             Operation("PATCH", one, "Change a collection's description or sharing (owner only)",
                       tag, UpdateCollection, CollectionOut, errors=(400, 403, 404, 503),
                       parameters=name_param),
@@ -323,11 +344,12 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                       AddDocuments, AddedDocuments, errors=(400, 403, 404, 409, 413, 503),
                       parameters=name_param),
             Operation("GET", docs, "A page of the collection's documents (?limit=&offset=)", tag,
-                      response=DocumentList, errors=(400, 404, 503), parameters=name_param),
+                      response=DocumentList, errors=(400, 403, 404, 503),
+                      parameters=[*name_param, *page_params]),
             Operation("DELETE", docs + "/{doc_id}", "Delete one document and its chunks", tag,
                       response=Deleted, errors=(400, 403, 404, 503), parameters=doc_params),
             Operation("POST", one + "/query", "The chunks retrieval returns for a query, with "
-                      "scores", tag, QueryBody, QueryResult, errors=(400, 404, 409, 503),
+                      "scores", tag, QueryBody, QueryResult, errors=(400, 403, 404, 409, 503),
                       parameters=name_param),
         ],
     )  # fmt: skip

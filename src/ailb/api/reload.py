@@ -34,9 +34,7 @@ def build(reloader: Reloader) -> tuple[list[Route], list[Operation]]:
                 code="auth_disabled",
             )
         principal = require_admin(request)
-        # No body means the defaults ({"force": false}).
-        has_body = (await request.body()).strip()
-        options = await parse_body(request, ReloadOptions) if has_body else ReloadOptions()
+        options = await parse_body(request, ReloadOptions, optional=True)
         runtime.auth.audit.admin("config_reload_requested", principal.key_id, force=options.force)
         result = await reloader.reload(force=options.force, source="api")
         answer = ReloadAnswer(result.success, result.message, result.reload_timestamp)
@@ -54,7 +52,9 @@ def build(reloader: Reloader) -> tuple[list[Route], list[Operation]]:
                 "Operations",
                 request=ReloadOptions,
                 response=ReloadAnswer,
-                errors=(400, 401, 403, 422),
+                body_required=False,  # no body: {"force": false}
+                errors=(400, 401, 403),
+                other_responses={422: ReloadAnswer},
                 description="422 with the same body when the new configuration is rejected; "
                 "the running one is kept.",
             )

@@ -72,6 +72,79 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     rag_top_k: Annotated[int, Meta(ge=1, le=20)] | None = None
 
 
+class ChatCompletionMessage(msgspec.Struct):
+    role: Literal["assistant"]
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChatCompletionChoice(msgspec.Struct):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
+
+
+class CompletionUsage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(msgspec.Struct):
+    """OpenAI's chat.completion, for the OpenAPI document only (answers are relayed as the
+    provider module builds them; OpenAI-compatible upstreams may add fields)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage | None = None
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int
+    delta: dict[str, Any]
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    """One event of a streamed answer (OpenAI's chat.completion.chunk), for the document only."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+
+
+# One Server-Sent Event of a streamed answer: a chunk, an error after the first byte (then the
+# stream ends), or the final `[DONE]`.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "if": {"const": "[DONE]"},
+            "else": {
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                        {"$ref": "#/components/schemas/Error"},
+                    ]
+                },
+            },
+        },
+    },
+}
+
+
 AILB_FIELDS = ("session_id", "rag_collection", "rag_top_k")
 
 _decode_typed = msgspec.json.Decoder(ChatCompletionRequest).decode
@@ -83,17 +156,22 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
     """The validated request and the raw body (for pass-through of fields not modelled)."""
     try:
         raw = _decode_any(body)
-    except msgspec.DecodeError:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
-            code="invalid_json",
-        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise bad_json(e) from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:
         req = _decode_typed(body)
     except msgspec.ValidationError as e:
+        try:
+            fixed = integral_floats(raw)  # 4.0 for an integer field is an integer (JSON Schema)
+        except RecursionError:
+            fixed = raw
+        if fixed is not raw:
+            try:
+                return msgspec.convert(fixed, ChatCompletionRequest), fixed
+            except (msgspec.ValidationError, RecursionError):
+                pass
         text = str(e)
         m = _AT.search(text)
         param = (m.group(1) or None) if m else None
@@ -109,7 +187,36 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
         raise InvalidRequest(
             f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
         ) from None
+    except RecursionError as e:
+        raise bad_json(e) from None
     return req, raw
+
+
+def bad_json(e: Exception) -> InvalidRequest:
+    """The 400 for a body that is not JSON: malformed, not UTF-8, or nested too deeply."""
+    if isinstance(e, RecursionError):  # msgspec's limit: about 1000 levels
+        return InvalidRequest("The JSON body is nested too deeply.", code="invalid_json")
+    return InvalidRequest(
+        "We could not parse the JSON body of your request. (HINT: This likely means you "
+        "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+        code="invalid_json",
+    )
+
+
+def integral_floats(value: Any) -> Any:
+    """`value` with every float that is a whole number as an int (JSON Schema counts 4.0 as an
+    integer; msgspec does not), or `value` itself when there is none. Only on the error path;
+    recursive (a deeply nested value raises RecursionError)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, dict):
+        items = {k: integral_floats(v) for k, v in value.items()}
+        changed = any(items[k] is not v for k, v in value.items())
+        return items if changed else value
+    if isinstance(value, list):
+        out = [integral_floats(v) for v in value]
+        return out if any(a is not b for a, b in zip(out, value, strict=True)) else value
+    return value
 
 
 def chat_request_schema() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -97,7 +97,13 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         return JSONResponse(SessionDeleted(id=sid, object="session", deleted=True, turns=n))
 
     path = "/api/sessions/{session_id}"
-    param = [path_param("session_id", "The session_id used in chat requests")]
+    param = [
+        path_param(
+            "session_id",
+            "The session_id used in chat requests",
+            {"type": "string", "minLength": 1, "maxLength": 256, "pattern": SESSION_ID.pattern},
+        )
+    ]
     return (
         [
             Route(path, get_session, methods=["GET"]),

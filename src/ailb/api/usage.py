@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import math
+from datetime import UTC
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ from ailb.billing.records import UsageQuery, UsageRow
 from ailb.errors import InvalidRequest, ServiceUnavailable
 from ailb.runtime import Runtime
 from ailb.storage import StoreUnavailable
+from ailb.timefmt import parse_datetime
 
 log = logging.getLogger("ailb.api")
 GROUPS = ("key", "model", "day")
@@ -31,14 +33,17 @@ class UsageReport(msgspec.Struct):
 
 
 def _time(raw: str | None, name: str) -> float | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
     try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        t = parse_datetime(raw)
     except ValueError:
         raise InvalidRequest(
             f"`{name}` must be Unix seconds, a date (2026-12-01) or an ISO 8601 time.", param=name
@@ -53,14 +58,15 @@ def _query(request: Request) -> UsageQuery:
     unknown = set(q) - {"key_id", "model", "from", "to", "group_by", "limit"}
     if unknown:
         raise InvalidRequest(f"Unknown query parameter `{sorted(unknown)[0]}`.", param="query")
-    groups = tuple(g.strip() for g in (q.get("group_by") or "").split(",") if g.strip())
-    bad = [g for g in groups if g not in GROUPS]
-    if bad or len(set(groups)) != len(groups):
+    named = [g.strip() for g in (q.get("group_by") or "").split(",") if g.strip()]
+    groups = tuple(dict.fromkeys(named))  # once each, in the order first named
+    if any(g not in GROUPS for g in groups):
         raise InvalidRequest(
             "`group_by` is a comma-separated subset of key, model, day.", param="group_by"
         )
-    limit_raw = q.get("limit") or "1000"
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_ROWS:
+    limit_raw = q.get("limit", "1000")
+    ascii_digits = limit_raw.isascii() and limit_raw.isdigit()  # "²".isdigit() is True
+    if not ascii_digits or not 1 <= int(limit_raw) <= MAX_ROWS:
         raise InvalidRequest(f"`limit` must be 1-{MAX_ROWS}.", param="limit")
     return UsageQuery(
         key_id=q.get("key_id") or None,
@@ -98,21 +104,26 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
             ) from None
         return JSONResponse(UsageReport("list", list(query.group_by), rows))
 
+    text = {"type": "string"}
+    when = {"type": "number"}  # also a date or an ISO 8601 time, which JSON Schema cannot say
+    group = "(key|model|day)"
     params: list[dict[str, Any]] = [
-        {
-            "name": n,
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": d,
-        }
-        for n, d in (
-            ("key_id", "Only this key (a non-admin key: only its own)"),
-            ("model", "Only this model"),
-            ("from", "From this time, inclusive (Unix seconds, date or ISO 8601; UTC)"),
-            ("to", "Until this time, exclusive"),
-            ("group_by", "Comma-separated: key, model, day"),
-            ("limit", f"Most rows (1-{MAX_ROWS}, default 1000)"),
+        {"name": n, "in": "query", "required": False, "schema": schema, "description": d}
+        for n, schema, d in (
+            ("key_id", text, "Only this key (a non-admin key: only its own)"),
+            ("model", text, "Only this model"),
+            ("from", when, "From this time, inclusive (Unix seconds, date or ISO 8601; UTC)"),
+            ("to", when, "Until this time, exclusive"),
+            (
+                "group_by",
+                {"type": "string", "pattern": f"^({group}(,{group})*)?$"},
+                "Comma-separated: key, model, day",
+            ),
+            (
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ROWS},
+                f"Most rows (1-{MAX_ROWS}, default 1000)",
+            ),
         )
     ]
     return (

@@ -104,7 +104,9 @@ class Authenticator:
         except StoreUnavailable:
             self.audit.auth_failure("key_store_unavailable", key_id=key_id, path=path)
             raise ServiceUnavailable(
-                "The key store is unavailable; please retry.", code="key_store_unavailable"
+                "The key store is unavailable; please retry.",
+                code="key_store_unavailable",
+                headers={"retry-after": "1"},
             ) from None
         now = self._clock()
         if key is None or not matches(key, presented, now):

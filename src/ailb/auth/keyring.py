@@ -33,7 +33,11 @@ class KeyRing:
         self._failing = False
 
     async def start(self) -> None:
-        await self.refresh()
+        try:
+            await self.refresh()
+        except StoreUnavailable as e:  # the gateway started while the store was unreachable
+            log.warning("key_store_unavailable", extra={"detail": str(e)})
+            self._failing = True
         self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
@@ -60,6 +64,11 @@ class KeyRing:
                 if self._failing:
                     log.info("key_store_recovered")
                 self._failing = False
+
+    @property
+    def failing(self) -> bool:
+        """The last refresh could not reach the store (known keys still authenticate)."""
+        return self._failing
 
     def cached(self, key_id: str) -> ApiKey | None:
         return self._keys.get(key_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -17,6 +16,7 @@ from ailb.auth.keys import ApiKey, display_prefix, hash_secret, new_key_id, new_
 from ailb.errors import InvalidRequest
 from ailb.ratelimit import Admitter
 from ailb.storage import Store
+from ailb.timefmt import parse_datetime
 
 PositiveInt = Annotated[int, Meta(gt=0)]
 Money = Annotated[float, Meta(ge=0)]
@@ -24,6 +24,7 @@ KeyName = Annotated[str, Meta(min_length=1, max_length=128)]
 Pattern = Annotated[str, Meta(min_length=1, max_length=256)]
 Scope = Annotated[str, Meta(pattern=r"^(admin|collection:\S{1,256})$")]
 Period = Literal["day", "month", "total"]
+DateTime = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]  # ISO 8601
 Grace = Annotated[int, Meta(ge=0, le=30 * 86400)]
 # A revocation is remembered in Redis longer than any instance can take to see it in the store.
 REVOCATION_TTL_S = 300
@@ -40,7 +41,7 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     budget_usd: Money | None = None
     token_budget: PositiveInt | None = None
     budget_period: Period = "month"
-    expires_at: float | str | None = None  # Unix seconds or ISO 8601
+    expires_at: float | DateTime | None = None  # Unix seconds or ISO 8601
     signed: bool = False  # require HMAC-signed requests
 
 
@@ -57,7 +58,7 @@ class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     budget_usd: Money | UnsetType | None = UNSET
     token_budget: PositiveInt | UnsetType | None = UNSET
     budget_period: Period | UnsetType = UNSET
-    expires_at: float | str | UnsetType | None = UNSET
+    expires_at: float | DateTime | UnsetType | None = UNSET
 
 
 class KeyRotate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -106,7 +107,7 @@ def _timestamp(v: float | str | None, field: str, now: float) -> float | None:
         return None
     if isinstance(v, str):
         try:
-            parsed = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            parsed = parse_datetime(v)
         except ValueError:
             raise InvalidRequest(
                 f"{field} must be Unix seconds or an ISO 8601 time.", param=field

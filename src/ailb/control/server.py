@@ -3,7 +3,8 @@
 It runs in the gateway's process and on its event loop (grpc.aio), started and stopped with it.
 Health, for the overall service ("") and for marchproxy.ModuleService: SERVING while some
 provider can serve (/healthz `ok` or `degraded`), NOT_SERVING when none can or the gateway is
-stopping. `Check` computes it at the time of the call; `Watch` streams get changes within
+stopping (from the SIGTERM on, through the whole drain: the server answers until the end).
+`Check` computes it at the time of the call; `Watch` streams get changes within
 HEALTH_REFRESH_S.
 """
 
@@ -61,7 +62,9 @@ class ControlServer:
         self.runtime = runtime
         self.service = service
         self.address = bind_address(host, port)
-        self.health = GatewayHealth(lambda: health_report(runtime).status != "unhealthy")
+        self.health = GatewayHealth(
+            lambda: not runtime.draining and health_report(runtime).status != "unhealthy"
+        )
         self._server: Any = None
         self._refresher: asyncio.Task[None] | None = None
 
@@ -99,6 +102,12 @@ class ControlServer:
                 await self.health.refresh()
             except Exception:  # a bug here must not end health reporting
                 log.exception("grpc_health_refresh_failed")
+
+    async def drain(self) -> None:
+        """runtime.draining was just set: NOT_SERVING from now on, Watch streams told at once
+        rather than at the next refresh, so a balancer sends nothing new meanwhile."""
+        if self._server is not None:
+            await self.health.refresh()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._refresher)

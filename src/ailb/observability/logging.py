@@ -18,8 +18,31 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 }
 
 
+MIN_SECRET = 8  # shorter values would redact ordinary words
+_secrets: list[str] = []  # longest first
+
+
+def never_log(*values: str | None) -> None:
+    """Values no log line may ever carry -- the configured credentials, the master key, tokens:
+    replaced by `[redacted]` wherever they appear (a last line of defence; nothing should try
+    to log them in the first place)."""
+    new = {v for v in values if v and len(v) >= MIN_SECRET} - set(_secrets)
+    if new:
+        _secrets[:] = sorted({*_secrets, *new}, key=len, reverse=True)
+
+
+def redacted(line: str) -> str:
+    for secret in _secrets:
+        if secret in line:
+            line = line.replace(secret, "[redacted]")
+    return line
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return redacted(self._format(record)) if _secrets else self._format(record)
+
+    def _format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",

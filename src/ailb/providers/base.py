@@ -117,10 +117,10 @@ def error_message_from(payload: Any) -> tuple[str | None, str | None, str | None
         msg = err.get("message")
         code = err.get("code") or err.get("type")
         param = err.get("param")
-        return (
+        return (  # code and param too: a server may put anything there, the key included
             scrub(msg) if isinstance(msg, str) else None,
-            code if isinstance(code, str) else None,
-            param if isinstance(param, str) else None,
+            scrub(code, 100) if isinstance(code, str) else None,
+            scrub(param, 200) if isinstance(param, str) else None,
         )
     if isinstance(err, str):
         return scrub(err), None, None

@@ -36,6 +36,12 @@ class Upstream:
             **headers,
             **config.headers,
         }
+        # What an upstream's error text must never carry back into our answers and logs: the
+        # credentials this endpoint is sent (whatever their shape: `scrub` only knows the
+        # common ones) and every configured header value.
+        self.secrets = credentials_in(headers) + tuple(
+            v for v in config.headers.values() if len(v) >= MIN_SECRET
+        )
 
     def head(self, method: str, path: str, extra: Mapping[str, str] | None = None) -> bytes:
         """The request head for one endpoint, built once (credentials included)."""
@@ -49,7 +55,7 @@ class Upstream:
         )
         if resp.status >= 300:
             try:
-                raise await status_error(resp)
+                raise await status_error(resp, self.secrets)
             finally:
                 resp.release()
         return resp
@@ -87,13 +93,36 @@ def decode_json(raw: bytes, what: str) -> Any:
         raise UpstreamError("protocol", f"{what}: upstream sent a body that is not JSON") from None
 
 
-async def status_error(resp: Response) -> UpstreamError:
+MIN_SECRET = 8  # shorter values would redact ordinary words
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+
+
+def credentials_in(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The secrets among request headers: API keys, bearer tokens."""
+    out = []
+    for name, value in headers.items():
+        if name.lower() in _CREDENTIAL_HEADERS:
+            token = value.removeprefix("Bearer ").strip()
+            out += [v for v in (value, token) if len(v) >= MIN_SECRET]
+    return tuple(out)
+
+
+def redact(text: str | None, secrets: tuple[str, ...]) -> str | None:
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+async def status_error(resp: Response, secrets: tuple[str, ...] = ()) -> UpstreamError:
     try:
         raw = await resp.read()
         payload = _decode(raw) if raw else None
     except (UpstreamError, msgspec.DecodeError):
         payload = None
-    msg, code, param = error_message_from(payload)
+    msg, code, param = (redact(x, secrets) for x in error_message_from(payload))
     status = resp.status
     return UpstreamError(
         "status",

@@ -42,11 +42,19 @@ def fit(passages: Sequence[Passage], budget: int) -> list[Passage]:
     return out
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """Document text shown outside the fence (a source id, a heading path): one line, so it
+    can never start a line of its own -- a fake fence or a fake instruction (a setext heading
+    may span lines) -- and bounded."""
+    line = " ".join(text.split())  # every kind of line break and space, Unicode's included
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def context_message(name: str, passages: Sequence[Passage]) -> dict[str, Any]:
-    parts = [RAG_PREAMBLE.format(name=name, example=passages[0].id)]
+    parts = [RAG_PREAMBLE.format(name=name, example=one_line(passages[0].id))]
     for p in passages:
         where = p.section or p.title  # the section path starts with the document's title
-        head = f"[{p.id}]" + (f" {where}" if where else "")
+        head = f"[{one_line(p.id)}]" + (f" {one_line(where)}" if where else "")
         parts.append(f"{head}\n{fenced(p.text, 'source')}")
     return {"role": "system", "content": "\n\n".join(parts)}
 

@@ -7,7 +7,7 @@ import itertools
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +41,15 @@ class Target:
 
 class Plan:
     """Where one request may go: `first` is the strategy's choice; the failover order of the
-    others is computed only when an attempt fails (most requests never need it)."""
+    others is computed only when an attempt fails (most requests never need it). After the
+    pool come, as a last resort, the model's deployments that are ejected or cooling down
+    (soonest back first): when every selectable one has failed this request, one of them may
+    be up again, and trying it beats an error (Envoy's panic mode, per request)."""
 
     __slots__ = (
         "_key",
         "_pool",
+        "_reserve",
         "_targets",
         "first",
         "hedging",
@@ -67,11 +71,13 @@ class Plan:
         panic: bool = False,
         hedging: bool = False,
         prompt_tokens: int = 0,
+        reserve: Sequence[DeploymentState] = (),
     ) -> None:
         self.model = model
         self.strategy = strategy
         self.first = Target(first, first.models[model])
         self._pool = pool
+        self._reserve = reserve
         self._key = fallback_key
         self._targets: list[Target] | None = None
         self.reason = reason
@@ -80,7 +86,7 @@ class Plan:
         self.prompt_tokens = prompt_tokens  # the estimate, for attempts that report no usage
 
     def __len__(self) -> int:
-        return len(self._pool)
+        return len(self._pool) + len(self._reserve)
 
     def target(self, i: int) -> Target:
         if i == 0:
@@ -92,6 +98,7 @@ class Plan:
         if self._targets is None:
             first = self.first.deployment
             rest = sorted((d for d in self._pool if d is not first), key=self._key)
+            rest.extend(self._reserve)
             self._targets = [self.first, *(Target(d, d.models[self.model]) for d in rest)]
         return self._targets
 
@@ -114,6 +121,7 @@ class _Pool:
         "min_window",
         "panic",
         "pool",
+        "reserve",
         "rr",
         "total",
         "unmeasured",
@@ -127,6 +135,7 @@ class _Pool:
         self.error: Exception | None = None
         self.capable: list[DeploymentState] = []
         self.pool: list[DeploymentState] = []
+        self.reserve: list[DeploymentState] = []  # not selectable now: the last resort
         self.panic = False
         self.weights: list[int] = []
         self.cum: list[int] = []
@@ -290,6 +299,7 @@ class Router:
             panic,
             hedging=ms is not None and ms.hedging,
             prompt_tokens=needs.prompt_tokens,
+            reserve=entry.reserve,
         )
 
     def _build(self, model: str, mask: int, needs: Needs, now: float) -> _Pool:
@@ -364,6 +374,7 @@ class Router:
         pool = [d for d in weighted if d.available(now)]
         entry.panic = not pool
         entry.pool = pool or _panic_order(weighted)
+        entry.reserve = _panic_order([d for d in weighted if d not in pool]) if pool else []
         ends = [t for d in weighted for t in (d.ejected_until, d.cooldown_until) if t > now]
         entry.valid_until = min(ends, default=float("inf"))
         entry.weights = [max(1, self.weight(d, model)) for d in entry.pool]

@@ -27,7 +27,13 @@ def usage_row(labels: dict[str, Any], totals: Sequence[Any]) -> UsageRow:
 
 
 class StoreUnavailable(Exception):
-    """The database cannot be reached or refused the operation; the message names it."""
+    """The database cannot be reached or refused the operation; the message names it.
+    `transient`: worth waiting for (unreachable, starting up, out of connections), as opposed
+    to a configuration error (wrong password, unknown database or role, missing rights)."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Store(Protocol):

@@ -6,7 +6,9 @@ can share a database. Error messages name host:port/database, never the DSN itse
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -22,6 +24,13 @@ from ailb.storage import StoreUnavailable, usage_row
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 SCHEMA_LOCK = 0x41494C42  # "AILB": serialises schema creation across starting processes
+REOPEN_INTERVAL_S = 1.0  # a store that could not connect at start-up tries again at most this often
+# What waiting will not fix: the configuration is wrong.
+CONFIGURATION_ERRORS = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown role, wrong password
+    asyncpg.InvalidCatalogNameError,  # unknown database
+    asyncpg.InsufficientPrivilegeError,
+)
 
 # (column, type, constraint), in UsageRecord field order.
 USAGE_COLUMNS = (
@@ -89,8 +98,13 @@ class PostgresStore:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None
+        self._wanted = False  # open() was called: later uses connect if it could not
+        self._reopening: asyncio.Lock | None = None
+        self._reopen_at = 0.0
+        self._reopen_error: StoreUnavailable | None = None
 
     async def open(self) -> None:
+        self._wanted = True
         if self._pool is not None:
             return
         with self._errors():
@@ -112,6 +126,7 @@ class PostgresStore:
         self._pool = pool
 
     async def close(self) -> None:
+        self._wanted = False
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -233,10 +248,34 @@ class PostgresStore:
             for statement in SCHEMA:
                 await conn.execute(statement.format(s=self._schema))
 
+    async def _reopen(self) -> None:
+        """Connect now, for a store whose open() failed (the database was unreachable when the
+        gateway started): one attempt at a time, at most one per REOPEN_INTERVAL_S; callers in
+        between get the last attempt's StoreUnavailable at once."""
+        if self._reopening is None:
+            self._reopening = asyncio.Lock()
+        if self._reopening.locked() or time.monotonic() < self._reopen_at:
+            last = self._reopen_error
+            # A fresh exception each time: re-raising one object would grow its traceback.
+            raise StoreUnavailable(
+                str(last) if last else f"PostgreSQL {_describe(self._dsn)}: not connected yet",
+                transient=last.transient if last else True,
+            )
+        async with self._reopening:
+            self._reopen_at = time.monotonic() + REOPEN_INTERVAL_S
+            try:
+                await self.open()
+            except StoreUnavailable as e:
+                self._reopen_error = e
+                raise
+            self._reopen_error = None
+
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
         if self._pool is None:
-            raise RuntimeError("PostgresStore is not open")
+            if not self._wanted:
+                raise RuntimeError("PostgresStore is not open")
+            await self._reopen()
         with self._errors():
             async with self._pool.acquire() as conn:
                 yield conn
@@ -249,7 +288,10 @@ class PostgresStore:
             reason = _redact(f"{type(exc).__name__}: {exc}", self._dsn)
             # Not chained: the driver's exception is already summarised here, and a
             # traceback must not be a way for connection details to leak.
-            raise StoreUnavailable(f"PostgreSQL {_describe(self._dsn)}: {reason}") from None
+            raise StoreUnavailable(
+                f"PostgreSQL {_describe(self._dsn)}: {reason}",
+                transient=not isinstance(exc, CONFIGURATION_ERRORS),
+            ) from None
 
 
 def _where(query: UsageQuery) -> tuple[str, list[Any]]:

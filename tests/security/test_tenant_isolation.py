@@ -1,0 +1,227 @@
+"""Tenant isolation with authentication on: key A reads nothing of key B's -- sessions,
+collections (and their documents), usage, keys -- whatever id it guesses: B's real ids,
+random ones, path tricks (`..`, encoded slashes and dots, case and whitespace variants).
+Every attempt is a 403 or 404 that never carries B's data, and where an id could be probed,
+"B's" and "nobody's" get the same answer."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+import pytest
+
+from tests.fakes.server import FakeServer
+
+MASTER = "master-key-tenant-isolation-0123"
+CONFIG = """
+deployments:
+  - name: up
+    provider: openai
+    base_url: {url}/v1
+    models: [gpt-test]
+"""
+B_SECRET = "the vault code is 7391-BRAVO"
+B_DOC = "Bravo's quarterly plan: acquire the lighthouse."
+B_SESSION = "bravo-private-session"
+B_COLLECTION = "bravo-docs"
+
+
+@pytest.fixture
+def world(openai_upstream: FakeServer, gateway_factory: Any) -> Iterator[dict[str, Any]]:
+    gw = gateway_factory(
+        CONFIG.format(url=openai_upstream.url), {"AILB_MASTER_KEY": MASTER, "ENABLE_RAG": "true"}
+    )
+    c = httpx2.Client(base_url=gw.url, timeout=30)
+    admin = {"Authorization": f"Bearer {MASTER}"}
+    a = c.post("/api/keys", json={"name": "alpha"}, headers=admin).json()
+    b = c.post("/api/keys", json={"name": "bravo"}, headers=admin).json()
+    hb = {"Authorization": f"Bearer {b['key']}"}
+    # B's data: a remembered conversation, a collection with a document, usage records.
+    r = c.post(
+        "/v1/chat/completions",
+        headers=hb,
+        json={
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": f"Remember: {B_SECRET}"}],
+            "session_id": B_SESSION,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert (
+        c.post("/api/rag/collections", json={"name": B_COLLECTION}, headers=hb).status_code == 200
+    )
+    docs = {"documents": [{"id": "plan.md", "text": B_DOC}]}
+    r = c.post(f"/api/rag/collections/{B_COLLECTION}/documents", json=docs, headers=hb)
+    assert r.status_code == 200, r.text
+    turns = c.get(f"/api/sessions/{B_SESSION}", headers=hb).json()["turns"]
+    assert B_SECRET in turns[0]["content"]  # B itself sees it: the data is really there
+    yield {"gw": gw, "c": c, "a": a, "b": b, "ha": {"x-api-key": a["key"]}, "hb": hb}
+    c.close()
+
+
+def leaks(r: httpx2.Response, b: dict[str, Any]) -> list[str]:
+    """B's data or secrets found anywhere in the answer, headers included."""
+    text = r.text + json.dumps(dict(r.headers))
+    found = [s for s in (B_SECRET, B_DOC, b["key"], "plan.md") if s in text]
+    return found
+
+
+def same_answer(r1: httpx2.Response, r2: httpx2.Response, id1: str, id2: str) -> bool:
+    """Equal status and error code, and equal messages once each names its own id."""
+    e1, e2 = r1.json().get("error", {}), r2.json().get("error", {})
+    m1 = str(e1.get("message")).replace(id1, "<id>")
+    m2 = str(e2.get("message")).replace(id2, "<id>")
+    return (
+        r1.status_code == r2.status_code
+        and e1.get("code") == e2.get("code")
+        and e1.get("type") == e2.get("type")
+        and m1 == m2
+    )
+
+
+def tricks(real: str) -> list[str]:
+    """Path segments an attacker would try instead of (or around) B's id."""
+    return [
+        real,
+        real.upper(),
+        f"{real} ",
+        quote(real, safe=""),
+        "".join(f"%{b:02X}" for b in real.encode()),  # every byte percent-encoded
+        "..",
+        "%2e%2e",
+        f"..%2F{real}",
+        f"%2E%2E%2F..%2F{real}",
+        f"{real}%2F..%2F{real}",
+        f"{real}%00",
+        f"./{real}",
+        "*",
+        "%2A",
+        secrets.token_hex(8),
+    ]
+
+
+def test_a_cannot_read_or_delete_b_sessions(world: dict[str, Any], openai_upstream: FakeServer):
+    c, ha, b = world["c"], world["ha"], world["b"]
+    for sid in tricks(B_SESSION):
+        for method in ("GET", "DELETE"):
+            r = c.request(method, f"/api/sessions/{sid}", headers=ha)
+            assert r.status_code in (400, 404), (method, sid, r.text)
+            assert not leaks(r, b), (method, sid)
+    nobody = "nobody-" + secrets.token_hex(6)
+    theirs, none = (c.get(f"/api/sessions/{s}", headers=ha) for s in (B_SESSION, nobody))
+    assert same_answer(theirs, none, B_SESSION, nobody), (theirs.text, none.text)
+    # Chatting under B's session id recalls nothing of B's.
+    r = c.post(
+        "/v1/chat/completions",
+        headers=ha,
+        json={
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "What is the vault code?"}],
+            "session_id": B_SESSION,
+        },
+    )
+    assert r.status_code == 200 and r.headers["x-ailb-memory"] == "miss"
+    sent = openai_upstream.calls("/v1/chat/completions")[-1].body
+    assert B_SECRET not in json.dumps(sent)
+    # B's session survived every attempt.
+    turns = c.get(f"/api/sessions/{B_SESSION}", headers=world["hb"]).json()["turns"]
+    assert B_SECRET in turns[0]["content"]
+
+
+def test_a_cannot_see_or_touch_b_collections(world: dict[str, Any], openai_upstream: FakeServer):
+    c, ha, b = world["c"], world["ha"], world["b"]
+    listed = c.get("/api/rag/collections", headers=ha)
+    assert listed.status_code == 200 and listed.json()["data"] == []
+    for name in tricks(B_COLLECTION):
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("PATCH", "", {"shared": True}),
+            ("DELETE", "", None),
+            ("GET", "/documents", None),
+            ("POST", "/documents", {"documents": [{"id": "x.md", "text": "mine now"}]}),
+            ("DELETE", "/documents/plan.md", None),
+            ("POST", "/query", {"query": "quarterly plan"}),
+        ):
+            r = c.request(method, f"/api/rag/collections/{name}{suffix}", json=body, headers=ha)
+            assert r.status_code in (400, 403, 404), (method, name, suffix, r.text)
+            assert not leaks(r, b), (method, name, suffix)
+    nobody = "nobody-" + secrets.token_hex(6)
+    for suffix, method, body in (
+        ("", "GET", None),
+        ("/documents", "GET", None),
+        ("/query", "POST", {"query": "plan"}),
+        ("", "DELETE", None),
+    ):
+        theirs = c.request(method, f"/api/rag/collections/{B_COLLECTION}{suffix}", json=body,
+                           headers=ha)  # fmt: skip
+        none = c.request(method, f"/api/rag/collections/{nobody}{suffix}", json=body, headers=ha)
+        assert same_answer(theirs, none, B_COLLECTION, nobody), (suffix, theirs.text, none.text)
+    # Nor through a chat request naming it.
+    r = c.post(
+        "/v1/chat/completions",
+        headers=ha,
+        json={
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "What is the quarterly plan?"}],
+            "rag_collection": B_COLLECTION,
+        },
+    )
+    assert r.status_code == 404 and not leaks(r, b)
+    assert all(B_DOC not in json.dumps(x.body) for x in openai_upstream.requests)
+    # B's collection is intact and still private.
+    mine = c.get(f"/api/rag/collections/{B_COLLECTION}", headers=world["hb"]).json()
+    assert mine["documents"] == 1 and mine["shared"] is False
+
+
+def test_a_cannot_read_b_usage(world: dict[str, Any]) -> None:
+    c, ha, a, b = world["c"], world["ha"], world["a"], world["b"]
+    c.post(
+        "/v1/chat/completions",
+        headers=ha,
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    nobody = secrets.token_hex(8)
+    answers = {}
+    for key_id in (b["id"], nobody, b["id"].upper(), f"{a['id']},{b['id']}", f"{b['id']} ", "*"):
+        r = c.get("/api/usage", params={"key_id": key_id, "group_by": "key"}, headers=ha)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "not_your_key", key_id
+        assert b["id"] not in r.text  # not even echoed back
+        answers[key_id] = r
+    assert same_answer(answers[b["id"]], answers[nobody], b["id"], nobody)
+    # Without a filter, and grouped by key: only A's own rows.
+    for params in ({}, {"group_by": "key"}, {"group_by": "key,model,day"}, {"key_id": a["id"]}):
+        r = c.get("/api/usage", params=params, headers=ha)
+        assert r.status_code == 200, r.text
+        assert b["id"] not in r.text
+        rows = r.json()["data"]
+        assert sum(row["requests"] for row in rows) == 1, params  # A made exactly one request
+        assert all(row["key_id"] in (None, a["id"]) for row in rows)
+
+
+def test_a_non_admin_key_reads_no_key_at_all(world: dict[str, Any]) -> None:
+    c, ha, a, b = world["c"], world["ha"], world["a"], world["b"]
+    nobody = secrets.token_hex(8)
+    for key_id in (b["id"], a["id"], nobody, "..", "%2e%2e", quote(b["id"] + "/rotate", safe="")):
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("PATCH", "", {"name": "mine"}),
+            ("DELETE", "", None),
+            ("POST", "/rotate", {}),
+        ):
+            r = c.request(method, f"/api/keys/{key_id}{suffix}", json=body, headers=ha)
+            assert r.status_code in (403, 404, 405), (method, key_id, suffix, r.text)
+            assert not leaks(r, b) and b["id"] not in r.text.replace(key_id, ""), r.text
+    listed = c.get("/api/keys", headers=ha)
+    assert listed.status_code == 403 and b["id"] not in listed.text
+    theirs = c.get(f"/api/keys/{b['id']}", headers=ha)
+    none = c.get(f"/api/keys/{nobody}", headers=ha)
+    assert same_answer(theirs, none, b["id"], nobody)
+    assert theirs.json()["error"]["code"] == "admin_required"
+    # B's key still works: nothing A tried changed it.
+    r = c.get("/v1/models", headers=world["hb"])
+    assert r.status_code == 200
