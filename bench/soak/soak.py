@@ -42,7 +42,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 MASTER = "soak-master-key-0123456789abcdef"
-MIX = (("plain", 0.55), ("stream", 0.25), ("memory", 0.12), ("rag", 0.08))
+MIX = "plain=55,stream=25,memory=12,rag=8"  # percent of requests of each kind
 DOCS = [
     {"id": f"doc{i}", "text": f"Topic {i}. " + ("The gateway keeps answering under load. " * 20)}
     for i in range(20)
@@ -80,7 +80,10 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
 
 
 class Load:
-    def __init__(self, base: str, key: str, seed: int) -> None:
+    def __init__(self, base: str, key: str, seed: int, mix: str) -> None:
+        shares = [part.split("=") for part in mix.split(",")]
+        total = sum(float(share) for _, share in shares)
+        self.mix = [(kind, float(share) / total) for kind, share in shares]
         self.base = base
         self.headers = {"authorization": f"Bearer {key}"}
         self.rng = random.Random(seed)
@@ -90,8 +93,8 @@ class Load:
 
     def body(self) -> tuple[str, dict[str, Any]]:
         r, acc = self.rng.random(), 0.0
-        kind = MIX[-1][0]
-        for name, share in MIX:
+        kind = self.mix[-1][0]
+        for name, share in self.mix:
             acc += share
             if r < acc:
                 kind = name
@@ -147,6 +150,15 @@ async def prepare(session: aiohttp.ClientSession, base: str) -> str:
     ) as r:
         if r.status != 200:
             raise SystemExit(f"ingest failed: {r.status} {await r.text()}")
+    # Memory opens its store on first use, in the background: degraded until then, by design.
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(300):
+        async with session.post(
+            base + "/v1/chat/completions", json={**body, "session_id": "warm"}, headers=auth
+        ) as r:
+            if not r.headers.get("x-ailb-memory", "degraded").startswith("degraded"):
+                break
+        await asyncio.sleep(0.1)
     return key
 
 
@@ -156,7 +168,7 @@ async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: 
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await wait_ready(session, base + "/livez")
         key = await prepare(session, base)
-        load = Load(base, key, args.seed)
+        load = Load(base, key, args.seed, args.mix)
         samples: list[tuple[float, float, int]] = []
         start = time.monotonic()
         until = start + args.duration
@@ -207,6 +219,12 @@ def main() -> int:
     p.add_argument("--rss-limit", type=float, default=0.10)
     p.add_argument("--fd-slack", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--mix", default=MIX, help=f"kind=percent,... (default {MIX})")
+    p.add_argument(
+        "--chroma-server",
+        action="store_true",
+        help="memory and RAG in a Chroma server process (CHROMA_URL), not the embedded store",
+    )
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ailb-soak-"))
     up_port, gw_port = free_port(), free_port()
@@ -229,6 +247,12 @@ def main() -> int:
         "GRPC_PORT": "0",
         "AILB_LOG_LEVEL": "WARNING",
     }
+    chroma = None
+    if args.chroma_server:
+        from ailb.cluster.services import chroma as chroma_server
+
+        chroma = chroma_server(free_port(), work / "chroma", work).start()
+        env["CHROMA_URL"] = str(chroma.url)
     python = sys.executable  # this venv's: the arguments below are all ours
     upstream = subprocess.Popen(  # noqa: S603
         [python, str(SHARED / "fake_upstream.py"), "--port", str(up_port)],
@@ -254,6 +278,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             gateway.kill()
         upstream.kill()
+        if chroma is not None:
+            chroma.stop()
     ids = result.pop("answered_ids")
     missing = set(ids) - ledger_ids(work / "data")
     result["ledger_missing"] = len(missing)

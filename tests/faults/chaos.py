@@ -127,7 +127,12 @@ class Chaos:
             self.given["ok"] += 1
             return Reply(text=TEXT, pieces=PIECES)
         stream = isinstance(body, dict) and bool(body.get("stream"))
-        if stream:
+        # Every kind once before the weighted draw: a loaded machine serves fewer requests, and
+        # a rare kind must still be exercised in every run.
+        untried = [k for k in (self.kinds if stream else self.plain) if not self.given[k]]
+        if untried:
+            kind = untried[0]
+        elif stream:
             kind = self.rng.choices(self.kinds, self.weights)[0]
         else:
             kind = self.rng.choices(self.plain, self.plain_weights)[0]
