@@ -38,6 +38,7 @@ class RawServer:
     each connection and decides byte by byte what the client sees."""
 
     handler: Handler
+    host: str = "127.0.0.1"
     connections: int = 0
     requests: list[Request] = field(default_factory=list)
     port: int = 0
@@ -45,7 +46,7 @@ class RawServer:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -65,7 +66,8 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -169,6 +171,8 @@ async def raises(aw: Awaitable[object]) -> UpstreamError:
         ("https://api.example.com/v1", b"api.example.com"),
         ("https://api.example.com:443", b"api.example.com"),
         ("https://api.example.com:8443", b"api.example.com:8443"),
+        ("http://[::1]:8080/v1", b"[::1]:8080"),
+        ("http://[2001:db8::7]/v1", b"[2001:db8::7]"),
     ],
 )
 def test_head_carries_host_and_base_path(base_url: str, host: bytes) -> None:
@@ -204,6 +208,33 @@ def test_request_bytes_on_the_wire_with_and_without_body() -> None:
             + b'\r\nX-A: 1\r\nContent-Length: 7\r\n\r\n{"a":1}',
             b"GET /v1/models HTTP/1.1\r\n" + host + b"\r\n\r\n",
         ]
+
+    asyncio.run(main())
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_an_ipv6_upstream_gets_a_bracketed_host() -> None:
+    async def main() -> None:
+        async with RawServer(keepalive(), host="::1") as srv:
+            pool = Pool(srv.url + "/v1", name="d")
+            resp = await pool.request(
+                pool.head("GET", "/models", {}), b"", first_byte=0.5, idle=0.5, total=2
+            )
+            assert await resp.read() == b"hello"
+            resp.release()
+            await pool.close()
+        assert srv.requests[0].raw == (
+            f"GET /v1/models HTTP/1.1\r\nHost: [::1]:{srv.port}\r\n\r\n".encode()
+        )
 
     asyncio.run(main())
 

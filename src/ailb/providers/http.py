@@ -263,7 +263,9 @@ class Pool:
         self.port = parts.port or (443 if self.tls else 80)
         self.base_path = parts.path.rstrip("/")
         default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
-        self._host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        # An IPv6 literal keeps its brackets in Host (RFC 9110 §7.2): urlsplit drops them.
+        authority = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = (authority if default_port else f"{authority}:{self.port}").encode()
         self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
