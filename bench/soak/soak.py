@@ -199,6 +199,7 @@ async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: 
         "rss_mb_end": round(rss_end, 1),
         "rss_mb_peak": round(max(s[1] for s in samples), 1),
         "rss_growth": round(rss_end / rss_base - 1, 4),
+        "rss_mb_by_minute": [round(s[1]) for s in samples if int(s[0]) % 60 < args.sample_every],
         "fds_after_warmup": after[0][2],
         "fds_end": samples[-1][2],
         "answered_ids": load.answered,
