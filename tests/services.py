@@ -10,7 +10,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,14 +22,27 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 TIMEOUT = 2.0
 
 
+def unavailable(message: str) -> NoReturn:
+    """Skip the test for `message`, or fail it where services are required (CI)."""
+    if os.environ.get("AILB_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def unreachable(service: str, url: str, default_port: int, exc: Exception) -> NoReturn:
     parts = urlsplit(url)
     reason = str(exc) or type(exc).__name__
     where = f"{parts.hostname}:{parts.port or default_port}"
-    message = f"{service} not reachable at {where}: {reason}"
-    if os.environ.get("AILB_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{service} not reachable at {where}: {reason}")
+
+
+def require_cluster(options: Any) -> None:
+    """What `ailb cluster` needs (nginx, redis-server, PostgreSQL, chroma) is installed."""
+    from ailb.cluster import missing
+
+    problems = missing(options)
+    if problems:
+        unavailable("the local cluster cannot run here: " + "; ".join(problems))
 
 
 async def _pg_execute(dsn: str, sql: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import grpc
 import httpx2
@@ -13,6 +12,7 @@ from grpc_health.v1 import health_pb2
 
 from ailb import __version__
 from ailb.control.proto import module_service_pb2 as pb
+from tests.waiting import wait_for
 
 SECRET = "sk-upstream-secret-4242"
 HI = [{"role": "user", "content": "hi"}]
@@ -35,16 +35,6 @@ deployments:
 
 def served_by(a, b) -> tuple[int, int]:
     return len(a.calls("/v1/chat/completions")), len(b.calls("/v1/chat/completions"))
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

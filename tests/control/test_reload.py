@@ -11,6 +11,7 @@ import pytest
 from ailb.config import load_settings
 from tests.fakes.server import Reply
 from tests.gateway import RunningGateway, env_for
+from tests.waiting import wait_for
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -24,16 +25,6 @@ def deployments(*specs: tuple[str, object, str]) -> str:
             f"models: [{models}]}}"
         )
     return "\n".join(lines) + "\n"
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def route_names(ctl) -> list[str]:

@@ -8,6 +8,7 @@ import time
 
 import httpx2
 
+from tests import waiting
 from tests.control.client import ControlClient
 from tests.processes import GatewayProcess
 
@@ -35,13 +36,7 @@ def logged_grpc_port(gateway: GatewayProcess) -> int:
 
 
 def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(condition, timeout, what, interval=0.05)  # a whole process
 
 
 def test_post_api_reload_needs_an_admin_key(upstreams, gateway_factory, tmp_path):

@@ -15,8 +15,9 @@ import httpx2
 import openai
 import pytest
 
-from ailb.cluster import Cluster, ClusterOptions, missing
+from ailb.cluster import Cluster, ClusterOptions
 from tests.processes import free_port
+from tests.services import require_cluster
 
 MASTER = "master-key-for-the-local-cluster-0123456789"
 CONFIG = """
@@ -25,15 +26,6 @@ deployments:
     provider: mock
     models: [mock-a]
 """
-
-
-def require(options: ClusterOptions) -> None:
-    problems = missing(options)
-    if problems:
-        message = "the local cluster cannot run here: " + "; ".join(problems)
-        if os.environ.get("AILB_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         inherit_env=False,
         env={"AILB_CONFIG": str(base / "ailb.yaml"), "AILB_MASTER_KEY": MASTER},
     )
-    require(options)
+    require_cluster(options)
     with Cluster(options) as c:
         yield c
 
@@ -145,7 +137,7 @@ def test_the_front_answers_its_own_errors_in_openai_format(cluster):
 
 
 def test_ailb_cluster_command_starts_serves_and_stops_on_sigterm(tmp_path: Path):
-    require(ClusterOptions())
+    require_cluster(ClusterOptions())
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ailb", "cluster", "--instances", "1", "--port", str(port),

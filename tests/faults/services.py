@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import httpx2
-import pytest
 
 from tests.processes import free_port
+from tests.services import unavailable
 
 REDIS_SERVER = "/usr/bin/redis-server"
 PG_BIN = "/usr/local/bin"  # initdb, pg_ctl, postgres
@@ -29,10 +29,7 @@ CHROMA = str(Path(sys.executable).with_name("chroma"))
 
 
 def missing(what: str) -> NoReturn:
-    message = f"{what} is not installed here"
-    if os.environ.get("AILB_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{what} is not installed here")
 
 
 def _binary(path: str, name: str) -> str:

@@ -7,7 +7,6 @@ answered, once it is started again on its data directory (its spool is flushed t
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections import Counter
@@ -18,9 +17,10 @@ import httpx2
 import openai
 import pytest
 
-from ailb.cluster import Cluster, ClusterOptions, missing
+from ailb.cluster import Cluster, ClusterOptions
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import Reply
+from tests.services import require_cluster
 
 MASTER = "master-key-for-fault-tests-0123456789"
 MODEL = "m"
@@ -34,15 +34,6 @@ deployments:
 """
 CLIENTS = 6  # threads; two of them stream
 SECONDS = 9.0  # of load: the kill at a third, the restart at two thirds
-
-
-def require(options: ClusterOptions) -> None:
-    problems = missing(options)
-    if problems:
-        message = "the local cluster cannot run here: " + "; ".join(problems)
-        if os.environ.get("AILB_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -134,7 +125,7 @@ def test_an_instance_killed_under_load_costs_no_answer_and_no_record(tmp_path, u
         },
         base_dir=tmp_path / "cluster",
     )
-    require(options)
+    require_cluster(options)
     with Cluster(options) as cluster:
         made = httpx2.post(
             cluster.url + "/api/keys",
