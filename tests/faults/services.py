@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,12 +19,13 @@ from typing import NoReturn
 
 import httpx2
 
+from ailb.cluster import services as cluster_services
+from ailb.cluster.process import ClusterError, ManagedProcess
 from tests.processes import free_port
 from tests.services import unavailable
 
 REDIS_SERVER = "/usr/bin/redis-server"
 PG_BIN = "/usr/local/bin"  # initdb, pg_ctl, postgres
-CHROMA = str(Path(sys.executable).with_name("chroma"))
 
 
 def missing(what: str) -> NoReturn:
@@ -165,36 +165,10 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class ChromaServer:
-    """`chroma run` (the chromadb package's own server) on a persistent directory: a restart
-    after kill() has the same collections."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.binary = _binary(CHROMA, "chroma (the chromadb server)")
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ChromaServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.workdir / "chroma.log"
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "run", "--path", str(self.workdir / "db"), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-            )  # fmt: skip
-        _wait(self.alive, "chroma run", 30, log)
-        return self
-
-    def alive(self) -> bool:
-        return httpx2.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200
-
-    def kill(self) -> None:
-        _kill(self.proc)
-        self.proc = None
+def chroma_server(workdir: Path) -> ManagedProcess:
+    """`ailb cluster`'s Chroma server (`chroma run` on a persistent directory: a restart after
+    kill() has the same collections) on a free port, not started yet."""
+    try:
+        return cluster_services.chroma(free_port(), workdir / "db", workdir)
+    except ClusterError as e:
+        missing(str(e))

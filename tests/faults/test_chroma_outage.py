@@ -10,9 +10,10 @@ import httpx2
 import openai
 import pytest
 
+from ailb.cluster.process import ManagedProcess
 from ailb.control.proto import module_service_pb2 as pb
 from tests.control.client import ControlClient
-from tests.faults.services import ChromaServer
+from tests.faults.services import chroma_server
 
 CONFIG = """
 deployments:
@@ -28,12 +29,12 @@ GUIDE = "# Lighthouse\n\nThe lamp rotates every 7.5 seconds. Replace the bulb af
 
 @pytest.fixture
 def chroma(tmp_path):
-    server = ChromaServer(tmp_path / "chroma").start()
+    server = chroma_server(tmp_path / "chroma").start()
     yield server
     server.kill()
 
 
-def gateway(openai_upstream, gateway_factory, chroma: ChromaServer):
+def gateway(openai_upstream, gateway_factory, chroma: ManagedProcess):
     # Embeddings from the fake upstream (cheap, deterministic); the store is the Chroma server.
     return gateway_factory(
         CONFIG.format(url=openai_upstream.url),
@@ -82,7 +83,7 @@ def status(gw, control: ControlClient) -> tuple[str, str, str, int, dict]:
     return health["status"], health["memory"]["status"], health["rag"]["status"], grpc.health, meta
 
 
-def stored_turns(gw, chroma: ChromaServer, session: str) -> list[str]:
+def stored_turns(gw, chroma: ManagedProcess, session: str) -> list[str]:
     """The session's turns as the Chroma server holds them (asked directly, not the gateway)."""
     import chromadb
     from chromadb.config import Settings
@@ -168,7 +169,7 @@ def test_chroma_down_degrades_then_recovers_without_restart(
 def test_a_gateway_started_before_chroma_connects_once_it_is_up(
     openai_upstream, gateway_factory, client_for, tmp_path
 ):
-    chroma = ChromaServer(tmp_path / "chroma")  # not started yet
+    chroma = chroma_server(tmp_path / "chroma")  # not started yet
     gw = gateway(openai_upstream, gateway_factory, chroma)
     client = client_for(gw, api_key="sk-alice")
     try:
