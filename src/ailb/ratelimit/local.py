@@ -44,14 +44,6 @@ class Buckets:
         while b and b[0][0] < oldest:
             self.total -= b.popleft()[1]
 
-    def charge(self, second: int, units: int) -> None:
-        b = self.buckets
-        if b and b[-1][0] == second:
-            b[-1][1] += units
-        else:
-            b.append([second, units])
-        self.total += units
-
     def adjust(self, second: int, delta: int) -> None:
         for bucket in reversed(self.buckets):  # the recent end: settles come soon after
             if bucket[0] == second:
@@ -186,7 +178,7 @@ class LocalAdmitter:
             if _over_budget(ledger, quota, now, usd, tokens):
                 refused = Admission(False, denied_by=quota.name, reason="quota")
         if refused is not None:
-            refused.windows = [_state(RateWindow(n, lim, 0), b, now) for n, lim, _, _, b in windows]
+            refused.windows = [_state(n, lim, b, now) for n, lim, _, _, b in windows]
             return refused
         states = []
         token_windows = []
@@ -204,7 +196,7 @@ class LocalAdmitter:
             if b[-1][1] > 0:
                 states.append(WindowState(name, limit, remaining if remaining > 0 else 0, reset))
             else:  # a zero-cost probe: the window's age comes from older buckets
-                states.append(_state(RateWindow(name, limit, cost), buckets, now))
+                states.append(_state(name, limit, buckets, now))
             if is_tokens:
                 token_windows.append((buckets, cost))
         if ledger is not None:
@@ -308,8 +300,8 @@ def _retry_after(w: RateWindow, buckets: Buckets, count: int, now: float) -> flo
     return float(WINDOW_SECONDS)
 
 
-def _state(w: RateWindow, buckets: Buckets, now: float) -> WindowState:
+def _state(name: str, limit: int, buckets: Buckets, now: float) -> WindowState:
     b = buckets.buckets
     last = b[-1][0] if b and b[-1][1] > 0 else buckets.last_charged()
     reset = last + SPAN - now if last is not None else 0.0
-    return WindowState(w.name, w.limit, max(0, w.limit - buckets.total), reset)
+    return WindowState(name, limit, max(0, limit - buckets.total), reset)
