@@ -24,11 +24,13 @@ def test_chaos_no_client_visible_errors_while_a_deployment_is_up(tmp_path):
     summary = report.summary()
     print("chaos", json.dumps(summary))
     o = report.outcomes
-    # The load and the faults really happened: every kind, a few percent of all attempts.
+    # The load and the faults really happened: every kind, and dozens in all. Not a share of the
+    # requests: the router learns to avoid failing deployments, and how fast it does depends on
+    # the machine (a CI run drew 1.6 % where a local one drew 10 %).
     assert o.requests >= 10 * SECONDS, summary
     injected = summary["faults_injected"]
     assert set(injected) == set(FAULTS), summary
-    assert sum(injected.values()) >= 0.02 * o.requests, summary
+    assert sum(injected.values()) >= max(50, 0.005 * o.requests), summary
     assert not o.errors, (o.errors[:10], summary)
     assert not o.truncated, (o.truncated[:10], summary)
     # Every stream cut after its first byte was told so (counted apart: it cannot be retried).
