@@ -49,7 +49,7 @@ from ailb.control.reload import Reloader, SettingsLoader
 from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.live import build_live
-from ailb.memory.service import MemoryService
+from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
 from ailb.observability.access_log import AccessLog
 from ailb.observability.connections import counting_protocol
 from ailb.observability.metrics import GatewayMetrics
@@ -202,13 +202,14 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     and AILB_CONFIG file."""
     live = build_live(settings)
     env = settings.env
-    # One store and one embedder for memory and RAG, built only when either is on.
+    # One embedder for memory and RAG, and Chroma only for RAG or for memory kept in it; both
+    # built only when used.
+    embedder = (
+        build_embedder(env, settings.credentials) if env.enable_memory or env.enable_rag else None
+    )
     vectors = (
-        VectorBackend(
-            VectorStore(env.data_dir, env.chroma_url or None),
-            build_embedder(env, settings.credentials),
-        )
-        if env.enable_memory or env.enable_rag
+        VectorBackend(VectorStore(env.data_dir, env.chroma_url or None), embedder)
+        if embedder is not None and (env.enable_rag or memory_in_chroma(env))
         else None
     )
     # Unrouted requests naming a model the router does not serve (a reload may change which)
@@ -219,7 +220,9 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         metrics=gateway_metrics,
         health=HealthMonitor(live.router, interval=env.health_interval),
         vectors=vectors,
-        memory=MemoryService(env, vectors) if env.enable_memory and vectors else None,
+        memory=MemoryService(env, memory_backend(env, vectors, embedder))
+        if env.enable_memory and embedder is not None
+        else None,
         rag=RagService(
             vectors,
             ChunkSettings(
@@ -287,6 +290,8 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
             await runtime.health.stop()
             if runtime.memory is not None:
                 await runtime.memory.stop()
+                if runtime.memory.backend is not runtime.vectors:
+                    await runtime.memory.backend.stop(close_embedder=runtime.vectors is None)
             if runtime.vectors is not None:
                 await runtime.vectors.stop()
             for d in runtime.router.deployments.values():

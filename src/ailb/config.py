@@ -179,7 +179,7 @@ class EnvSettings(_Strict, frozen=True):
     enable_memory: bool = True
     enable_rag: bool = False
     enable_usage: bool = True
-    memory_backend: Literal["chromadb"] = "chromadb"
+    memory_backend: Literal["auto", "sqlite", "chromadb"] = "auto"
     rag_backend: Literal["chromadb"] = "chromadb"
     max_body_bytes: Annotated[int, Meta(gt=0)] = 20 * 1024 * 1024
     client_timeout: Positive = 30.0
@@ -193,6 +193,7 @@ class EnvSettings(_Strict, frozen=True):
     memory_ttl: Positive = 30 * 86400.0
     memory_recent_turns: Annotated[int, Meta(ge=0, le=200)] = 6
     memory_max_tokens: Annotated[int, Meta(ge=0)] = 2000
+    memory_cache_mb: Annotated[int, Meta(ge=0)] = 32
     rag_chunk_tokens: Annotated[int, Meta(ge=16, le=254)] = 250
     rag_chunk_overlap: Annotated[int, Meta(ge=0, le=128)] = 32
     # The provider embedder's model and URL hold the resolved values (defaults filled in by
@@ -294,7 +295,12 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "true",
         "Record every request in the usage ledger (GET /api/usage; budgets survive restarts).",
     ),
-    "MEMORY_BACKEND": ("memory_backend", "chromadb", "Vector store for memory."),
+    "MEMORY_BACKEND": (
+        "memory_backend",
+        "auto",
+        "Store of conversation turns: `sqlite` (in AILB_DATA_DIR), `chromadb` (the RAG store), "
+        "or `auto`: `chromadb` when CHROMA_URL is set (shared by instances), else `sqlite`.",
+    ),
     "RAG_BACKEND": ("rag_backend", "chromadb", "Vector store for RAG."),
     "OPENAI_API_KEY": (None, "", "Enables the `openai` deployment."),
     "OPENAI_BASE_URL": (
@@ -364,6 +370,12 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "memory_max_tokens",
         "2000",
         "Most tokens of remembered context added to one request (also bounded by the window).",
+    ),
+    "AILB_MEMORY_CACHE_MB": (
+        "memory_cache_mb",
+        "32",
+        "Megabytes of hot sessions' turns and vectors kept in process (0: read every recall "
+        "from the store).",
     ),
     "AILB_RAG_CHUNK_TOKENS": (
         "rag_chunk_tokens",

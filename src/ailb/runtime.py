@@ -21,13 +21,14 @@ from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
 from ailb.storage import Store
 from ailb.vectorstore.backend import VectorBackend
+from ailb.vectorstore.chroma import VectorStore
 
 
 @dataclass
 class Runtime:
     live: LiveConfig  # settings, router and failover: replaced as a whole by a reload
     health: HealthMonitor
-    vectors: VectorBackend | None = None
+    vectors: VectorBackend[VectorStore] | None = None
     memory: MemoryService | None = None
     rag: RagService | None = None
     auth: Authenticator = field(default_factory=lambda: Authenticator(None, None, AuditLog()))

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ailb.embeddings import LocalEmbedder
 from ailb.embeddings.minilm import MiniLM
-from ailb.memory.conversation import ConversationMemory, MemorySettings, sentence_parts
+from ailb.memory.conversation import (
+    ConversationMemory,
+    MemorySettings,
+    TurnStore,
+    sentence_parts,
+    session_key,
+)
 from ailb.memory.fence import fenced
+from ailb.memory.sqlite_store import SqliteTurnStore
 from ailb.vectorstore.chroma import VectorStore
 
 FILLER = [
@@ -29,6 +38,14 @@ FILLER = [
 @pytest.fixture(scope="module")
 def model() -> MiniLM:
     return MiniLM()
+
+
+@pytest.fixture(params=["sqlite", "chroma"])
+def turn_store(request: pytest.FixtureRequest) -> Callable[[Path], TurnStore]:
+    """Each behaviour on both stores of turns: SQLite (embedded default) and Chroma."""
+    if request.param == "sqlite":
+        return lambda tmp: SqliteTurnStore(str(tmp / "store"))
+    return lambda tmp: VectorStore(str(tmp / "store"))
 
 
 def run(coro_fn: Any, tmp_path: Any, model: MiniLM, store: Any = None, **settings: Any) -> Any:
@@ -52,7 +69,7 @@ def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def test_old_relevant_turn_is_recalled_beyond_the_recent_window(tmp_path, model):
+def test_old_relevant_turn_is_recalled_beyond_the_recent_window(tmp_path, model, turn_store):
     async def scenario(memory: ConversationMemory) -> str:
         memory.remember("o", "s", [user("My sister Maria lives in Porto.")], "Good to know.")
         for text in FILLER:
@@ -63,7 +80,7 @@ def test_old_relevant_turn_is_recalled_beyond_the_recent_window(tmp_path, model)
         assert recall.recent == 2 and recall.recalled >= 1
         return str(recall.messages[0]["content"])
 
-    block = run(scenario, tmp_path, model, recent_turns=2, recall_k=1)
+    block = run(scenario, tmp_path, model, turn_store, recent_turns=2, recall_k=1)
     assert "My sister Maria lives in Porto." in block
     assert "user: The football match ended in a draw.\nassistant: I see." in block  # recent 2
     assert "pasta" not in block  # old and less related: neither recent nor recalled
@@ -71,20 +88,20 @@ def test_old_relevant_turn_is_recalled_beyond_the_recent_window(tmp_path, model)
     assert block.index("Porto") < block.index("assistant: I see.")
 
 
-def test_budget_bounds_what_is_added(tmp_path, model):
+def test_budget_bounds_what_is_added(tmp_path, model, turn_store):
     async def scenario(memory: ConversationMemory) -> Any:
         for i in range(10):
             memory.remember("o", "s", [user(f"note {i}: " + "x" * 400)], "ok")
         await memory.flush()
         return await memory.recall("o", "s", [user("next")], 150)
 
-    recall = run(scenario, tmp_path, model, recent_turns=10)
+    recall = run(scenario, tmp_path, model, turn_store, recent_turns=10)
     added = len(recall.messages[0]["content"])
     assert recall.recent >= 1
     assert added < 150 * 4 + 400  # ~4 characters a token, plus the fixed preamble
 
 
-def test_owners_and_sessions_are_separate(tmp_path, model):
+def test_owners_and_sessions_are_separate(tmp_path, model, turn_store):
     async def scenario(memory: ConversationMemory) -> tuple[Any, Any, Any]:
         memory.remember("alice", "s", [user("alice secret 111")], "ok")
         memory.remember("bob", "s", [user("bob secret 222")], "ok")
@@ -96,13 +113,13 @@ def test_owners_and_sessions_are_separate(tmp_path, model):
             await memory.recall("bob", "s", [user("secret?")], 4000),
         )
 
-    alice, bob_other, bob_recall = run(scenario, tmp_path, model)
+    alice, bob_other, bob_recall = run(scenario, tmp_path, model, turn_store)
     assert [t.content for t in alice] == ["alice secret 111", "ok"]
     assert bob_other == []
     assert "111" not in str(bob_recall.messages)
 
 
-def test_expired_turns_are_removed(tmp_path, model):
+def test_expired_turns_are_removed(tmp_path, model, turn_store):
     async def scenario(memory: ConversationMemory) -> tuple[int, int]:
         memory.remember("o", "s", [user("old")], "ok")
         await memory.flush()
@@ -110,10 +127,33 @@ def test_expired_turns_are_removed(tmp_path, model):
         await memory.expire(now_ns=time.time_ns() + int(120 * 1e9))
         return before, len(await memory.session("o", "s"))
 
-    assert run(scenario, tmp_path, model, ttl_s=60) == (2, 0)
+    assert run(scenario, tmp_path, model, turn_store, ttl_s=60) == (2, 0)
 
 
-def test_persisted_across_restarts(tmp_path, model):
+def test_expiry_of_older_turns_of_a_session_in_use(tmp_path, model, turn_store):
+    """Records expire one by one: a session still in use (held in the cache) loses its old
+    turns from recall as well as from the store, and keeps its new ones."""
+
+    async def scenario(memory: ConversationMemory) -> tuple[list[str], list[str], str]:
+        memory.remember("o", "s", [user("My locker code is 4711.")], "Noted.")
+        await memory.flush()
+        await asyncio.sleep(0.01)
+        mid = time.time_ns()
+        memory.remember("o", "s", [user("What a sunny day.")], "Lovely.")
+        await memory.flush()
+        await memory.recall("o", "s", [user("hello")], 4000)  # the session is now cached
+        await memory.expire(now_ns=mid + int(60 * 1e9))
+        cached = [t.content for t in await memory._history("o", "s")]
+        recall = await memory.recall("o", "s", [user("What is my locker code?")], 4000)
+        stored = [t.content for t in await memory.session("o", "s")]
+        return cached, stored, str(recall.messages)
+
+    cached, stored, recall = run(scenario, tmp_path, model, turn_store, ttl_s=60, recent_turns=0)
+    assert cached == stored == ["What a sunny day.", "Lovely."]
+    assert "4711" not in recall
+
+
+def test_persisted_across_restarts(tmp_path, model, turn_store):
     async def write(memory: ConversationMemory) -> None:
         memory.remember("o", "s", [user("remember me")], "I will")
         await memory.flush()
@@ -121,11 +161,11 @@ def test_persisted_across_restarts(tmp_path, model):
     async def read(memory: ConversationMemory) -> list[str]:
         return [t.content for t in await memory.session("o", "s")]
 
-    run(write, tmp_path, model)
-    assert run(read, tmp_path, model) == ["remember me", "I will"]
+    run(write, tmp_path, model, turn_store)
+    assert run(read, tmp_path, model, turn_store) == ["remember me", "I will"]
 
 
-def test_a_fact_said_in_passing_is_recalled(tmp_path, model):
+def test_a_fact_said_in_passing_is_recalled(tmp_path, model, turn_store):
     # The message is about Kubernetes: its one vector does not resemble the question (cosine
     # 0.03 with MiniLM), its sentence about work does (0.45).
     aside = (
@@ -142,11 +182,11 @@ def test_a_fact_said_in_passing_is_recalled(tmp_path, model):
         recall = await memory.recall("o", "s", [user("Where am I employed?")], 4000)
         return str(recall.messages[0]["content"])
 
-    block = run(scenario, tmp_path, model, recent_turns=2, recall_k=3)
+    block = run(scenario, tmp_path, model, turn_store, recent_turns=2, recall_k=3)
     assert f"user: {aside}" in block
 
 
-def test_a_loosely_worded_question_still_finds_its_fact_by_default(tmp_path, model):
+def test_a_loosely_worded_question_still_finds_its_fact_by_default(tmp_path, model, turn_store):
     # MiniLM scores this paraphrase 0.16, as low as loosely related chatter: with the default
     # settings the rank decides, not a similarity threshold of 0.2 or more.
     fact = "I spend my weekdays at Spotify, in the platform team."
@@ -161,10 +201,10 @@ def test_a_loosely_worded_question_still_finds_its_fact_by_default(tmp_path, mod
         )
         return str(recall.messages[0]["content"])
 
-    assert f"user: {fact}" in run(scenario, tmp_path, model)
+    assert f"user: {fact}" in run(scenario, tmp_path, model, turn_store)
 
 
-def test_a_recalled_turn_comes_back_with_the_rest_of_its_exchange(tmp_path, model):
+def test_a_recalled_turn_comes_back_with_the_rest_of_its_exchange(tmp_path, model, turn_store):
     # Only the answer resembles the question; the user's own message comes back with it.
     said = "Look who joined the family last weekend!"
     answered = "Congratulations on adopting Biscuit, your new beagle puppy!"
@@ -176,13 +216,13 @@ def test_a_recalled_turn_comes_back_with_the_rest_of_its_exchange(tmp_path, mode
         await memory.flush(within=60)
         return await memory.recall("o", "s", [user("What is my dog called?")], 4000)
 
-    recall = run(scenario, tmp_path, model, recent_turns=2, recall_k=1)
+    recall = run(scenario, tmp_path, model, turn_store, recent_turns=2, recall_k=1)
     block = str(recall.messages[0]["content"])
     assert f"user: {said}\nassistant: {answered}" in block
     assert recall.recalled == 2 and recall.recent == 2
 
 
-def test_recent_and_resent_turns_leave_recall_its_places(tmp_path, model):
+def test_recent_and_resent_turns_leave_recall_its_places(tmp_path, model, turn_store):
     # The records nearest to the question are a recent turn and a turn the client re-sends;
     # with recall_k=1 the older fact must still be found behind them.
     fact = "My sister Maria lives in Porto."
@@ -203,13 +243,13 @@ def test_recent_and_resent_turns_leave_recall_its_places(tmp_path, model):
         recall = await memory.recall("o", "s", question, 4000)
         return str(recall.messages[0]["content"])
 
-    block = run(scenario, tmp_path, model, recent_turns=2, recall_k=1)
+    block = run(scenario, tmp_path, model, turn_store, recent_turns=2, recall_k=1)
     assert f"user: {fact}" in block
     assert "user: Which city does my sister live in, again?" in block  # recent
     assert resent not in block  # the client sent it: not repeated
 
 
-def test_when_the_exchange_does_not_fit_the_turn_that_matched_does(tmp_path, model):
+def test_when_the_exchange_does_not_fit_the_turn_that_matched_does(tmp_path, model, turn_store):
     fact = "My sister Maria lives in Porto."
     long_reply = "Porto is lovely. " + "Here is a very long story about something else. " * 40
 
@@ -221,22 +261,24 @@ def test_when_the_exchange_does_not_fit_the_turn_that_matched_does(tmp_path, mod
         recall = await memory.recall("o", "s", [user("Which city does my sister live in?")], 120)
         return str(recall.messages[0]["content"])
 
-    block = run(scenario, tmp_path, model, recent_turns=2, recall_k=3)
+    block = run(scenario, tmp_path, model, turn_store, recent_turns=2, recall_k=3)
     assert f"user: {fact}" in block
     assert "very long story" not in block
 
 
-def test_sentence_records_are_not_turns(tmp_path, model):
+def test_sentence_records_are_not_turns(tmp_path, model, turn_store):
     text = "I grew up in Dundee. Now I live in Leeds with my partner."
 
     async def scenario(memory: ConversationMemory) -> list[str]:
         memory.remember("o", "s", [user(text)], "Nice! Two very different cities.")
         await memory.flush(within=60)
-        rows = await memory.store.get(memory.settings.collection, where={"owner": "o"})
+        rows = await memory.store.get(
+            memory.settings.collection, where={"sk": session_key("o", "s")}
+        )
         assert len(rows) == 4  # the two turns and the user turn's two sentences
         return [t.content for t in await memory.session("o", "s")]
 
-    assert run(scenario, tmp_path, model) == [text, "Nice! Two very different cities."]
+    assert run(scenario, tmp_path, model, turn_store) == [text, "Nice! Two very different cities."]
 
 
 @pytest.mark.parametrize(
@@ -280,7 +322,7 @@ def test_fence_cannot_be_closed_from_inside(text, fence):
     assert fence not in text
 
 
-def test_no_recent_turns_means_recall_only(tmp_path, model):
+def test_no_recent_turns_means_recall_only(tmp_path, model, turn_store):
     async def scenario(memory: ConversationMemory) -> Any:
         memory.remember("o", "s", [user("My sister Maria lives in Porto.")], "Good to know.")
         for text in FILLER:
@@ -288,7 +330,7 @@ def test_no_recent_turns_means_recall_only(tmp_path, model):
         await memory.flush()
         return await memory.recall("o", "s", [user("Which city does my sister live in?")], 4000)
 
-    recall = run(scenario, tmp_path, model, recent_turns=0, recall_k=1)
+    recall = run(scenario, tmp_path, model, turn_store, recent_turns=0, recall_k=1)
     block = str(recall.messages[0]["content"])
     assert recall.recent == 0 and "Porto" in block
     assert "football" not in block  # AILB_MEMORY_RECENT_TURNS=0 once returned every turn

@@ -10,7 +10,7 @@ import pytest
 
 from ailb.embeddings.minilm import MiniLM
 from ailb.memory.conversation import ConversationMemory, Turn
-from ailb.memory.session_cache import CachedSession, SessionCache
+from ailb.memory.session_cache import OWNER_BYTES, CachedSession, SessionCache, turn_bytes
 from ailb.vectorstore.chroma import VectorStore
 from tests.memory.test_conversation import FILLER, run, user
 
@@ -37,25 +37,58 @@ def test_nearest_ranks_by_cosine_and_names_each_vectors_turn() -> None:
     assert [ts for ts, _ in s.nearest(unit(0, 1), 1)] == [2]
 
 
-def test_the_cache_is_bounded_by_sessions_and_by_vectors() -> None:
-    cache = SessionCache(max_sessions=2, max_vectors=5)
-
+def test_the_cache_is_bounded_by_sessions_and_by_bytes() -> None:
     def session(vectors: int) -> CachedSession:
         s = CachedSession([Turn("user", "x", 1)])
-        s.add_vectors([1] * vectors, np.ones((vectors, 2), np.float32))
+        s.add_vectors([1] * vectors, np.ones((vectors, 4), np.float32))
         return s
 
+    one = session(1).nbytes
+    per_vector = session(2).nbytes - one
+    assert per_vector == 4 * 2 + OWNER_BYTES  # float16 row and its turn's ts
+    assert one == turn_bytes([Turn("user", "x", 1)]) + per_vector
+    cache = SessionCache(max_sessions=2, max_bytes=2 * one + 3 * per_vector)
     cache.put(("o", "a"), session(2))
     cache.put(("o", "b"), session(2))
     cache.put(("o", "c"), session(1))  # third session: the least recently used goes
-    assert ("o", "a") not in cache and cache.vectors == 3
+    assert ("o", "a") not in cache and cache.nbytes == 2 * one + per_vector
     assert cache.get(("o", "b")) is not None  # b is now the most recently used
-    cache.add_vectors(("o", "c"), [1, 1, 1], np.ones((3, 2), np.float32))  # 6 > 5 vectors
-    assert ("o", "b") not in cache and ("o", "c") in cache and cache.vectors == 4
-    cache.add_vectors(("o", "gone"), [1], np.ones((1, 2), np.float32))  # not held: ignored
-    assert cache.vectors == 4
-    cache.expire(cutoff_ns=2)
-    assert len(cache) == 0 and cache.vectors == 0
+    # c grows by four vectors: over the bound, so b (least recently used) goes, c stays
+    cache.add_vectors(("o", "c"), [1] * 4, np.ones((4, 4), np.float32))
+    assert ("o", "b") not in cache and ("o", "c") in cache
+    assert cache.nbytes == one + 4 * per_vector
+    cache.add_turns(("o", "c"), [Turn("assistant", "y", 2)])  # exactly at the bound
+    assert cache.nbytes == 2 * one + 3 * per_vector and ("o", "c") in cache
+    before = cache.nbytes
+    cache.add_vectors(("o", "gone"), [1], np.ones((1, 4), np.float32))  # not held: ignored
+    cache.add_turns(("o", "gone"), [Turn("user", "z", 3)])
+    assert cache.nbytes == before
+    # a session larger than the whole bound is not kept at all
+    cache.put(("o", "huge"), session(100))
+    assert ("o", "huge") not in cache and cache.nbytes <= cache.max_bytes
+    cache.expire(cutoff_ns=10)
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+def test_expiry_drops_a_held_sessions_old_turns_and_their_vectors() -> None:
+    """The store deletes records older than the TTL one by one; a session still in use keeps
+    its newer turns, and the cache must not hold (or recall) the expired ones."""
+    cache = SessionCache(max_sessions=10, max_bytes=1 << 20)
+    s = CachedSession([Turn("user", "old", 1), Turn("assistant", "old answer", 2)])
+    s.add_vectors([1, 1], np.stack([unit(1, 0), unit(0.9, 0.1)]))  # the turn and a sentence
+    s.add_turns([Turn("user", "new", 5)])
+    s.add_vectors([5], unit(0, 1)[None, :])
+    cache.put(("o", "s"), s)
+    assert [ts for ts, _ in s.nearest(unit(1, 0), 3)] == [1, 1, 5]
+    cache.expire(cutoff_ns=3)
+    held = cache.get(("o", "s"))
+    assert held is s and [t.content for t in s.turns] == ["new"]
+    assert s.vectors == 1 and [ts for ts, _ in s.nearest(unit(1, 0), 3)] == [5]
+    fresh = CachedSession([Turn("user", "new", 5)])
+    fresh.add_vectors([5], unit(0, 1)[None, :])
+    assert s.nbytes == fresh.nbytes and cache.nbytes == fresh.nbytes
+    s.add_vectors([6], unit(1, 1)[None, :])  # still searchable after the trim
+    assert [ts for ts, _ in s.nearest(unit(1, 1), 1)] == [6]
 
 
 class CountingStore(VectorStore):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -65,19 +66,21 @@ class LocalEmbedder:
         self.max_batch = max_batch
         self._loader = loader
         self._model: object | None = None
+        self._loading = threading.Lock()  # memory's and RAG's stores may open at once
         self._counter = WordPieceCounter()
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
     def _load(self) -> object:
-        if self._model is None:
-            if self._loader is not None:
-                self._model = self._loader()
-            else:
-                from ailb.embeddings.minilm import MiniLM
+        with self._loading:
+            if self._model is None:
+                if self._loader is not None:
+                    self._model = self._loader()
+                else:
+                    from ailb.embeddings.minilm import MiniLM
 
-                self._model = MiniLM()
-        return self._model
+                    self._model = MiniLM()
+            return self._model
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._counter.count_tokens(texts)

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ailb.config import EnvSettings
-from ailb.embeddings import LocalEmbedder
-from ailb.memory.conversation import COLLECTION, ConversationMemory, MemorySettings
+from ailb.embeddings import Embedder, LocalEmbedder
+from ailb.memory.conversation import COLLECTION, ConversationMemory, MemorySettings, TurnStore
+from ailb.memory.sqlite_store import SqliteTurnStore
 from ailb.vectorstore.backend import VectorBackend
+from ailb.vectorstore.chroma import VectorStore
 
 log = logging.getLogger("ailb.memory")
 
@@ -45,8 +47,25 @@ class Augmented:
     added_tokens: int = 0
 
 
+def memory_in_chroma(env: EnvSettings) -> bool:
+    """MEMORY_BACKEND=auto keeps turns in Chroma only when it is a server shared by instances."""
+    if env.memory_backend == "auto":
+        return bool(env.chroma_url)
+    return env.memory_backend == "chromadb"
+
+
+def memory_backend(
+    env: EnvSettings, shared: VectorBackend[VectorStore] | None, embedder: Embedder
+) -> VectorBackend[TurnStore]:
+    """The backend memory uses: RAG's Chroma one, or its own over SQLite with the same
+    embedder."""
+    if memory_in_chroma(env) and shared is not None:
+        return shared
+    return VectorBackend(SqliteTurnStore(env.data_dir), embedder)
+
+
 class MemoryService:
-    def __init__(self, env: EnvSettings, backend: VectorBackend) -> None:
+    def __init__(self, env: EnvSettings, backend: VectorBackend[TurnStore]) -> None:
         self.backend = backend
         self.memory = ConversationMemory(
             backend.store,
@@ -55,6 +74,7 @@ class MemoryService:
                 recent_turns=env.memory_recent_turns,
                 max_tokens=env.memory_max_tokens,
                 ttl_s=env.memory_ttl,
+                cache_bytes=env.memory_cache_mb << 20,
                 collection=memory_collection(backend.embedder.name),
             ),
         )

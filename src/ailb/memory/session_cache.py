@@ -5,11 +5,13 @@ hundred vectors: an exact dot product here takes microseconds, where a filtered 
 Chroma collection holding every session took several milliseconds (bench/vectors/speed.py).
 So a session is read from Chroma once, vectors included, and then searched here. Vectors are
 kept as float16 (half the memory; the ranking error, ~1e-3 in cosine, is below MiniLM's own
-noise), and the cache is bounded by sessions and by vectors held.
+noise), and the cache is bounded by sessions and by the bytes its turns and vectors take
+(approximately: the Python objects are counted at their typical sizes).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,36 +22,75 @@ if TYPE_CHECKING:
     from ailb.memory.conversation import Turn
 
 Key = tuple[str, str]  # (owner, session)
+TURN_OVERHEAD = 120  # the Turn, its ts int and its list slot, beyond the text itself
+OWNER_BYTES = 44  # a vector's turn ts: an int in a list
+
+
+def turn_bytes(turns: Sequence[Turn]) -> int:
+    return sum(sys.getsizeof(t.content) + TURN_OVERHEAD for t in turns)
 
 
 class CachedSession:
-    __slots__ = ("_matrix", "_owners", "_rows", "turns")
+    __slots__ = ("_matrix", "_owners", "_rows", "nbytes", "turns")
 
     def __init__(self, turns: list[Turn]) -> None:
         self.turns = turns
         self._owners: list[int] = []  # the ts of the turn each vector belongs to
         self._rows: list[Any] = []
         self._matrix: Any = None
+        self.nbytes = turn_bytes(turns)
 
     @property
     def vectors(self) -> int:
         return len(self._owners)
 
-    def add_vectors(self, owners: Sequence[int], vectors: Any) -> None:
-        if len(owners):
-            self._owners.extend(owners)
-            self._rows.append(np.asarray(vectors, dtype=np.float16))
-            self._matrix = None
+    def add_turns(self, turns: Sequence[Turn]) -> int:
+        self.turns.extend(turns)
+        added = turn_bytes(turns)
+        self.nbytes += added
+        return added
+
+    def add_vectors(self, owners: Sequence[int], vectors: Any) -> int:
+        if not len(owners):
+            return 0
+        rows = np.asarray(vectors, dtype=np.float16)
+        self._owners.extend(owners)
+        self._rows.append(rows)
+        self._matrix = None
+        added = rows.nbytes + OWNER_BYTES * len(owners)
+        self.nbytes += added
+        return added
+
+    def drop_before(self, cutoff_ns: int) -> int:
+        """Forget turns and vectors older than the cutoff (expired in the store too); the
+        bytes freed."""
+        before = self.nbytes
+        old = [t for t in self.turns if t.ts < cutoff_ns]
+        if old:
+            self.turns = [t for t in self.turns if t.ts >= cutoff_ns]
+            self.nbytes -= turn_bytes(old)
+        if self._owners and min(self._owners) < cutoff_ns:
+            matrix = self._stacked()
+            keep = np.fromiter((ts >= cutoff_ns for ts in self._owners), bool, len(self._owners))
+            dropped = int((~keep).sum())
+            self._owners = [ts for ts in self._owners if ts >= cutoff_ns]
+            self._matrix = matrix[keep]
+            self._rows = [self._matrix]
+            self.nbytes -= dropped * (matrix.shape[1] * matrix.itemsize + OWNER_BYTES)
+        return before - self.nbytes
+
+    def _stacked(self) -> Any:
+        if self._matrix is None:
+            self._matrix = np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
+            self._rows = [self._matrix]
+        return self._matrix
 
     def nearest(self, query: Any, k: int) -> list[tuple[int, float]]:
         """(turn ts, cosine) of the k records most similar to `query`, best first; a turn
         appears once per vector it has (itself and its sentences)."""
         if not self._owners:
             return []
-        if self._matrix is None:
-            self._matrix = np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
-            self._rows = [self._matrix]
-        scores = self._matrix.astype(np.float32) @ np.asarray(query, dtype=np.float32)
+        scores = self._stacked().astype(np.float32) @ np.asarray(query, dtype=np.float32)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
@@ -57,12 +98,12 @@ class CachedSession:
 
 
 class SessionCache:
-    """LRU of sessions, bounded by how many and by the vectors they hold together."""
+    """LRU of sessions, bounded by how many and by the bytes they hold together."""
 
-    def __init__(self, max_sessions: int, max_vectors: int) -> None:
+    def __init__(self, max_sessions: int, max_bytes: int) -> None:
         self.max_sessions = max_sessions
-        self.max_vectors = max_vectors
-        self.vectors = 0
+        self.max_bytes = max_bytes
+        self.nbytes = 0
         self._items: OrderedDict[Key, CachedSession] = OrderedDict()
 
     def __contains__(self, key: Key) -> bool:
@@ -80,34 +121,43 @@ class SessionCache:
     def put(self, key: Key, entry: CachedSession) -> None:
         self.pop(key)
         self._items[key] = entry
-        self.vectors += entry.vectors
+        self.nbytes += entry.nbytes
         self._shrink()
+
+    def add_turns(self, key: Key, turns: Sequence[Turn]) -> None:
+        """New turns of a session held here (others load on use)."""
+        entry = self.get(key)
+        if entry is not None:
+            self.nbytes += entry.add_turns(turns)
+            self._shrink()
 
     def add_vectors(self, key: Key, owners: Sequence[int], vectors: Any) -> None:
         """Vectors of newly stored records, for a session held here (others load on use)."""
         entry = self.get(key)  # a session just written to is a hot one
         if entry is not None:
-            entry.add_vectors(owners, vectors)
-            self.vectors += len(owners)
+            self.nbytes += entry.add_vectors(owners, vectors)
             self._shrink()
 
     def pop(self, key: Key) -> None:
         entry = self._items.pop(key, None)
         if entry is not None:
-            self.vectors -= entry.vectors
+            self.nbytes -= entry.nbytes
 
     def clear(self) -> None:
         self._items.clear()
-        self.vectors = 0
+        self.nbytes = 0
 
     def expire(self, cutoff_ns: int) -> None:
-        """Forget sessions whose last turn is older than the cutoff (their records expired)."""
-        for key in [k for k, e in self._items.items() if e.turns and e.turns[-1].ts < cutoff_ns]:
-            self.pop(key)
+        """Forget what expired in the store: older turns and vectors of the sessions held,
+        and sessions left with no turn."""
+        for key, entry in list(self._items.items()):
+            self.nbytes -= entry.drop_before(cutoff_ns)
+            if not entry.turns:
+                self.pop(key)
 
     def _shrink(self) -> None:
         while self._items and (
-            len(self._items) > self.max_sessions or self.vectors > self.max_vectors
+            len(self._items) > self.max_sessions or self.nbytes > self.max_bytes
         ):
             _, entry = self._items.popitem(last=False)
-            self.vectors -= entry.vectors
+            self.nbytes -= entry.nbytes

@@ -26,7 +26,7 @@ from ailb.rag.chunking import Chunk, ChunkSettings, Format, chunk_document
 from ailb.rag.extract import html_to_markdown
 from ailb.rag.ranking import Lexicon, rerank
 from ailb.vectorstore.backend import VectorBackend
-from ailb.vectorstore.chroma import CollectionMissing, Hit
+from ailb.vectorstore.chroma import CollectionMissing, Hit, VectorStore
 
 log = logging.getLogger("ailb.rag")
 
@@ -151,7 +151,7 @@ def chroma_name(owner: str, name: str) -> str:
 
 
 class RagService:
-    def __init__(self, backend: VectorBackend, chunks: ChunkSettings) -> None:
+    def __init__(self, backend: VectorBackend[VectorStore], chunks: ChunkSettings) -> None:
         self.backend = backend
         self.chunks = chunks
         self._lexicon: Lexicon | None = None

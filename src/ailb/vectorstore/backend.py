@@ -1,5 +1,6 @@
-"""The vector store and the embedder as one service of the running gateway, shared by
-conversation memory and RAG: opened on first use, degraded on failure, retried without restart.
+"""A store and the embedder as one service of the running gateway: opened on first use,
+degraded on failure, retried without restart. RAG's is Chroma; memory shares it, or has its own
+over SQLite (memory/sqlite_store.py) with the same embedder.
 
 chromadb and the model (about 90 MB of weights) load in worker threads on the first request
 that needs them, so start-up and requests without memory or RAG never pay for them.
@@ -12,19 +13,31 @@ import gc
 import logging
 import time
 from collections import Counter
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
 from ailb.aio import cancel_and_wait
 from ailb.embeddings import Embedder
-from ailb.vectorstore.chroma import StoreUnavailable, VectorStore
+from ailb.vectorstore.chroma import StoreUnavailable
 
 log = logging.getLogger("ailb.vectorstore")
 
 Status = Literal["idle", "starting", "ok", "degraded"]
 
 
-class VectorBackend:
-    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+class Store(Protocol):
+    @property
+    def where(self) -> str: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Store, covariant=True)
+
+
+class VectorBackend(Generic[S]):
+    def __init__(self, store: S, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
         self.ready = asyncio.Event()
@@ -87,6 +100,9 @@ class VectorBackend:
             self.status, self.detail = "ok", None
             log.info("vector_store_recovered")
 
-    async def stop(self) -> None:
+    async def stop(self, close_embedder: bool = True) -> None:
+        """Stop; `close_embedder=False` when another backend shares the embedder and closes it."""
         await cancel_and_wait(self._opening)
-        await self.embedder.close()
+        await self.store.close()
+        if close_embedder:
+            await self.embedder.close()

@@ -114,6 +114,10 @@ class VectorStore:
     async def ping(self) -> None:
         await self._call(lambda: self._connect().heartbeat())
 
+    async def close(self) -> None:
+        """Nothing to release: chromadb keeps its client (and the embedded store's files) for
+        the life of the process."""
+
     # --- collections with metadata (RAG's registry lives in Chroma, shared by instances) ----
 
     async def create_collection(self, name: str, metadata: Mapping[str, Any]) -> bool:

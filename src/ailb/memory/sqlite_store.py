@@ -1,0 +1,153 @@
+"""Conversation turns in SQLite: the embedded memory store.
+
+Memory never asks an approximate-nearest-neighbour index anything: a recall reads one session's
+records and ranks them exactly in process (session_cache.py). In Chroma every turn still goes
+into an HNSW graph held in memory, and deleting records does not shrink it (chroma-core/chroma
+#2594): with turns expiring and new ones arriving, the embedded gateway's memory grew about
+1.8 KB with every record ever written. Here a record is a row, keyed by its session, with its
+vector as a float32 blob; expiry deletes rows and SQLite reuses their pages, so the process
+holds only SQLite's page cache whatever has been stored.
+
+The interface is the part of the vector store's that ConversationMemory uses: get, upsert and
+delete, with `where` either {"sk": session key} or {"ts": {"$lt": ns}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ailb.embeddings.minilm import Array
+from ailb.vectorstore.chroma import Record, StoreUnavailable, Where
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS memory_records (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    embedding BLOB,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS memory_records_session ON memory_records (collection, sk);
+CREATE INDEX IF NOT EXISTS memory_records_ts ON memory_records (collection, ts);
+"""
+FILE = "memory.db"
+
+
+def _condition(where: Where | None) -> tuple[str, list[Any]]:
+    """SQL for the two filters memory uses; anything else is a programming error."""
+    if where is None:
+        return "", []
+    if set(where) == {"sk"} and isinstance(where["sk"], str):
+        return " AND sk = ?", [where["sk"]]
+    ts = where.get("ts")
+    if set(where) == {"ts"} and isinstance(ts, Mapping) and set(ts) == {"$lt"}:
+        return " AND ts < ?", [int(ts["$lt"])]
+    raise ValueError(f"unsupported filter for the SQLite memory store: {dict(where)!r}")
+
+
+class SqliteTurnStore:
+    def __init__(self, data_dir: str) -> None:
+        self.path = Path(data_dir) / FILE
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, used from worker threads in turn
+
+    @property
+    def where(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed write
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        def locked() -> Any:
+            with self._lock:
+                return fn(self._connect(), *args)
+
+        try:
+            return await asyncio.to_thread(locked)
+        except (sqlite3.Error, OSError) as e:
+            raise StoreUnavailable(f"{type(e).__name__}: {e}"[:300]) from e
+
+    async def open(self) -> None:
+        await self._call(lambda db: None)
+
+    async def ping(self) -> None:
+        await self._call(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    async def upsert(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        embeddings: Array,
+        documents: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        if not ids:
+            return
+        vectors = np.asarray(embeddings, dtype="<f4")
+        rows = [
+            (collection, i, str(m["sk"]), int(m["ts"]), d, json.dumps(dict(m)), v.tobytes())
+            for i, d, m, v in zip(ids, documents, metadatas, vectors, strict=True)
+        ]
+
+        def run(db: sqlite3.Connection) -> None:
+            with db:  # one transaction: a batch is stored whole or not at all
+                db.executemany(
+                    "INSERT OR REPLACE INTO memory_records VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                )
+
+        await self._call(run)
+
+    async def get(
+        self, collection: str, *, where: Where | None = None, vectors: bool = False
+    ) -> list[Record]:
+        condition, args = _condition(where)
+        columns = "id, document, metadata" + (", embedding" if vectors else "")
+        sql = f"SELECT {columns} FROM memory_records WHERE collection = ?{condition} ORDER BY ts"  # noqa: S608
+
+        def run(db: sqlite3.Connection) -> list[Any]:
+            return db.execute(sql, [collection, *args]).fetchall()
+
+        return [
+            Record(
+                row[0],
+                row[1],
+                json.loads(row[2]),
+                np.frombuffer(row[3], dtype="<f4") if vectors and row[3] is not None else None,
+            )
+            for row in await self._call(run)
+        ]
+
+    async def delete(self, collection: str, *, where: Where | None = None) -> None:
+        condition, args = _condition(where)
+        sql = f"DELETE FROM memory_records WHERE collection = ?{condition}"  # noqa: S608
+
+        def run(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(sql, [collection, *args])
+
+        await self._call(run)
