@@ -66,6 +66,51 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def tcp_sockets() -> dict[str, tuple[int, int, str]]:
+    """inode -> (local port, remote port, state) of every TCP socket on the machine."""
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
+                out[inode] = (
+                    int(local.rsplit(":", 1)[1], 16),
+                    int(remote.rsplit(":", 1)[1], 16),
+                    state,
+                )
+    return out
+
+
+def fd_kinds(pid: int, gateway_port: int, upstream_port: int) -> dict[str, int]:
+    """What the gateway's descriptors are: explains a change in their number."""
+    tcp = tcp_sockets()
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            local, remote, state = tcp.get(target[8:-1], (0, 0, ""))
+            if state == "0A":
+                kinds["listening"] += 1
+            elif local == gateway_port:
+                kinds["client connections"] += 1
+            elif remote == upstream_port:
+                kinds["upstream connections"] += 1
+            elif state:
+                kinds["other tcp"] += 1
+            else:
+                kinds["other sockets"] += 1
+        elif target.startswith(("pipe:", "anon_inode:")):
+            kinds[target.split(":")[0].split("[")[0]] += 1
+        else:
+            kinds["files"] += 1
+    return dict(sorted(kinds.items()))
+
+
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
     deadline = time.monotonic() + 120.0
     while time.monotonic() < deadline:
@@ -162,7 +207,9 @@ async def prepare(session: aiohttp.ClientSession, base: str) -> str:
     return key
 
 
-async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: str) -> dict:
+async def run(
+    args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: str, ports: tuple[int, int]
+) -> dict:
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -178,11 +225,17 @@ async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: 
                 samples.append((time.monotonic() - start, rss_mb(gateway.pid), fds(gateway.pid)))
                 await asyncio.sleep(args.sample_every)
 
+        async def kinds_after_warmup() -> dict[str, int]:
+            await asyncio.sleep(args.warmup)
+            return fd_kinds(gateway.pid, *ports)
+
         sampler = asyncio.create_task(sample())
+        warm_kinds = asyncio.create_task(kinds_after_warmup())
         await asyncio.gather(*(load.worker(session, until) for _ in range(args.concurrency)))
         await sampler
         elapsed = time.monotonic() - start
         samples.append((elapsed, rss_mb(gateway.pid), fds(gateway.pid)))
+        end_kinds = fd_kinds(gateway.pid, *ports)
         await asyncio.sleep(1.0)  # the ledger flushes every 0.25 s
     after = [s for s in samples if s[0] >= args.warmup] or samples[-1:]
     rss_base = after[0][1]
@@ -202,6 +255,8 @@ async def run(args: argparse.Namespace, gateway: subprocess.Popen[bytes], base: 
         "rss_mb_by_minute": [round(s[1]) for s in samples if int(s[0]) % 60 < args.sample_every],
         "fds_after_warmup": after[0][2],
         "fds_end": samples[-1][2],
+        "fd_kinds_after_warmup": await warm_kinds,
+        "fd_kinds_end": end_kinds,
         "answered_ids": load.answered,
     }
 
@@ -271,7 +326,7 @@ def main() -> int:
     )
     os.sched_setaffinity(0, {0})
     try:
-        result = asyncio.run(run(args, gateway, f"http://127.0.0.1:{gw_port}"))
+        result = asyncio.run(run(args, gateway, f"http://127.0.0.1:{gw_port}", (gw_port, up_port)))
     finally:
         gateway.send_signal(signal.SIGTERM)
         try:
