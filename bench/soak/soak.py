@@ -6,7 +6,8 @@ CONCURRENCY client tasks for DURATION seconds with a mix of requests:
 
   plain     non-streaming chat
   stream    streaming chat (stream_options.include_usage)
-  memory    non-streaming with a session_id (one of 50 sessions)
+  memory    non-streaming with a session_id (50 conversations at a time, each of 40
+            exchanges, then a new one; --session-exchanges)
   rag       non-streaming naming the collection
 
 It samples the gateway's RSS and open file descriptors every few seconds and, after the run,
@@ -125,7 +126,7 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
 
 
 class Load:
-    def __init__(self, base: str, key: str, seed: int, mix: str) -> None:
+    def __init__(self, base: str, key: str, seed: int, mix: str, exchanges: int) -> None:
         shares = [part.split("=") for part in mix.split(",")]
         total = sum(float(share) for _, share in shares)
         self.mix = [(kind, float(share) / total) for kind, share in shares]
@@ -135,6 +136,10 @@ class Load:
         self.answered: list[str] = []  # request ids of complete 200 answers
         self.kinds: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        # 50 conversations at a time; each ends after `exchanges` and a new one takes its place
+        # (0: the same 50 sessions grow for the whole run)
+        self.exchanges = exchanges
+        self.sessions = [(0, 0)] * 50  # (generation, exchanges so far) of each slot
 
     def body(self) -> tuple[str, dict[str, Any]]:
         r, acc = self.rng.random(), 0.0
@@ -151,7 +156,12 @@ class Load:
         if kind == "stream":
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         elif kind == "memory":
-            body["session_id"] = f"soak-{self.rng.randrange(50)}"
+            slot = self.rng.randrange(len(self.sessions))
+            generation, done = self.sessions[slot]
+            if self.exchanges and done >= self.exchanges:
+                generation, done = generation + 1, 0
+            self.sessions[slot] = (generation, done + 1)
+            body["session_id"] = f"soak-{slot}-{generation}"
         elif kind == "rag":
             body |= {"rag_collection": "soak", "rag_top_k": 2}
         return kind, body
@@ -215,7 +225,7 @@ async def run(
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await wait_ready(session, base + "/livez")
         key = await prepare(session, base)
-        load = Load(base, key, args.seed, args.mix)
+        load = Load(base, key, args.seed, args.mix, args.session_exchanges)
         samples: list[tuple[float, float, int]] = []
         start = time.monotonic()
         until = start + args.duration
@@ -237,6 +247,8 @@ async def run(
         samples.append((elapsed, rss_mb(gateway.pid), fds(gateway.pid)))
         end_kinds = fd_kinds(gateway.pid, *ports)
         await asyncio.sleep(1.0)  # the ledger flushes every 0.25 s
+        async with session.get(base + "/healthz") as r:
+            health = await r.json()
     after = [s for s in samples if s[0] >= args.warmup] or samples[-1:]
     rss_base = after[0][1]
     rss_end = sum(s[1] for s in after[-3:]) / len(after[-3:])
@@ -257,6 +269,8 @@ async def run(
         "fds_end": samples[-1][2],
         "fd_kinds_after_warmup": await warm_kinds,
         "fd_kinds_end": end_kinds,
+        "memory": health.get("memory"),
+        "rag": health.get("rag"),
         "answered_ids": load.answered,
     }
 
@@ -276,6 +290,13 @@ def main() -> int:
     p.add_argument("--fd-slack", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mix", default=MIX, help=f"kind=percent,... (default {MIX})")
+    p.add_argument(
+        "--session-exchanges",
+        type=int,
+        default=40,
+        help="exchanges in one conversation before a new one replaces it (0: 50 sessions that "
+        "grow for the whole run)",
+    )
     p.add_argument(
         "--chroma-server",
         action="store_true",

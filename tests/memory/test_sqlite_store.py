@@ -13,13 +13,17 @@ from ailb.memory.sqlite_store import FILE, SqliteTurnStore
 from ailb.vectorstore.chroma import StoreUnavailable
 
 
-def records(n: int, start: int = 0, sk: str = "o\x1fs") -> dict[str, Any]:
+def records(n: int, start: int = 0, sk: str = "o/s") -> dict[str, Any]:
     rng = np.random.default_rng(start)
     return {
         "ids": [f"r{i}" for i in range(start, start + n)],
         "embeddings": rng.standard_normal((n, 384)).astype(np.float32),
         "documents": [f"turn {i} " + "text " * 40 for i in range(start, start + n)],
-        "metadatas": [{"sk": sk, "ts": i, "role": "user"} for i in range(start, start + n)],
+        "metadatas": [
+            {"owner": "o", "session": sk[2:], "sk": sk, "ts": i, "role": "user"}
+            | ({"part": 1} if i % 2 else {})
+            for i in range(start, start + n)
+        ],
     }
 
 
@@ -27,28 +31,40 @@ def test_records_round_trip_by_session_and_expire_by_time(tmp_path):
     async def main() -> None:
         store = SqliteTurnStore(str(tmp_path))
         await store.open()
-        a, b = records(3, 0, "o\x1fa"), records(2, 10, "o\x1fb")
+        a, b = records(3, 0, "o/a"), records(2, 10, "o/b")
         await store.upsert("c", **a)
         await store.upsert("c", **b)
-        await store.upsert("other", **records(1, 0, "o\x1fa"))  # collections are apart
-        got = await store.get("c", where={"sk": "o\x1fa"}, vectors=True)
+        await store.upsert("other", **records(1, 0, "o/a"))  # collections are apart
+        got = await store.get("c", where={"sk": "o/a"}, vectors=True)
         assert [r.id for r in got] == ["r0", "r1", "r2"]  # in time order
-        assert got[1].metadata == {"sk": "o\x1fa", "ts": 1, "role": "user"}
+        assert got[1].metadata == a["metadatas"][1]
+        assert got[0].metadata == {
+            "owner": "o",
+            "session": "a",
+            "sk": "o/a",
+            "ts": 0,
+            "role": "user",
+        }
         assert got[1].document == a["documents"][1]
-        assert np.array_equal(got[1].embedding, a["embeddings"][1])
-        assert all(r.embedding is None for r in await store.get("c", where={"sk": "o\x1fb"}))
+        # kept as float16, as the session cache holds them
+        assert got[1].embedding is not None and got[1].embedding.dtype == np.float16
+        assert np.allclose(got[1].embedding, a["embeddings"][1], rtol=1e-3, atol=1e-3)
+        assert all(r.embedding is None for r in await store.get("c", where={"sk": "o/b"}))
         # the same id again replaces the record
-        again = records(1, 0, "o\x1fa") | {"documents": ["edited"]}
+        again = records(1, 0, "o/a") | {"documents": ["edited"]}
         await store.upsert("c", **again)
-        edited = await store.get("c", where={"sk": "o\x1fa"})
+        edited = await store.get("c", where={"sk": "o/a"})
         assert edited[0].document == "edited"
         await store.delete("c", where={"ts": {"$lt": 2}})
         assert [r.id for r in await store.get("c")] == ["r2", "r10", "r11"]
-        await store.delete("c", where={"sk": "o\x1fb"})
+        await store.delete("c", where={"sk": "o/b"})
         assert [r.id for r in await store.get("c")] == ["r2"]
         assert len(await store.get("other")) == 1
         with pytest.raises(ValueError, match="unsupported filter"):
             await store.get("c", where={"owner": "o"})
+        with pytest.raises(ValueError, match="no field for"):
+            bad = records(1, 50) | {"metadatas": [{**a["metadatas"][0], "colour": "red"}]}
+            await store.upsert("c", **bad)
         await store.close()
 
     asyncio.run(main())

@@ -4,9 +4,9 @@ Memory never asks an approximate-nearest-neighbour index anything: a recall read
 records and ranks them exactly in process (session_cache.py). In Chroma every turn still goes
 into an HNSW graph held in memory, and deleting records does not shrink it (chroma-core/chroma
 #2594): with turns expiring and new ones arriving, the embedded gateway's memory grew about
-1.8 KB with every record ever written. Here a record is a row, keyed by its session, with its
-vector as a float32 blob; expiry deletes rows and SQLite reuses their pages, so the process
-holds only SQLite's page cache whatever has been stored.
+1.8 KB with every record ever written. Here a record is a row, indexed by its session, with
+its vector as a float16 blob (as the session cache holds it); expiry deletes rows and SQLite
+reuses their pages, so the process holds only SQLite's page cache whatever has been stored.
 
 The interface is the part of the vector store's that ConversationMemory uses: get, upsert and
 delete, with `where` either {"sk": session key} or {"ts": {"$lt": ns}}.
@@ -15,7 +15,6 @@ delete, with `where` either {"sk": session key} or {"ts": {"$lt": ns}}.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,21 +26,28 @@ import numpy as np
 from ailb.embeddings.minilm import Array
 from ailb.vectorstore.chroma import Record, StoreUnavailable, Where
 
+# A plain rowid table: records arrive in time order and are appended. (WITHOUT ROWID, keyed by
+# id, packed these ~1 KB rows two to a page after splits: 4 KB a record on disk.)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS memory_records (
     collection TEXT NOT NULL,
     id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    session TEXT NOT NULL,
     sk TEXT NOT NULL,
+    role TEXT NOT NULL,
     ts INTEGER NOT NULL,
+    part INTEGER,
     document TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    embedding BLOB,
-    PRIMARY KEY (collection, id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS memory_records_session ON memory_records (collection, sk);
+    embedding BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS memory_records_id ON memory_records (collection, id);
+CREATE INDEX IF NOT EXISTS memory_records_session ON memory_records (collection, sk, ts);
 CREATE INDEX IF NOT EXISTS memory_records_ts ON memory_records (collection, ts);
 """
 FILE = "memory.db"
+METADATA = ("owner", "session", "sk", "role", "ts", "part")  # what a turn's record carries
+VECTOR = np.dtype("<f2")  # as the session cache holds them: half the disk and the reads
 
 
 def _condition(where: Where | None) -> tuple[str, list[Any]]:
@@ -54,6 +60,35 @@ def _condition(where: Where | None) -> tuple[str, list[Any]]:
     if set(where) == {"ts"} and isinstance(ts, Mapping) and set(ts) == {"$lt"}:
         return " AND ts < ?", [int(ts["$lt"])]
     raise ValueError(f"unsupported filter for the SQLite memory store: {dict(where)!r}")
+
+
+def _row(
+    collection: str, id_: str, document: str, meta: Mapping[str, Any], vector: Any
+) -> tuple[Any, ...]:
+    unknown = set(meta) - set(METADATA)
+    if unknown:
+        raise ValueError(f"the SQLite memory store has no field for {sorted(unknown)}")
+    part = meta.get("part")
+    return (
+        collection,
+        id_,
+        str(meta["owner"]),
+        str(meta["session"]),
+        str(meta["sk"]),
+        str(meta["role"]),
+        int(meta["ts"]),
+        None if part is None else int(part),
+        document,
+        vector.tobytes(),
+    )
+
+
+def _record(row: tuple[Any, ...], vectors: bool) -> Record:
+    id_, owner, session, sk, role, ts, part, document, blob = row
+    meta = {"owner": owner, "session": session, "sk": sk, "role": role, "ts": ts}
+    if part is not None:
+        meta["part"] = part
+    return Record(id_, document, meta, np.frombuffer(blob, VECTOR) if vectors else None)
 
 
 class SqliteTurnStore:
@@ -108,16 +143,17 @@ class SqliteTurnStore:
     ) -> None:
         if not ids:
             return
-        vectors = np.asarray(embeddings, dtype="<f4")
+        vectors = np.asarray(embeddings).astype(VECTOR)
         rows = [
-            (collection, i, str(m["sk"]), int(m["ts"]), d, json.dumps(dict(m)), v.tobytes())
+            _row(collection, i, d, m, v)
             for i, d, m, v in zip(ids, documents, metadatas, vectors, strict=True)
         ]
 
         def run(db: sqlite3.Connection) -> None:
             with db:  # one transaction: a batch is stored whole or not at all
                 db.executemany(
-                    "INSERT OR REPLACE INTO memory_records VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO memory_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
 
         await self._call(run)
@@ -126,21 +162,16 @@ class SqliteTurnStore:
         self, collection: str, *, where: Where | None = None, vectors: bool = False
     ) -> list[Record]:
         condition, args = _condition(where)
-        columns = "id, document, metadata" + (", embedding" if vectors else "")
-        sql = f"SELECT {columns} FROM memory_records WHERE collection = ?{condition} ORDER BY ts"  # noqa: S608
+        sql = (
+            "SELECT id, owner, session, sk, role, ts, part, document, "  # noqa: S608
+            + ("embedding" if vectors else "NULL")
+            + f" FROM memory_records WHERE collection = ?{condition} ORDER BY ts"
+        )
 
-        def run(db: sqlite3.Connection) -> list[Any]:
-            return db.execute(sql, [collection, *args]).fetchall()
+        def run(db: sqlite3.Connection) -> list[Record]:
+            return [_record(row, vectors) for row in db.execute(sql, [collection, *args])]
 
-        return [
-            Record(
-                row[0],
-                row[1],
-                json.loads(row[2]),
-                np.frombuffer(row[3], dtype="<f4") if vectors and row[3] is not None else None,
-            )
-            for row in await self._call(run)
-        ]
+        return await self._call(run)  # type: ignore[no-any-return]
 
     async def delete(self, collection: str, *, where: Where | None = None) -> None:
         condition, args = _condition(where)
