@@ -38,7 +38,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     AILB_DATA_DIR=/app/ailb_memory \
-    ANONYMIZED_TELEMETRY=False
+    ANONYMIZED_TELEMETRY=False \
+    ORT_DISABLE_TELEMETRY=1
 WORKDIR /app
 USER 10001:10001
 # Embedded vector store, SQLite keys and ledger, and the usage spool (unless CHROMA_URL and

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +55,19 @@ def test_long_text_is_truncated_not_refused(model: MiniLM) -> None:
     text = "word " * 2000
     assert WordPieceCounter().count_tokens([text])[0] > 256
     assert model.embed([text]).shape == (1, DIMENSIONS)
+
+
+def test_onnxruntime_sends_no_telemetry_and_leaves_no_device_id(tmp_path) -> None:
+    """onnxruntime 1.29+ uploads usage telemetry on Linux and keeps a device id under
+    ~/.cache/Microsoft unless ORT_DISABLE_TELEMETRY=1 is set before it starts. A gateway sends
+    nothing anywhere it was not configured to."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env |= {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    code = "from ailb.embeddings.minilm import MiniLM; print(MiniLM().embed(['hello']).shape)"
+    done = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(1, 384)" in done.stdout
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert not [p for p in left if "Microsoft" in p or "onnxruntime" in p], left

@@ -38,6 +38,10 @@ class MiniLM:
     name = "all-MiniLM-L6-v2"
 
     def __init__(self, directory: Path | None = None, threads: int | None = None) -> None:
+        # onnxruntime 1.29+ uploads usage telemetry from Linux and writes a device id under
+        # ~/.cache/Microsoft unless this is set before it starts (it reads it once, at start);
+        # an operator who wants it can still set ORT_DISABLE_TELEMETRY=0.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
