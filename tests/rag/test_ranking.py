@@ -79,3 +79,40 @@ def test_empty_candidates(lexicon: Lexicon) -> None:
 def test_no_term_matches_leaves_dense_scores(lexicon: Lexicon) -> None:
     ranked = rerank(lexicon, "quantum", [("a", "x y", 0.3), ("b", "z", 0.4)])
     assert [(r.item, r.score, r.lexical) for r in ranked] == [("b", 0.4, 0.0), ("a", 0.3, 0.0)]
+
+
+def test_stemming_from_many_threads_at_once_is_right() -> None:
+    """Searches rerank in worker threads, sharing one Lexicon. A Snowball stemmer holds the
+    word it works on in the instance: unguarded, four threads here raised IndexError on about
+    4 % of new words and cached a wrong stem for a quarter of them."""
+    import sys
+    import threading
+
+    import snowballstemmer
+
+    reference = snowballstemmer.stemmer("english")
+    words = [f"{w}{i}ing" for i in range(3000) for w in ("running", "generalization")]
+    expected = {w: reference.stemWord(w) for w in words}
+    lexicon = Lexicon()
+    problems: list[str] = []
+
+    def stem_all(chunk: list[str]) -> None:
+        for w in chunk:
+            try:
+                if lexicon.stem(w) != expected[w]:
+                    problems.append(f"wrong stem for {w}")
+            except Exception as e:
+                problems.append(repr(e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=stem_all, args=(words[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not problems, (len(problems), problems[:3])
+    assert all(lexicon.stem(w) == expected[w] for w in words)  # nothing wrong was cached

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class Lexicon:
         import snowballstemmer
 
         self._stemmer = snowballstemmer.stemmer("english")
+        # A Snowball stemmer keeps the word it is working on in the instance: two threads
+        # stemming at once (searches rerank in worker threads) raised IndexError or, more
+        # often, silently cached wrong stems. Only cache misses take the lock.
+        self._stemming = threading.Lock()
         self._stems: dict[str, str] = {}
         # Terms of stored chunks by key (a chunk comes back in many searches); the text's hash
         # is checked too, so a chunk replaced under the same id is tokenized again.
@@ -56,7 +61,9 @@ class Lexicon:
         if s is None:
             if len(self._stems) >= _CACHE_LIMIT:
                 self._stems.clear()
-            s = self._stems[word] = self._stemmer.stemWord(word)
+            with self._stemming:
+                s = self._stemmer.stemWord(word)
+            self._stems[word] = s
         return s
 
     def terms(self, text: str) -> list[str]:
