@@ -64,7 +64,7 @@ def test_onnxruntime_sends_no_telemetry_and_leaves_no_device_id(tmp_path) -> Non
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env |= {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / ".cache")}
     code = "from ailb.embeddings.minilm import MiniLM; print(MiniLM().embed(['hello']).shape)"
-    done = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+    done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
