@@ -116,3 +116,15 @@ def test_stemming_from_many_threads_at_once_is_right() -> None:
         sys.setswitchinterval(interval)
     assert not problems, (len(problems), problems[:3])
     assert all(lexicon.stem(w) == expected[w] for w in words)  # nothing wrong was cached
+
+
+def test_numbers_are_their_own_terms_and_stay_out_of_the_stem_cache() -> None:
+    lexicon = Lexicon()
+    assert lexicon.query_terms("order 123456 shipped in 2024") == [
+        "order",
+        "123456",
+        "ship",
+        "2024",
+    ]
+    assert lexicon.stem("42") == "42"
+    assert set(lexicon._stems) == {"order", "shipped"}

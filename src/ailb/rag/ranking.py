@@ -22,7 +22,7 @@ LEXICAL_WEIGHT = 0.15  # BM25, scaled to [0, 1] over the candidates, added to th
 K1 = 1.2
 B = 0.75
 _WORD = re.compile(r"[^\W_]+(?:['_][^\W_]+)*")
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000  # words; about 5 MB (a language's working vocabulary fits)
 _DOC_CACHE_LIMIT = 50_000
 
 # English function words: they carry no topic, and a question is full of them.
@@ -57,6 +57,8 @@ class Lexicon:
         self._docs: dict[str, tuple[int, list[str]]] = {}
 
     def stem(self, word: str) -> str:
+        if word.isdigit():  # its own stem; numbers would fill the cache with one-offs
+            return word
         s = self._stems.get(word)
         if s is None:
             if len(self._stems) >= _CACHE_LIMIT:
