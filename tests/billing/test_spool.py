@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ailb.billing.records import UsageRecord
-from ailb.billing.spool import Spool, read_segment
+from ailb.spool import Spool, read_segment
 
 
 def rec(i: int) -> UsageRecord:
@@ -61,7 +61,7 @@ def test_a_torn_last_line_is_skipped(tmp_path):
 def test_a_full_disk_is_an_error_not_a_crash(tmp_path, monkeypatch):
     import errno
 
-    import ailb.billing.spool as spool_module
+    import ailb.spool as spool_module
 
     spool = Spool(str(tmp_path))
     spool.open()

@@ -206,7 +206,7 @@ def test_acknowledged_usage_survives_a_crash(tmp_path):
 def test_an_answer_that_cannot_be_recorded_is_withheld(gw, client_for, monkeypatch):
     import errno
 
-    import ailb.billing.spool as spool_module
+    import ailb.spool as spool_module
 
     c = client_for(gw, api_key=create(gw.url)["key"])
     assert c.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "x"}])

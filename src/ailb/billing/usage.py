@@ -9,7 +9,7 @@ import os
 
 from ailb.aio import cancel_and_wait
 from ailb.billing.records import UsageRecord
-from ailb.billing.spool import Spool, read_segment
+from ailb.spool import Spool, read_segment
 from ailb.storage import Store, StoreUnavailable
 
 log = logging.getLogger("ailb.usage")

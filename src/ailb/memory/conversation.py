@@ -31,6 +31,7 @@ from ailb.aio import cancel_and_wait
 from ailb.embeddings import Embedder
 from ailb.embeddings.minilm import Array
 from ailb.memory.fence import fenced, insert_after_system
+from ailb.memory.journal import JournalEntry, TurnJournal
 from ailb.memory.session_cache import CachedSession, SessionCache
 from ailb.providers.base import estimate_tokens, message_text
 from ailb.vectorstore.backend import Store
@@ -81,6 +82,9 @@ class Turn:
     @property
     def tokens(self) -> int:
         return estimate_tokens(self.content) + 4
+
+
+Write = tuple[str, str, list[Turn], str | None]  # owner, session, turns, journal segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +173,20 @@ def session_key(owner: str, session: str) -> str:
 
 
 class ConversationMemory:
-    def __init__(self, store: TurnStore, embedder: Embedder, settings: MemorySettings) -> None:
+    def __init__(
+        self,
+        store: TurnStore,
+        embedder: Embedder,
+        settings: MemorySettings,
+        journal: TurnJournal | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.journal = journal
         self._cache = SessionCache(settings.cache_sessions, settings.cache_bytes)
-        self._writes: asyncio.Queue[tuple[str, str, list[Turn]]] = asyncio.Queue()
+        # (owner, session, turns, journal segment holding them)
+        self._writes: asyncio.Queue[Write] = asyncio.Queue()
         # Turns queued but not yet stored: a quick next request must still see them.
         self._pending: dict[tuple[str, str], list[Turn]] = {}
         self._writer: asyncio.Task[None] | None = None
@@ -185,6 +197,11 @@ class ConversationMemory:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.journal is not None:
+            for segment, e in self.journal.open():  # what a crashed process left unstored
+                turns = [Turn(role, content, ts) for role, content, ts in e.turns]
+                self._pending.setdefault((e.owner, e.session), []).extend(turns)
+                self._writes.put_nowait((e.owner, e.session, turns, segment))
         self._writer = asyncio.create_task(self._write_loop())
         self._janitor = asyncio.create_task(self._expire_loop())
 
@@ -195,6 +212,10 @@ class ConversationMemory:
                 await self._writes.join()
         for task in (self._writer, self._janitor):
             await cancel_and_wait(task)
+        if self.journal is not None:
+            if self._writes.empty():
+                self.journal.drained(force=True)
+            self.journal.close()  # unstored exchanges stay on disk for the next start
 
     # --- recall ------------------------------------------------------------------------------
 
@@ -343,9 +364,13 @@ class ConversationMemory:
         if not turns:
             return
         key = (owner, session)
+        segment = None
+        if self.journal is not None:
+            entry = JournalEntry(owner, session, [(t.role, t.content, t.ts) for t in turns])
+            segment = self.journal.append(entry)
         self._cache.add_turns(key, turns)
         self._pending.setdefault(key, []).extend(turns)
-        self._writes.put_nowait((owner, session, turns))
+        self._writes.put_nowait((owner, session, turns, segment))
 
     async def _write_loop(self) -> None:
         while True:
@@ -354,6 +379,10 @@ class ConversationMemory:
                 batch.append(self._writes.get_nowait())
             try:
                 await self._write(batch)
+                if self.journal is not None:
+                    self.journal.stored(segment for *_, segment in batch)
+                    if self._writes.empty():
+                        self.journal.drained()
             except Exception as e:
                 self.stats["degraded"] += 1
                 self.last_error = str(e)[:300]
@@ -365,8 +394,8 @@ class ConversationMemory:
                 for _ in batch:
                     self._writes.task_done()
 
-    async def _write(self, batch: list[tuple[str, str, list[Turn]]]) -> None:
-        rows = [(o, s, t) for o, s, turns in batch for t in turns]
+    async def _write(self, batch: list[Write]) -> None:
+        rows = [(o, s, t) for o, s, turns, _ in batch for t in turns]
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
@@ -401,7 +430,7 @@ class ConversationMemory:
             by_session.setdefault((m["owner"], m["session"]), []).append(i)
         for key, rows_of in by_session.items():  # hot sessions search their new records too
             self._cache.add_vectors(key, [metadatas[i]["ts"] for i in rows_of], vectors[rows_of])
-        for o, s, turns in batch:
+        for o, s, turns, _ in batch:
             pending = self._pending.get((o, s))
             if pending is not None:
                 written = {t.ts for t in turns}
@@ -422,6 +451,8 @@ class ConversationMemory:
         turns = await self._history(owner, session)
         await self.store.delete(self.settings.collection, where={"sk": session_key(owner, session)})
         self._cache.pop((owner, session))
+        if self.journal is not None and self._writes.empty():
+            self.journal.drained(force=True)  # a crash must not replay what was just forgotten
         return len(turns)
 
     async def flush(self, within: float = 5.0) -> None:

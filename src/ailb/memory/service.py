@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from ailb.config import EnvSettings
 from ailb.embeddings import Embedder, LocalEmbedder
 from ailb.memory.conversation import COLLECTION, ConversationMemory, MemorySettings, TurnStore
+from ailb.memory.journal import TurnJournal
 from ailb.memory.sqlite_store import SqliteTurnStore
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
@@ -77,6 +79,7 @@ class MemoryService:
                 cache_bytes=env.memory_cache_mb << 20,
                 collection=memory_collection(backend.embedder.name),
             ),
+            TurnJournal(os.path.join(env.data_dir, "memory-journal")),
         )
 
     @property

@@ -1,4 +1,5 @@
-"""A durable queue of usage records in front of the ledger.
+"""A durable queue of records in front of a store: usage records before the ledger, remembered
+turns before the memory store.
 
 A record is copied into a segment file mapped into memory (MAP_SHARED: the pages belong to the
 kernel's page cache, so a crash of the process loses nothing once the copy is done, and a copy
@@ -8,7 +9,7 @@ segment every interval, writes its records to the ledger in one transaction and 
 file. Segments the ledger could not take (database down) stay on disk and are retried; segments
 left by a process that died are picked up by the next one to start (each live writer holds an
 flock on its open segment). Writing a record twice is harmless: the ledger keeps one per
-request_id.
+request_id, the memory store one per turn id.
 """
 
 from __future__ import annotations
@@ -20,23 +21,27 @@ import mmap
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import msgspec
 
 from ailb.billing.records import UsageRecord
 
+R = TypeVar("R")
+
 SUFFIX = ".jsonl"
 SEGMENT_BYTES = 4 * 1024 * 1024
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _encode = msgspec.json.Encoder().encode
-_decoder = msgspec.json.Decoder(UsageRecord)
-_batch_decoder = msgspec.json.Decoder(list[UsageRecord])
 
 
 class Spool:
-    def __init__(self, directory: str, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, directory: str, segment_bytes: int = SEGMENT_BYTES, prefix: str = "usage"
+    ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.prefix = prefix
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
         self._path: str | None = None
@@ -49,7 +54,17 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         self._roll()
 
-    def append(self, record: UsageRecord) -> str | None:
+    @property
+    def path(self) -> str | None:
+        """The segment being written."""
+        return self._path
+
+    @property
+    def used(self) -> int:
+        """Bytes written to the current segment."""
+        return self._offset
+
+    def append(self, record: Any) -> str | None:
         """Write one record; returns the path of a segment closed to make room (else None).
         Raises OSError when no segment can be made (a full disk)."""
         data = _encode(record) + b"\n"
@@ -98,7 +113,7 @@ class Spool:
     def _roll(self) -> None:
         self._unmap()
         self._seq += 1
-        name = f"usage-{self._tag}-{self._seq:08d}{SUFFIX}"
+        name = f"{self.prefix}-{self._tag}-{self._seq:08d}{SUFFIX}"
         path = os.path.join(self.directory, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -127,7 +142,9 @@ class Spool:
             return
         for name in names:
             path = os.path.join(self.directory, name)
-            if not name.endswith(SUFFIX) or path == self._path:
+            if not name.startswith(self.prefix + "-") or not name.endswith(SUFFIX):
+                continue
+            if path == self._path:
                 continue
             if _unlocked(path):
                 yield path
@@ -147,7 +164,7 @@ def _unlocked(path: str) -> bool:
     return True
 
 
-def read_segment(path: str) -> list[UsageRecord]:
+def read_segment(path: str, kind: type[R] = UsageRecord) -> list[R]:  # type: ignore[assignment]
     """The records of a segment; a torn last line (crash mid-write) is left out. Decoded as one
     array: a bad line (a damaged disk) costs a slower line-by-line pass, not the segment."""
     with open(path, "rb") as f:
@@ -157,12 +174,12 @@ def read_segment(path: str) -> list[UsageRecord]:
         return []
     lines = data[:end].split(b"\n")
     try:
-        return _batch_decoder.decode(b"[" + b",".join(lines) + b"]")
+        return msgspec.json.decode(b"[" + b",".join(lines) + b"]", type=list[kind])  # type: ignore[valid-type]
     except msgspec.DecodeError:
         out = []
         for line in lines:
             try:
-                out.append(_decoder.decode(line))
+                out.append(msgspec.json.decode(line, type=kind))
             except msgspec.DecodeError:
                 continue
         return out
