@@ -349,7 +349,8 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     "AILB_DATA_DIR": (
         "data_dir",
         "./ailb_memory",
-        "Directory of the embedded vector store (memory and RAG); `/app/ailb_memory` in the image.",
+        "Directory of the embedded stores (memory, RAG, keys, usage ledger, spools); "
+        "`/app/ailb_memory` in the image.",
     ),
     "CHROMA_URL": (
         "chroma_url",
