@@ -116,16 +116,20 @@ def fd_kinds(pid: int, gateway_port: int, upstream_port: int, work: Path) -> dic
     return dict(sorted(kinds.items()))
 
 
-CONNECTIONS = ("client connections", "upstream connections")
+CHROMA_DB = "file data/chroma.sqlite3"
+# Embedded Chroma's SQLite pool (sqlx's default pool: up to 10 connections, opened on demand).
+CHROMA_POOL = 10
+POOLED = ("client connections", "upstream connections", CHROMA_DB)
 
 
 def fd_check(warm: dict[str, int], end: dict[str, int], concurrency: int, slack: int) -> bool:
-    """Connections stay within what the load holds open (clients, and an upstream pool that
-    follows them); nothing else grows by more than `slack`."""
-    others = [sum(n for k, n in kinds.items() if k not in CONNECTIONS) for kinds in (warm, end)]
+    """Pooled descriptors stay within their pools' bounds (clients, an upstream pool that
+    follows them, Chroma's SQLite pool); nothing else grows by more than `slack`."""
+    others = [sum(n for k, n in kinds.items() if k not in POOLED) for kinds in (warm, end)]
     return (
         end.get("client connections", 0) <= concurrency
         and end.get("upstream connections", 0) <= concurrency + slack
+        and end.get(CHROMA_DB, 0) <= CHROMA_POOL
         and others[1] <= others[0] + slack
     )
 
