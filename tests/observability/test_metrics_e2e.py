@@ -419,3 +419,31 @@ def test_memory_and_rag_degradations_are_counted(
     assert value(samples, "ailb_rag_requests_total", outcome="hit") == 0
     assert value(samples, "ailb_vector_store_degraded") == 1
     assert total(samples, "ailb_requests_total", status="200") == 1
+
+
+def test_memory_degraded_on_its_own_store_shows_in_the_gauge(
+    upstreams: tuple[FakeServer, FakeServer],
+    gateway_factory: GatewayFactory,
+    client_for: ClientFor,
+) -> None:
+    """RAG off, memory in its embedded SQLite store: the gauge follows memory's own backend
+    (here its embedder cannot be reached)."""
+    primary, backup = upstreams
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here: the embeddings endpoint is down
+    gw = gateway_factory(
+        config(primary.url, backup.url),
+        {
+            "AILB_EMBEDDER": "openai",
+            "AILB_EMBEDDING_BASE_URL": f"http://127.0.0.1:{port}/v1",
+            "AILB_EMBEDDING_API_KEY": "sk-embeddings-0123456789",
+        },
+    )
+    assert gw.runtime.vectors is None  # no Chroma: memory keeps turns in SQLite
+    raw = client_for(gw).chat.completions.with_raw_response.create(
+        model="m", messages=HI, extra_body={"session_id": "s"}
+    )
+    assert raw.headers["x-ailb-memory"] == "degraded"
+    assert value(scrape(gw), "ailb_vector_store_degraded") == 1

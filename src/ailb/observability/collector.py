@@ -206,11 +206,13 @@ class GatewayCollector(Collector):
         )
         info.add_metric([__version__, rt.settings.module_id], 1)
         yield info
-        if rt.vectors is not None:
+        # RAG's Chroma backend, and memory's own (SQLite) one when it does not share it.
+        backends = {id(b): b for b in (rt.vectors, rt.memory and rt.memory.backend) if b}
+        if backends:
             yield GaugeMetricFamily(
                 "ailb_vector_store_degraded",
                 "1 while memory/RAG answer without their store or embedder (degraded), else 0.",
-                value=1 if rt.vectors.status == "degraded" else 0,
+                value=int(any(b.status == "degraded" for b in backends.values())),
             )
 
 
