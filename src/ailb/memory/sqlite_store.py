@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,10 @@ def _record(row: tuple[Any, ...], vectors: bool) -> Record:
 class SqliteTurnStore:
     def __init__(self, data_dir: str) -> None:
         self.path = Path(data_dir) / FILE
-        self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # one connection, used from worker threads in turn
+        self._db: sqlite3.Connection | None = None  # used on the worker thread only
+        # One thread of its own, as the ledger's store has: calls queue there, not in the
+        # default pool that Chroma's calls and others share.
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def where(self) -> str:
@@ -104,7 +106,7 @@ class SqliteTurnStore:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False)
+            db = sqlite3.connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed write
             db.executescript(SCHEMA)
@@ -112,12 +114,11 @@ class SqliteTurnStore:
         return self._db
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        def locked() -> Any:
-            with self._lock:
-                return fn(self._connect(), *args)
-
+        if self._executor is None:  # memory may write (a replayed journal) before open()
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailb-memory")
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.to_thread(locked)
+            return await loop.run_in_executor(self._executor, lambda: fn(self._connect(), *args))
         except (sqlite3.Error, OSError) as e:
             raise StoreUnavailable(f"{type(e).__name__}: {e}"[:300]) from e
 
@@ -128,10 +129,17 @@ class SqliteTurnStore:
         await self._call(lambda db: db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        with self._lock:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def shut() -> None:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(executor, shut)
+        executor.shutdown(wait=True)
 
     async def upsert(
         self,
