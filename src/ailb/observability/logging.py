@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -31,11 +32,16 @@ def never_log(*values: str | None) -> None:
         _secrets[:] = sorted({*_secrets, *new}, key=len, reverse=True)
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every one of `secrets` (longest first, when it matters) as `[redacted]`."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def redacted(line: str) -> str:
-    for secret in _secrets:
-        if secret in line:
-            line = line.replace(secret, "[redacted]")
-    return line
+    return redact(line, _secrets)
 
 
 class JSONFormatter(logging.Formatter):

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from ailb.config import DeploymentConfig
+from ailb.observability.logging import MIN_SECRET, redact
 from ailb.providers.base import UpstreamError, error_message_from
 from ailb.providers.http import Pool, Response
 
@@ -93,7 +94,6 @@ def decode_json(raw: bytes, what: str) -> Any:
         raise UpstreamError("protocol", f"{what}: upstream sent a body that is not JSON") from None
 
 
-MIN_SECRET = 8  # shorter values would redact ordinary words
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
 
@@ -107,22 +107,13 @@ def credentials_in(headers: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def redact(text: str | None, secrets: tuple[str, ...]) -> str | None:
-    if text is None:
-        return None
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
 async def status_error(resp: Response, secrets: tuple[str, ...] = ()) -> UpstreamError:
     try:
         raw = await resp.read()
         payload = _decode(raw) if raw else None
     except (UpstreamError, msgspec.DecodeError):
         payload = None
-    msg, code, param = (redact(x, secrets) for x in error_message_from(payload))
+    msg, code, param = (x if x is None else redact(x, secrets) for x in error_message_from(payload))
     status = resp.status
     return UpstreamError(
         "status",
