@@ -26,7 +26,7 @@ from ailb.api.asgi import (
     send_error,
 )
 from ailb.api.asgi import read_body as read_request_body
-from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, parse_chat_request
+from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, bad_json, parse_chat_request
 from ailb.auth.authenticator import OPEN, PermissionDenied
 from ailb.auth.identity import ANONYMOUS, caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
@@ -90,9 +90,6 @@ def rounded(x: float, scale: int) -> float:
     """x to 1/scale, half up: round(x, n) goes through decimal strings (about 2,000 machine
     instructions, several times per request); k / scale is the double nearest that decimal."""
     return math.floor(x * scale + 0.5) / scale
-
-
-NESTED_TOO_DEEPLY = InvalidRequest("The JSON body is nested too deeply.", code="invalid_json")
 
 
 def stream_error_frame(message: str, code: str) -> bytes:
@@ -343,7 +340,7 @@ class ChatCompletionsEndpoint:
         except (APIError, RecursionError) as exc:
             # RecursionError: JSON nested just shallower than the decoder's limit, too deep for
             # a provider's translation or the encoder deeper in the stack (about 1,000 levels).
-            e = exc if isinstance(exc, APIError) else NESTED_TOO_DEEPLY
+            e = exc if isinstance(exc, APIError) else bad_json(exc)
             ex.status, ex.error = e.status, e.code or e.type
             self._record(ex)
             if e.status == 429:

@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from ailb.api.schemas import integral_floats
+from ailb.api.schemas import with_integral_floats
 from ailb.errors import APIError, InvalidRequest, PayloadTooLarge
 
 T = TypeVar("T")
@@ -64,13 +64,12 @@ async def parse_body(
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as e:
-        try:  # 4.0 for an integer field is an integer (JSON Schema); msgspec wants 4
-            raw = msgspec.json.decode(body)
-            fixed = integral_floats(raw)
-            if fixed is not raw:
-                return msgspec.convert(fixed, kind)
+        try:  # typed decoding stops at the first wrong value, before the JSON is checked
+            retried = with_integral_floats(msgspec.json.decode(body), kind)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            pass  # typed decoding stops at the first wrong value, before the JSON is checked
+            retried = None
+        if retried is not None:
+            return retried[0]
         raise InvalidRequest(f"Invalid request body: {e}.", code="invalid_value") from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         deep = isinstance(e, RecursionError)

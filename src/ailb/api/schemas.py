@@ -4,7 +4,7 @@ description of the endpoint (generated from the same types, so they cannot drift
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -145,6 +145,8 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
+T = TypeVar("T")
+
 AILB_FIELDS = ("session_id", "rag_collection", "rag_top_k")
 
 _decode_typed = msgspec.json.Decoder(ChatCompletionRequest).decode
@@ -163,15 +165,9 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
     try:
         req = _decode_typed(body)
     except msgspec.ValidationError as e:
-        try:
-            fixed = integral_floats(raw)  # 4.0 for an integer field is an integer (JSON Schema)
-        except RecursionError:
-            fixed = raw
-        if fixed is not raw:
-            try:
-                return msgspec.convert(fixed, ChatCompletionRequest), fixed
-            except (msgspec.ValidationError, RecursionError):
-                pass
+        retried = with_integral_floats(raw, ChatCompletionRequest)
+        if retried is not None:
+            return retried
         text = str(e)
         m = _AT.search(text)
         param = (m.group(1) or None) if m else None
@@ -201,6 +197,17 @@ def bad_json(e: Exception) -> InvalidRequest:
         "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
         code="invalid_json",
     )
+
+
+def with_integral_floats(raw: Any, kind: type[T]) -> tuple[T, Any] | None:
+    """(`raw` as `kind`, the value converted) once every whole-number float is an int -- JSON
+    Schema counts 4.0 as an integer, msgspec does not; None when there is no such float or it
+    still does not fit. Only on the error path."""
+    try:
+        fixed = integral_floats(raw)
+        return (msgspec.convert(fixed, kind), fixed) if fixed is not raw else None
+    except (msgspec.ValidationError, RecursionError):
+        return None
 
 
 def integral_floats(value: Any) -> Any:
