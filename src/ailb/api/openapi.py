@@ -64,6 +64,17 @@ def path_param(
     }
 
 
+def query_param(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """An optional query parameter."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
 def document(
     operations: list[Operation], title: str, version: str, description: str
 ) -> dict[str, Any]:

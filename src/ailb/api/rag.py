@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse, parse_body
-from ailb.api.openapi import Operation, path_param
+from ailb.api.openapi import Operation, path_param, query_param
 from ailb.api.schemas import CollectionName
 from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.identity import caller_id
@@ -299,21 +299,9 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     doc_schema["pattern"] = r"^[^\x00-\x1f#]+$"  # as DocumentId
     name_param = [path_param("name", "The collection's name", name_schema)]
     doc_params = [*name_param, path_param("doc_id", "The document's id", doc_schema)]
-    page_params: list[dict[str, Any]] = [
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer"},
-            "description": "Documents per page (1-1000, default 100)",
-        },
-        {
-            "name": "offset",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer"},
-            "description": "Documents to skip (default 0)",
-        },
+    page_params = [
+        query_param("limit", {"type": "integer"}, "Documents per page (1-1000, default 100)"),
+        query_param("offset", {"type": "integer"}, "Documents to skip (default 0)"),
     ]
     tag = "RAG"
     return (

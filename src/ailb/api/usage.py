@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
-from ailb.api.openapi import Operation
+from ailb.api.openapi import Operation, query_param
 from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.principal import principal_of
 from ailb.billing.records import UsageQuery, UsageRow
@@ -107,8 +106,8 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     text = {"type": "string"}
     when = {"type": "number"}  # also a date or an ISO 8601 time, which JSON Schema cannot say
     group = "(key|model|day)"
-    params: list[dict[str, Any]] = [
-        {"name": n, "in": "query", "required": False, "schema": schema, "description": d}
+    params = [
+        query_param(n, schema, d)
         for n, schema, d in (
             ("key_id", text, "Only this key (a non-admin key: only its own)"),
             ("model", text, "Only this model"),
