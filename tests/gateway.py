@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpx2
 import uvicorn
 import uvloop
 
@@ -91,3 +92,16 @@ def settings_for(
     config_yaml: str | None, tmp_path: Any, env: Mapping[str, str] | None = None, **kw: Any
 ) -> Settings:
     return load_settings(env_for(config_yaml, tmp_path, env), **kw)
+
+
+def create_key(url: str, master: str, name: str = "test", **fields: Any) -> dict[str, Any]:
+    """A new AILB key through the admin API of the gateway at `url`: its JSON (the secret in
+    "key")."""
+    r = httpx2.post(
+        url + "/api/keys",
+        json={"name": name, **fields},
+        headers={"authorization": f"Bearer {master}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -14,6 +14,7 @@ import openai
 import pytest
 import redis
 
+from tests.gateway import create_key
 from tests.processes import GatewayProcess
 
 MASTER = "master-key-for-the-cluster-0123456789"
@@ -68,13 +69,7 @@ async def _drop(dsn: str, schema: str) -> None:
 
 
 def create(gw: GatewayProcess, **fields) -> dict:
-    r = httpx2.post(
-        gw.url + "/api/keys",
-        json={"name": "cluster", **fields},
-        headers={"authorization": f"Bearer {MASTER}"},
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
+    return create_key(gw.url, MASTER, "cluster", **fields)
 
 
 def chat(gw: GatewayProcess, key: str, **extra) -> httpx2.Response:

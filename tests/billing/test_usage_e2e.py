@@ -10,6 +10,7 @@ import httpx2
 import openai
 import pytest
 
+from tests.gateway import create_key
 from tests.processes import GatewayProcess
 
 MASTER = "master-key-for-tests-0123456789"
@@ -28,9 +29,7 @@ def auth(key: str = MASTER) -> dict[str, str]:
 
 
 def create(url: str, **fields) -> dict:
-    r = httpx2.post(url + "/api/keys", json={"name": "t", **fields}, headers=auth())
-    assert r.status_code == 200, r.text
-    return r.json()
+    return create_key(url, MASTER, "t", **fields)
 
 
 def usage(url: str, key: str = MASTER, **params) -> httpx2.Response:

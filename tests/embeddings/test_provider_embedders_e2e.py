@@ -13,18 +13,10 @@ import pytest
 
 from ailb.memory.service import memory_collection
 from tests.fakes.ollama import fake_ollama
-from tests.fakes.openai import fake_openai, openai_error
+from tests.fakes.openai import fake_openai, gateway_config, openai_error
 from tests.fakes.server import FakeServer, Reply
 from tests.rag.test_rag_e2e import ALICE, GUIDE, NOTES
 
-CONFIG = """
-deployments:
-  - name: up
-    provider: openai
-    base_url: {url}/v1
-    models: [gpt-test]
-    context_window: 16000
-"""
 KEY = "emb-key-0123456789abcdef"
 
 
@@ -53,7 +45,7 @@ BOTH = pytest.mark.parametrize(
 
 def start(gateway_factory: Any, chat: FakeServer, kind: str, emb_url: str, **env: str) -> Any:
     return gateway_factory(
-        CONFIG.format(url=chat.url), {"ENABLE_RAG": "true", **embedder_env(kind, emb_url), **env}
+        gateway_config(chat.url), {"ENABLE_RAG": "true", **embedder_env(kind, emb_url), **env}
     )
 
 

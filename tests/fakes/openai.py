@@ -167,3 +167,16 @@ def fake_openai() -> FakeServer:
             ("GET", "/v1/models"): models,
         }
     )
+
+
+def gateway_config(url: str, context_window: int | None = 16000) -> str:
+    """A gateway config with one deployment, `up`, serving model gpt-test from the fake at
+    `url`; None leaves the context window unconfigured."""
+    window = f"    context_window: {context_window}\n" if context_window is not None else ""
+    return (
+        "deployments:\n"
+        "  - name: up\n"
+        "    provider: openai\n"
+        f"    base_url: {url}/v1\n"
+        "    models: [gpt-test]\n" + window
+    )

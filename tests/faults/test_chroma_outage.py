@@ -13,16 +13,9 @@ import pytest
 from ailb.cluster.process import ManagedProcess
 from ailb.control.proto import module_service_pb2 as pb
 from tests.control.client import ControlClient
+from tests.fakes.openai import gateway_config
 from tests.faults.services import chroma_server
 
-CONFIG = """
-deployments:
-  - name: up
-    provider: openai
-    base_url: {url}/v1
-    models: [gpt-test]
-    context_window: 16000
-"""
 ALICE = {"Authorization": "Bearer sk-alice"}
 GUIDE = "# Lighthouse\n\nThe lamp rotates every 7.5 seconds. Replace the bulb after 9000 hours."
 
@@ -37,7 +30,7 @@ def chroma(tmp_path):
 def gateway(openai_upstream, gateway_factory, chroma: ManagedProcess):
     # Embeddings from the fake upstream (cheap, deterministic); the store is the Chroma server.
     return gateway_factory(
-        CONFIG.format(url=openai_upstream.url),
+        gateway_config(openai_upstream.url),
         {
             "CHROMA_URL": chroma.url,
             "ENABLE_RAG": "true",

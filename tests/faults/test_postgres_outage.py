@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.faults.services import PostgresServer
+from tests.gateway import create_key
 from tests.processes import GatewayProcess
 
 MASTER = "master-key-for-fault-tests-0123456789"
@@ -50,10 +51,8 @@ def admin() -> dict[str, str]:
     return {"authorization": f"Bearer {MASTER}"}
 
 
-def create_key(gw: GatewayProcess) -> str:
-    r = httpx2.post(gw.url + "/api/keys", json={"name": "faults"}, headers=admin(), timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
+def new_key(gw: GatewayProcess) -> str:
+    return create_key(gw.url, MASTER, "faults")["key"]
 
 
 def traffic(client: openai.OpenAI, n: int) -> list[str]:
@@ -114,7 +113,7 @@ def wait_until(check, timeout: float = 5) -> bool:
 def test_usage_is_buffered_while_postgres_is_down_and_flushed_once(pg, env, tmp_path):
     gw = GatewayProcess(env, tmp_path / "gw1.log").start()
     try:
-        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=create_key(gw), max_retries=0)
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=new_key(gw), max_retries=0)
         answered = traffic(client, 4)
         assert sorted(wait_for_ledger(pg, 4)) == sorted(answered)
 
@@ -154,7 +153,7 @@ def test_a_gateway_started_while_postgres_is_down_serves_and_recovers(pg, env, t
     must not crash-loop): keys answer 503 key_store_unavailable until it is back, the master key
     is served with its usage spooled, and everything works once it returns, no restart."""
     first = GatewayProcess(env, tmp_path / "gw1.log").start()
-    key = create_key(first)
+    key = new_key(first)
     first.stop()
     pg.stop()
 

@@ -13,6 +13,7 @@ import pytest
 
 from ailb.ratelimit.policy import BREAKER_S
 from tests.faults.services import RedisServer
+from tests.gateway import create_key
 
 MASTER = "master-key-for-fault-tests-0123456789"
 CONFIG = """
@@ -44,14 +45,8 @@ def pair(gateway_factory, redis_server, mode: str):
     return one, two
 
 
-def create_key(gw, **fields) -> str:
-    r = httpx2.post(
-        gw.url + "/api/keys",
-        json={"name": "faults", **fields},
-        headers={"authorization": f"Bearer {MASTER}"},
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["key"]
+def new_key(gw, **fields) -> str:
+    return create_key(gw.url, MASTER, "faults", **fields)["key"]
 
 
 def call(client: openai.OpenAI) -> tuple[int, httpx2.Headers, str | None, float]:
@@ -103,7 +98,7 @@ def test_fail_open_answers_meanwhile_and_counts_exactly_after(
 ):
     caplog.set_level(logging.INFO, "ailb.ratelimit")
     one, two = pair(gateway_factory, redis_server, "open")
-    a, b = clients_for(client_for, (one, two), create_key(one, rpm_limit=LIMIT))
+    a, b = clients_for(client_for, (one, two), new_key(one, rpm_limit=LIMIT))
     assert remaining(call(a)[1]) == LIMIT - 1
     assert remaining(call(b)[1]) == LIMIT - 2  # shared through Redis
 
@@ -131,8 +126,8 @@ def test_fail_closed_is_503_meanwhile_never_500_and_exact_after(
     gateway_factory, client_for, redis_server
 ):
     one, two = pair(gateway_factory, redis_server, "closed")
-    limited = create_key(one, rpm_limit=LIMIT)
-    unlimited = create_key(one)
+    limited = new_key(one, rpm_limit=LIMIT)
+    unlimited = new_key(one)
     a, b = clients_for(client_for, (one, two), limited)
     free = client_for(one, api_key=unlimited)
     assert call(a)[0] == 200
@@ -155,7 +150,7 @@ def test_a_hung_redis_costs_one_timeout_not_a_hang(gateway_factory, client_for, 
     (the first after the client's 0.25 s timeout, then at once for a second), and after SIGCONT
     the counters are shared again."""
     one, two = pair(gateway_factory, redis_server, "open")
-    a, b = clients_for(client_for, (one, two), create_key(one, rpm_limit=100))
+    a, b = clients_for(client_for, (one, two), new_key(one, rpm_limit=100))
     assert remaining(call(a)[1]) == 99
 
     redis_server.pause()

@@ -7,16 +7,8 @@ import socket
 import httpx2
 import pytest
 
+from tests.fakes.openai import gateway_config
 from tests.fakes.server import Reply
-
-CONFIG = """
-deployments:
-  - name: up
-    provider: openai
-    base_url: {url}/v1
-    models: [gpt-test]
-    context_window: 16000
-"""
 
 
 def ask(client, text: str, session: str = "s1", **kw):
@@ -37,7 +29,7 @@ def memory_block(upstream) -> str:
 
 @pytest.fixture
 def gw(openai_upstream, gateway_factory):
-    return gateway_factory(CONFIG.format(url=openai_upstream.url), {})
+    return gateway_factory(gateway_config(openai_upstream.url), {})
 
 
 def test_second_request_gets_the_first_exchange(openai_upstream, gw, client_for):
@@ -138,7 +130,7 @@ def test_store_down_degrades_without_failing(openai_upstream, gateway_factory, c
     port = s.getsockname()[1]
     s.close()  # nothing listens here: the Chroma server is "down"
     gw = gateway_factory(
-        CONFIG.format(url=openai_upstream.url), {"CHROMA_URL": f"http://127.0.0.1:{port}"}
+        gateway_config(openai_upstream.url), {"CHROMA_URL": f"http://127.0.0.1:{port}"}
     )
     client = client_for(gw, api_key="sk-alice")
     resp = ask(client, "hello")

@@ -10,14 +10,8 @@ import httpx2
 import openai
 import pytest
 
-CONFIG = """
-deployments:
-  - name: up
-    provider: openai
-    base_url: {url}/v1
-    models: [gpt-test]
-    context_window: {window}
-"""
+from tests.fakes.openai import gateway_config
+
 ALICE = {"Authorization": "Bearer sk-alice"}
 BOB = {"x-api-key": "sk-bob"}
 
@@ -37,7 +31,7 @@ NOTES = "Tide tables are published every Monday by the harbour master."
 
 def gateway(openai_upstream: Any, gateway_factory: Any, window: int = 16000, **env: str) -> Any:
     return gateway_factory(
-        CONFIG.format(url=openai_upstream.url, window=window), {"ENABLE_RAG": "true", **env}
+        gateway_config(openai_upstream.url, window), {"ENABLE_RAG": "true", **env}
     )
 
 
@@ -271,7 +265,7 @@ def test_without_rag_collection_nothing_is_touched(openai_upstream, gw, client_f
 
 
 def test_rag_disabled_says_so(openai_upstream, gateway_factory, client_for):
-    gw = gateway_factory(CONFIG.format(url=openai_upstream.url, window=16000), {})
+    gw = gateway_factory(gateway_config(openai_upstream.url, 16000), {})
     with pytest.raises(openai.BadRequestError) as info:
         ask(client_for(gw), "x", rag_collection="harbour")
     assert info.value.code == "rag_disabled"

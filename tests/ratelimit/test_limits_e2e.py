@@ -6,6 +6,8 @@ import httpx2
 import openai
 import pytest
 
+from tests.gateway import create_key
+
 MASTER = "master-key-for-tests-0123456789"
 CONFIG = """
 deployments:
@@ -29,13 +31,7 @@ deployments:
 
 
 def create(gw, **fields) -> dict:
-    r = httpx2.post(
-        gw.url + "/api/keys",
-        json={"name": "t", **fields},
-        headers={"authorization": f"Bearer {MASTER}"},
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
+    return create_key(gw.url, MASTER, "t", **fields)
 
 
 def ask(client, model: str = "mock-a", **kw):

@@ -15,16 +15,10 @@ from urllib.parse import quote
 import httpx2
 import pytest
 
+from tests.fakes.openai import gateway_config
 from tests.fakes.server import FakeServer
 
 MASTER = "master-key-tenant-isolation-0123"
-CONFIG = """
-deployments:
-  - name: up
-    provider: openai
-    base_url: {url}/v1
-    models: [gpt-test]
-"""
 B_SECRET = "the vault code is 7391-BRAVO"
 B_DOC = "Bravo's quarterly plan: acquire the lighthouse."
 B_SESSION = "bravo-private-session"
@@ -34,7 +28,7 @@ B_COLLECTION = "bravo-docs"
 @pytest.fixture
 def world(openai_upstream: FakeServer, gateway_factory: Any) -> Iterator[dict[str, Any]]:
     gw = gateway_factory(
-        CONFIG.format(url=openai_upstream.url), {"AILB_MASTER_KEY": MASTER, "ENABLE_RAG": "true"}
+        gateway_config(openai_upstream.url, None), {"AILB_MASTER_KEY": MASTER, "ENABLE_RAG": "true"}
     )
     c = httpx2.Client(base_url=gw.url, timeout=30)
     admin = {"Authorization": f"Bearer {MASTER}"}
