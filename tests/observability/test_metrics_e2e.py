@@ -4,7 +4,6 @@ with prometheus-client's own parser and checked count by count."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from ailb.observability.snapshot import MetricsSnapshot
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer, Reply
 from tests.gateway import RunningGateway
+from tests.processes import free_port
 
 GatewayFactory = Callable[..., RunningGateway]
 ClientFor = Callable[..., openai.OpenAI]
@@ -400,10 +400,7 @@ def test_memory_and_rag_degradations_are_counted(
     client_for: ClientFor,
 ) -> None:
     primary, backup = upstreams
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens here: the Chroma server is down
+    port = free_port()  # nothing listens here: the Chroma server is down
     gw = gateway_factory(
         config(primary.url, backup.url),
         {"ENABLE_RAG": "true", "CHROMA_URL": f"http://127.0.0.1:{port}"},
@@ -429,10 +426,7 @@ def test_memory_degraded_on_its_own_store_shows_in_the_gauge(
     """RAG off, memory in its embedded SQLite store: the gauge follows memory's own backend
     (here its embedder cannot be reached)."""
     primary, backup = upstreams
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens here: the embeddings endpoint is down
+    port = free_port()  # nothing listens here: the embeddings endpoint is down
     gw = gateway_factory(
         config(primary.url, backup.url),
         {
