@@ -97,8 +97,7 @@ class Spool:
     def close(self) -> None:
         self._unmap()
         if self._path is not None and self._count == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._path)
+            remove_segment(self._path)
         self._path = None
 
     def _unmap(self) -> None:
@@ -128,8 +127,7 @@ class Spool:
             self._map = mmap.mmap(fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_WRITE)
         except OSError:
             os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            remove_segment(path)
             self._path = None
             raise
         self._fd, self._path, self._count, self._offset = fd, path, 0, 0
@@ -148,6 +146,12 @@ class Spool:
                 continue
             if _unlocked(path):
                 yield path
+
+
+def remove_segment(path: str) -> None:
+    """Delete a segment whose records are stored (another process may have done it first)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _unlocked(path: str) -> bool:

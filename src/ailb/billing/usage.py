@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 
 from ailb.aio import cancel_and_wait
 from ailb.billing.records import UsageRecord
-from ailb.spool import Spool, read_segment
+from ailb.spool import Spool, read_segment, remove_segment
 from ailb.storage import Store, StoreUnavailable
 
 log = logging.getLogger("ailb.usage")
@@ -114,8 +112,7 @@ class UsageRecorder:
                     log.warning("usage_ledger_unavailable", extra={"detail": str(e)})
                 self.failing = True
                 return False
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            remove_segment(path)
             self._held -= len(self._closed.pop(path, ()))
         if self.failing:
             log.info("usage_ledger_recovered")

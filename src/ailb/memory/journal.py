@@ -10,14 +10,12 @@ storing a turn twice is harmless (records are keyed by turn).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterable
 
 import msgspec
 
-from ailb.spool import Spool, read_segment
+from ailb.spool import Spool, read_segment, remove_segment
 
 log = logging.getLogger("ailb.memory")
 
@@ -48,7 +46,7 @@ class TurnJournal:
                 self._outstanding[path] = len(entries)
                 left += [(path, e) for e in entries]
             else:
-                _remove(path)
+                remove_segment(path)
         if left:
             log.info("memory_journal_replayed", extra={"exchanges": len(left)})
         return left
@@ -65,7 +63,7 @@ class TurnJournal:
         path = self.spool.path
         if closed is not None and not self._outstanding.get(closed):
             self._outstanding.pop(closed, None)
-            _remove(closed)
+            remove_segment(closed)
         if path is not None:
             self._outstanding[path] = self._outstanding.get(path, 0) + 1
         return path
@@ -81,7 +79,7 @@ class TurnJournal:
                 continue
             self._outstanding.pop(path, None)
             if path != self.spool.path:
-                _remove(path)
+                remove_segment(path)
 
     def drained(self, force: bool = False) -> None:
         """Nothing is waiting to be stored: replace the current segment (and delete it) once it
@@ -92,13 +90,8 @@ class TurnJournal:
         if force or self.spool.used >= ROTATE_BYTES:
             closed = self.spool.rotate()
             if closed is not None:
-                _remove(closed)
+                remove_segment(closed)
 
     def close(self) -> None:
         """Stop writing; a segment with unstored exchanges stays for the next start."""
         self.spool.close()
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
