@@ -72,12 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"ailb: configuration error: {e}", file=sys.stderr)
             return 2
-        configure_logging(settings.env.log_level)
+        formatter = configure_logging(settings.env.log_level, secrets=settings.secrets())
         from ailb.server import serve
 
+        def reload() -> Settings:
+            """A reload (SIGHUP, gRPC, /api/reload) reads the settings again the same way;
+            their secrets join those the logs redact."""
+            fresh = _serve_settings(args)
+            formatter.never_log(*fresh.secrets())
+            return fresh
+
         try:
-            # A reload (SIGHUP, gRPC, /api/reload) reads the settings again the same way.
-            serve(settings, lambda: _serve_settings(args))
+            serve(settings, reload)
         except KeyboardInterrupt:
             # uvicorn shut down cleanly and re-raised Ctrl-C: no traceback for that.
             return 130

@@ -20,8 +20,6 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 from msgspec import Meta
 
-from ailb.observability.logging import never_log
-
 
 class ConfigError(ValueError):
     """Configuration that cannot work; the message names the field and the problem."""
@@ -227,6 +225,16 @@ class Settings:
     metrics_token: Secret | None = field(default=None, repr=False)  # None: /metrics is open
     config_path: str | None = None
     demo: bool = False
+
+    def secrets(self) -> tuple[str, ...]:
+        """What no log line may carry: credentials, configured header values, the master key,
+        the metrics token, the service URLs' passwords."""
+        return (
+            *self.credentials.values(),
+            *(v for d in self.deployments for v in d.headers.values()),
+            *(s for s in (self.master_key, self.metrics_token) if s),
+            *(p for url in (self.database_url, self.redis_url) for p in _passwords(url)),
+        )
 
     @property
     def module_id(self) -> str:
@@ -673,12 +681,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
     credentials = _credentials(deployments, env)
     if embedder_key is not None:
         credentials[EMBEDDER_CREDENTIAL] = embedder_key
-    never_log(
-        *credentials.values(),
-        *(v for d in deployments for v in d.headers.values()),
-        *(services[k] for k in ("master_key", "metrics_token")),
-        *(p for k in ("database_url", "redis_url") for p in _passwords(services[k])),
-    )
     return Settings(
         env=env_settings,
         deployments=deployments,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from ailb.config import load_settings
 from ailb.observability.logging import JSONFormatter
 
 
@@ -22,3 +23,32 @@ def test_values_json_cannot_hold_are_logged_as_text():
     record = logging.LogRecord("ailb", logging.INFO, "x", 1, "event", (), None)
     record.obj = object()
     assert json.loads(JSONFormatter().format(record))["obj"].startswith("<object object")
+
+
+def test_the_settings_secrets_are_redacted_and_a_reload_adds_its_own():
+    settings = load_settings(
+        {
+            "AILB_MASTER_KEY": "master-key-0123456789",
+            "OPENAI_API_KEY": "sk-openai-0123456789",
+            "DATABASE_URL": "postgresql://ailb:p%40ss-word-42@db:5432/ailb",
+        }
+    )
+    assert {
+        "master-key-0123456789",
+        "sk-openai-0123456789",
+        "p%40ss-word-42",
+        "p@ss-word-42",
+    } <= set(settings.secrets())
+    formatter = JSONFormatter(settings.secrets())
+    record = logging.LogRecord(
+        "ailb", logging.INFO, "x", 1, "key %s", ("sk-openai-0123456789",), None
+    )
+    record.detail = "password authentication failed for p@ss-word-42"
+    obj = json.loads(formatter.format(record))
+    assert obj["event"] == "key [redacted]" and obj["detail"].endswith("for [redacted]")
+    later = logging.LogRecord("ailb", logging.INFO, "x", 1, "new key sk-new-key-98765", (), None)
+    formatter.never_log("sk-new-key-98765", "short")  # a reload's; under 8 characters: kept
+    assert json.loads(formatter.format(later))["event"] == "new key [redacted]"
+    assert "short" in JSONFormatter(["short"]).format(
+        logging.LogRecord("ailb", logging.INFO, "x", 1, "short", (), None)
+    )

@@ -20,16 +20,6 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 
 
 MIN_SECRET = 8  # shorter values would redact ordinary words
-_secrets: list[str] = []  # longest first
-
-
-def never_log(*values: str | None) -> None:
-    """Values no log line may ever carry -- the configured credentials, the master key, tokens:
-    replaced by `[redacted]` wherever they appear (a last line of defence; nothing should try
-    to log them in the first place)."""
-    new = {v for v in values if v and len(v) >= MIN_SECRET} - set(_secrets)
-    if new:
-        _secrets[:] = sorted({*_secrets, *new}, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -40,13 +30,23 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def redacted(line: str) -> str:
-    return redact(line, _secrets)
-
-
 class JSONFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        self._secrets: list[str] = []  # longest first
+        self.never_log(*secrets)
+
+    def never_log(self, *values: str | None) -> None:
+        """Values no log line may ever carry -- the configured credentials, the master key,
+        tokens: replaced by `[redacted]` wherever they appear (a last line of defence; nothing
+        should try to log them in the first place). Kept across reloads."""
+        new = {v for v in values if v and len(v) >= MIN_SECRET} - set(self._secrets)
+        if new:
+            self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
+
     def format(self, record: logging.LogRecord) -> str:
-        return redacted(self._format(record)) if _secrets else self._format(record)
+        line = self._format(record)
+        return redact(line, self._secrets) if self._secrets else line
 
     def _format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -64,10 +64,14 @@ class JSONFormatter(logging.Formatter):
         return _encode(out).decode()
 
 
-def configure_logging(level: str = "INFO", stream: Any = None) -> None:
-    """Route every logger (ours, uvicorn's, aiohttp's) through the JSON formatter."""
+def configure_logging(
+    level: str = "INFO", stream: Any = None, secrets: Iterable[str | None] = ()
+) -> JSONFormatter:
+    """Route every logger (ours, uvicorn's, aiohttp's) through the JSON formatter, which
+    redacts `secrets` (and what its never_log is given later)."""
+    formatter = JSONFormatter(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JSONFormatter())
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -76,3 +80,4 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    return formatter
