@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from grpc_health.v1 import health_pb2
 
+from ailb.storage import sqlite_ledger as ledger
 from tests.control.client import ControlClient
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer, Reply
@@ -115,7 +116,7 @@ def test_sigterm_finishes_the_stream_in_flight_and_exits_0(slow_upstream, tmp_pa
     assert '"draining"' in log and '"stopped"' in log, log
 
     # The in-flight request's usage reached the ledger before the process ended.
-    assert ledger_rows(tmp_path, request_id) == [(200, 1)]
+    assert ledger_rows(tmp_path, request_id) == [(200, True)]
 
 
 def test_a_stream_longer_than_the_grace_period_is_cut_and_the_process_still_exits(
@@ -142,14 +143,12 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_the_process_still_exit
     assert "data: [DONE]" not in rest
     assert '"code":"gateway_shutting_down"' in rest[-1]
     assert "Traceback" not in gw.log()
-    assert ledger_rows(tmp_path, request_id) == [(200, 1)]  # what was streamed is billed
+    assert ledger_rows(tmp_path, request_id) == [(200, True)]  # what was streamed is billed
 
 
-def ledger_rows(tmp_path: Path, request_id: str) -> list[tuple[int, int]]:
+def ledger_rows(tmp_path: Path, request_id: str) -> list[tuple[int, bool]]:
     db = sqlite3.connect(tmp_path / "data" / "ailb.db")
     try:
-        return db.execute(
-            "SELECT status, stream FROM usage WHERE request_id = ?", (request_id,)
-        ).fetchall()
+        return [(r.status, r.stream) for r in ledger.records(db) if r.request_id == request_id]
     finally:
         db.close()

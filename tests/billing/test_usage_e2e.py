@@ -246,4 +246,4 @@ def test_usage_recording_off(gateway_factory, client_for, tmp_path):
     data = tmp_path / "ailb_memory"
     assert not (data / "usage-spool").exists()
     with sqlite3.connect(data / "ailb.db") as db:
-        assert db.execute("SELECT count(*) FROM usage").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM usage_records").fetchone() == (0,)

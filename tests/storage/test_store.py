@@ -5,7 +5,9 @@ second gateway process."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -288,7 +290,7 @@ def test_query_usage_groups_and_filters(make_store: MakeStore) -> None:
     async def scenario() -> None:
         async with opened(make_store) as (store,):
             assert await store.query_usage(UsageQuery()) == [UsageRow()]
-            assert await store.insert_usage(LEDGER) == len(LEDGER)
+            assert await store.insert_usage(LEDGER, "b1") == len(LEDGER)
             for group_by, expected in GROUPED:
                 got = await store.query_usage(UsageQuery(group_by=group_by))
                 assert got == expected, group_by
@@ -302,7 +304,7 @@ def test_spent_since(make_store: MakeStore) -> None:
     async def scenario() -> None:
         async with opened(make_store) as (store,):
             assert await store.spent_since(0) == {}
-            await store.insert_usage(LEDGER)
+            await store.insert_usage(LEDGER, "b1")
             assert await store.spent_since(0) == {"ka": (2.0, 90), "kb": (3.125, 225)}
             assert await store.spent_since(DAY2) == {"ka": (0.25, 45), "kb": (2.125, 135)}
             assert await store.spent_since(DAY2, key_id="kb") == {"kb": (2.125, 135)}
@@ -312,57 +314,82 @@ def test_spent_since(make_store: MakeStore) -> None:
     run(scenario())
 
 
-def test_insert_usage_is_idempotent(make_store: MakeStore) -> None:
+def test_a_batch_is_written_once(make_store: MakeStore) -> None:
     async def scenario() -> None:
         async with opened(make_store, count=2) as (a, b):
-            r1, r2, r3, r4 = (record(f"q{i}", DAY1 + i, cost_usd=0.5) for i in range(4))
-            assert await a.insert_usage([]) == 0
-            assert await a.insert_usage([r1, r2]) == 2
-            assert await a.insert_usage([r2, r3]) == 1
-            assert await b.insert_usage([r1, r2, r3]) == 0  # another process, same records
-            assert await a.insert_usage([r4, r4]) == 1  # a duplicate inside one batch
-            # The first write wins; a changed record under a known id is not applied.
-            assert await b.insert_usage([record("q0", DAY1, cost_usd=99.0)]) == 0
-            assert await b.query_usage(UsageQuery()) == [row(4, 0, 4, 4, 2.0)]
+            r1, r2, r3 = (record(f"q{i}", DAY1 + i * 50, cost_usd=0.5) for i in range(3))
+            assert await a.insert_usage([], "empty") == 0
+            assert await a.insert_usage([r1, r2], "seg-1") == 2
+            assert await a.insert_usage([r1, r2], "seg-1") == 0
+            assert await b.insert_usage([r1, r2], "seg-1") == 0  # another process
+            assert await b.insert_usage([r3], "seg-2") == 1
+            # The first write wins: a batch written again with other contents is not applied.
+            assert await b.insert_usage([record("q0", DAY1, cost_usd=99.0)], "seg-1") == 0
+            assert await b.query_usage(UsageQuery()) == [row(3, 0, 3, 3, 1.5)]
+            # Its records are all there, partial minutes included.
+            assert await b.query_usage(UsageQuery(from_ts=DAY1 + 1)) == [row(2, 0, 2, 2, 1.0)]
 
     run(scenario())
 
 
-def test_a_batch_larger_than_one_statement(make_store: MakeStore) -> None:
-    """SQLite takes a batch in multi-row statements of at most ~2,000 rows (its parameter
-    limit): a larger one spans several, and a repeat of part of it is still skipped."""
+def test_postgres_skips_a_request_id_already_stored(postgres_dsn: str, pg_schema: str) -> None:
+    """PostgreSQL keeps one row per request: a record is also skipped when it comes again in
+    another batch."""
+
+    async def scenario() -> None:
+        async with opened(lambda: PostgresStore(postgres_dsn, schema=pg_schema)) as (store,):
+            r1, r2, r3 = (record(f"q{i}", DAY1 + i, cost_usd=0.5) for i in range(3))
+            assert await store.insert_usage([r1, r2], "seg-1") == 2
+            assert await store.insert_usage([r2, r3], "seg-2") == 1
+            assert await store.insert_usage([r3, r3], "seg-3") == 0
+            assert await store.query_usage(UsageQuery()) == [row(3, 0, 3, 3, 1.5)]
+
+    run(scenario())
+
+
+def test_a_large_batch(make_store: MakeStore) -> None:
+    """A batch of a full spool segment: thousands of records over several minutes and keys
+    (SQLite adds their totals in multi-row statements of at most 512 rows)."""
 
     async def scenario() -> None:
         async with opened(make_store) as (store,):
-            batch = [record(f"big{i:05d}", DAY1 + i / 1000, prompt_tokens=i) for i in range(5001)]
-            assert await store.insert_usage(batch) == 5001
-            assert await store.insert_usage([*batch[4000:], record("new", DAY1)]) == 1
+            batch = [
+                record(f"big{i:05d}", DAY1 + i / 10, f"k{i % 7}", model=f"m{i % 11}",
+                       prompt_tokens=i)
+                for i in range(5001)
+            ]  # fmt: skip
+            assert await store.insert_usage(batch, "big") == 5001
+            assert await store.insert_usage(batch, "big") == 0
             (total,) = await store.query_usage(UsageQuery())
-            assert total.requests == 5002
-            assert total.prompt_tokens == sum(range(5001)) + 1
+            assert total.requests == 5001
+            assert total.prompt_tokens == sum(range(5001))
+            by_key = await store.query_usage(UsageQuery(group_by=("key", "model")))
+            assert len(by_key) == 7 * 11
+            assert sum(r.prompt_tokens for r in by_key) == sum(range(5001))
 
     run(scenario())
 
 
 def test_concurrent_insert_usage(make_store: MakeStore) -> None:
-    tasks, per_task, overlap = 8, 25, 5
+    """Two processes flushing the same segments at once (an orphaned spool both picked up):
+    each batch lands once."""
+    batches, per_batch = 8, 25
 
     async def scenario() -> None:
         async with opened(make_store, count=2) as (a, b):
-            # Neighbouring batches share `overlap` ids and the two stores take turns, so the
-            # same request ids race between tasks and between "processes".
-            batches = [
-                [
-                    record(f"c{n:04d}", DAY1 + n, cost_usd=0.25)
-                    for n in range(t * (per_task - overlap), t * (per_task - overlap) + per_task)
-                ]
-                for t in range(tasks)
+            segments = [
+                [record(f"c{t:02d}{n:03d}", DAY1 + n, cost_usd=0.25) for n in range(per_batch)]
+                for t in range(batches)
             ]
             counts = await asyncio.gather(
-                *((a if t % 2 else b).insert_usage(batch) for t, batch in enumerate(batches))
+                *(
+                    store.insert_usage(batch, f"seg-{t}")
+                    for t, batch in enumerate(segments)
+                    for store in (a, b)
+                )
             )
-            distinct = len({r.request_id for batch in batches for r in batch})
-            assert sum(counts) == distinct == tasks * (per_task - overlap) + overlap
+            distinct = batches * per_batch
+            assert sum(counts) == distinct
             assert await a.query_usage(UsageQuery()) == [
                 row(distinct, 0, distinct, distinct, distinct * 0.25)
             ]
@@ -436,15 +463,14 @@ def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with opened(lambda: SqliteStore(str(path))) as (store,):
-            await store.insert_usage([record("x", DAY1)])
+            await store.insert_usage([record("x", DAY1)], "b")
 
     run(scenario())
     assert path.is_file()
 
 
-def test_sqlite_ledger_rows_keep_every_value(tmp_path: Path) -> None:
-    """Rows are bound as ints and strs only (bools as 0/1, NULLs as '' turned back by NULLIF):
-    what is read back is exactly what was recorded."""
+def test_sqlite_ledger_keeps_every_value(tmp_path: Path) -> None:
+    """Records are kept whole in their batch: what is read back is exactly what was recorded."""
     full = record(
         "full",
         DAY1,
@@ -457,18 +483,127 @@ def test_sqlite_ledger_rows_keep_every_value(tmp_path: Path) -> None:
         collection="c",
         instance="i",
     )
-    bare = record("bare", DAY1 + 1, deployment=None, user=None, session_id=None, collection=None)
+    bare = record("bare", DAY1 + 61, deployment=None, user=None, session_id=None, collection=None)
 
     async def scenario() -> None:
-        store = SqliteStore(str(tmp_path / "ledger.db"))
-        await store.open()
-        try:
-            assert await store.insert_usage([full, bare]) == 2
-        finally:
-            await store.close()
+        async with opened(lambda: SqliteStore(str(tmp_path / "ledger.db"))) as (store,):
+            assert await store.insert_usage([full, bare], "seg") == 2
 
     run(scenario())
-    columns = ", ".join(f'"{f}"' for f in UsageRecord.__struct_fields__)
     with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = db.execute(f"SELECT {columns} FROM usage ORDER BY ts").fetchall()
-    assert [UsageRecord(*row) for row in rows] == [full, bare]
+        rows = db.execute("SELECT minute, batch, records FROM usage_records ORDER BY minute")
+        got = [(m, b, msgspec.json.decode(r, type=list[UsageRecord])) for m, b, r in rows]
+    assert got == [(DAY1 // 60, "seg", [full]), (DAY1 // 60 + 1, "seg", [bare])]
+
+
+V1_SCHEMA = """CREATE TABLE usage (
+    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+    deployment TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL, latency_ms REAL NOT NULL, status INTEGER NOT NULL,
+    estimated INTEGER NOT NULL, stream INTEGER NOT NULL, "user" TEXT, session_id TEXT,
+    collection TEXT, instance TEXT NOT NULL
+)"""
+
+
+def test_sqlite_ledger_of_an_earlier_version_is_migrated(tmp_path: Path) -> None:
+    """A database written by AILB before the batched ledger (one row per request) is moved
+    into it when the store opens: the same answers, every record kept."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(V1_SCHEMA)
+        columns = ", ".join(f'"{f}"' for f in UsageRecord.__struct_fields__)
+        marks = ", ".join("?" * len(UsageRecord.__struct_fields__))
+        db.executemany(
+            f"INSERT INTO usage ({columns}) VALUES ({marks})",
+            [msgspec.structs.astuple(r) for r in LEDGER],
+        )
+    db.close()
+
+    async def scenario() -> None:
+        async with opened(lambda: SqliteStore(str(path))) as (store,):
+            for group_by, expected in GROUPED:
+                assert await store.query_usage(UsageQuery(group_by=group_by)) == expected
+            for query, expected in FILTERED:
+                assert await store.query_usage(query) == expected, query
+        async with opened(lambda: SqliteStore(str(path))) as (store,):  # migrated once
+            assert await store.query_usage(UsageQuery()) == [row(6, 2, 210, 105, 5.125)]
+
+    run(scenario())
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage'").fetchone() is None
+        kept = [
+            r
+            for (blob,) in db.execute("SELECT records FROM usage_records")
+            for r in msgspec.json.decode(blob, type=list[UsageRecord])
+        ]
+    db.close()
+    assert sorted(kept, key=lambda r: r.request_id) == LEDGER  # r1..r6
+
+
+def test_ledger_totals_match_the_records_at_any_bounds(make_store: MakeStore) -> None:
+    """Whatever the bounds -- whole minutes, partial ones, both inside one minute -- a query
+    adds up exactly the records with from_ts <= ts < to_ts (against a sum over the records)."""
+    rng = random.Random(7)
+    base = DAY2 - 600.0
+    records = [
+        record(f"x{i:04d}", base + rng.randrange(0, 1200 * 4) / 4, rng.choice(["ka", "kb"]),
+               model=rng.choice(["gpt", "claude"]), prompt_tokens=rng.randrange(100),
+               completion_tokens=rng.randrange(100), cost_usd=rng.randrange(64) / 64,
+               status=rng.choice([200, 200, 429]))
+        for i in range(400)
+    ]  # fmt: skip
+    bounds = [None, base, base + 59.75, base + 60, base + 61.5, DAY2, DAY2 + 0.25, base + 1200]
+    bounds += [base + rng.randrange(0, 1200 * 4) / 4 for _ in range(6)]
+    bounds += [-3.1e257, -1.0, 0.0, 4.2e-73, 1e300]  # any finite number is a valid bound
+
+    def expected(q: UsageQuery) -> list[UsageRow]:
+        inside = [
+            r
+            for r in records
+            if (q.from_ts is None or r.ts >= q.from_ts)
+            and (q.to_ts is None or r.ts < q.to_ts)
+            and (q.key_id is None or r.key_id == q.key_id)
+        ]
+        groups: dict[tuple[str, ...], list[UsageRecord]] = {}
+        for r in inside:
+            day = time.strftime("%Y-%m-%d", time.gmtime(r.ts))
+            labels = tuple(
+                {"day": day, "key": r.key_id, "model": r.model}[g]
+                for g in ("day", "key", "model")
+                if g in q.group_by
+            )
+            groups.setdefault(labels, []).append(r)
+        if not q.group_by:
+            groups.setdefault((), [])
+        out = []
+        names = [g for g in ("day", "key", "model") if g in q.group_by]
+        for labels, rs in sorted(groups.items()):
+            named = dict(zip(names, labels, strict=True))
+            out.append(
+                UsageRow(
+                    day=named.get("day"),
+                    key_id=named.get("key"),
+                    model=named.get("model"),
+                    requests=len(rs),
+                    errors=sum(r.status >= 400 for r in rs),
+                    prompt_tokens=sum(r.prompt_tokens for r in rs),
+                    completion_tokens=sum(r.completion_tokens for r in rs),
+                    cost_usd=sum(r.cost_usd for r in rs),
+                )
+            )
+        return out
+
+    async def scenario() -> None:
+        async with opened(make_store) as (store,):
+            for n in range(0, len(records), 97):  # several batches, minutes split between them
+                await store.insert_usage(records[n : n + 97], f"seg-{n}")
+            for lo in bounds:
+                for hi in bounds:
+                    for key_id, group_by in ((None, ()), ("kb", ("day", "model"))):
+                        q = UsageQuery(from_ts=lo, to_ts=hi, key_id=key_id, group_by=group_by)
+                        assert await store.query_usage(q) == expected(q), q
+            spent = await store.spent_since(base + 61.5, key_id="ka")
+            (want,) = expected(UsageQuery(from_ts=base + 61.5, key_id="ka"))
+            assert spent == {"ka": (want.cost_usd, want.prompt_tokens + want.completion_tokens)}
+
+    run(scenario())

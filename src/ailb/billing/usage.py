@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from ailb.aio import cancel_and_wait
 from ailb.billing.records import UsageRecord
@@ -106,7 +107,8 @@ class UsageRecorder:
                 continue  # another instance flushed it first
             try:
                 if records:
-                    self.flushed += await self.store.insert_usage(records)
+                    batch = os.path.basename(path)
+                    self.flushed += await self.store.insert_usage(records, batch)
             except StoreUnavailable as e:
                 if not self.failing:
                     log.warning("usage_ledger_unavailable", extra={"detail": str(e)})

@@ -60,9 +60,10 @@ class Store(Protocol):
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord]) -> int:
-        """Append records in one transaction; a request_id already stored is skipped.
-        Returns how many were new."""
+    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
+        """Append a batch of records (a spool segment: `batch` names it uniquely) in one
+        transaction; a batch written before changes nothing. Returns how many records were
+        new (PostgreSQL also skips any request_id already stored, whatever its batch)."""
 
     async def query_usage(self, query: UsageQuery) -> list[UsageRow]: ...
 

@@ -181,7 +181,8 @@ class PostgresStore:
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord]) -> int:
+    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
+        # Row per record, each request id once: that makes any batch idempotent, `batch` too.
         if not records:
             return 0
         # Sorted so concurrent batches that share request ids lock them in the same order

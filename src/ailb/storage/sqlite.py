@@ -22,6 +22,7 @@ import msgspec
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
 from ailb.storage import StoreUnavailable, usage_row
+from ailb.storage import sqlite_ledger as ledger
 
 T = TypeVar("T")
 
@@ -31,48 +32,9 @@ SCHEMA = (
         seq INTEGER NOT NULL UNIQUE,
         doc TEXT NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS usage (
-        request_id TEXT PRIMARY KEY,
-        ts REAL NOT NULL,
-        key_id TEXT NOT NULL,
-        model TEXT NOT NULL,
-        deployment TEXT,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        cost_usd REAL NOT NULL,
-        latency_ms REAL NOT NULL,
-        status INTEGER NOT NULL,
-        estimated INTEGER NOT NULL,
-        stream INTEGER NOT NULL,
-        "user" TEXT,
-        session_id TEXT,
-        collection TEXT,
-        instance TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)",
-    "CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_id, ts)",
+    *ledger.SCHEMA,
 )
-
-USAGE_COLUMNS = tuple(f'"{name}"' for name in UsageRecord.__struct_fields__)
-# sqlite3 binds exact int, float and str directly, but sends every other value (None and bool
-# included) through its adaptation protocol, which fails two attribute lookups -- two exceptions
-# made and dropped -- per value: that was a fifth of a request's whole cost. So rows go in as
-# ints and strs only; the optional text columns carry '' for NULL, turned back by NULLIF.
-NULLABLE = frozenset({"deployment", "user", "session_id", "collection"})
-VALUES_ROW = "({})".format(
-    ", ".join("NULLIF(?, '')" if f in NULLABLE else "?" for f in UsageRecord.__struct_fields__)
-)
-MAX_ROWS_PER_INSERT = 512
 OPEN_ATTEMPTS = 100
-INSERT_USAGE = f"INSERT OR IGNORE INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES {VALUES_ROW}"  # noqa: S608
-
-
-# Group name -> (SQL expression, UsageRow field); dict order is the row order.
-GROUPS = {
-    "day": ("strftime('%Y-%m-%d', ts, 'unixepoch')", "day"),
-    "key": ("key_id", "key_id"),
-    "model": ("model", "model"),
-}
 
 
 class SqliteStore:
@@ -80,8 +42,6 @@ class SqliteStore:
         self._path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the worker thread only
-        self._insert_statements: dict[int, str] = {}
-        self._rows_per_insert = 1
 
     async def open(self) -> None:
         if self._executor is not None:
@@ -129,48 +89,32 @@ class SqliteStore:
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord]) -> int:
+    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
         if not records:
             return 0
-        values = [_row(r) for r in records]
-        return await self._run(self._insert_usage, values)
+        return await self._run(self._insert_usage, batch, records)
 
     async def query_usage(self, query: UsageQuery) -> list[UsageRow]:
-        unknown = set(query.group_by) - GROUPS.keys()
+        unknown = set(query.group_by) - ledger.GROUPS.keys()
         if unknown:
             raise ValueError(f"cannot group usage by {sorted(unknown)}")
-        groups = [(name, *spec) for name, spec in GROUPS.items() if name in query.group_by]
-        where, args = _where(query)
-        exprs = [expr for _, expr, _ in groups]
-        sql = (
-            f"SELECT {''.join(e + ', ' for e in exprs)}count(*), "  # noqa: S608 - constants
-            "coalesce(sum(status >= 400), 0), coalesce(sum(prompt_tokens), 0), "
-            "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0.0) "
-            f"FROM usage{where}"
+        groups = [g for g in ledger.GROUPS if g in query.group_by]
+        found = await self._run(
+            self._totals, groups, query.key_id, query.model, query.from_ts, query.to_ts
         )
-        if groups:
-            cols = ", ".join(exprs)
-            sql += f" GROUP BY {cols} ORDER BY {cols} LIMIT ?"
-            args.append(max(query.limit, 0))
-        rows = await self._run(self._fetch, sql, tuple(args))
+        if not groups:
+            return [usage_row({}, found.get((), (0, 0, 0, 0, 0.0)))]
+        fields = [ledger.GROUPS[g][1] for g in groups]
         return [
-            usage_row({field: row[i] for i, (_, _, field) in enumerate(groups)}, row[len(groups) :])
-            for row in rows
+            usage_row(dict(zip(fields, labels, strict=True)), found[labels])
+            for labels in sorted(found)[: max(query.limit, 0)]
         ]
 
     async def spent_since(
         self, since: float, key_id: str | None = None
     ) -> dict[str, tuple[float, int]]:
-        sql = (
-            "SELECT key_id, sum(cost_usd), sum(prompt_tokens + completion_tokens) "
-            "FROM usage WHERE ts >= ?"
-        )
-        args: list[Any] = [since]
-        if key_id is not None:
-            sql += " AND key_id = ?"
-            args.append(key_id)
-        rows = await self._run(self._fetch, sql + " GROUP BY key_id", tuple(args))
-        return {k: (float(cost), int(tokens)) for k, cost, tokens in rows}
+        found = await self._run(self._totals, ["key"], key_id, None, since, None)
+        return {k: (float(t[4]), int(t[2] + t[3])) for (k,), t in found.items()}
 
     # --- worker thread ----------------------------------------------------------------------
 
@@ -230,13 +174,11 @@ class SqliteStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            rows = min(MAX_ROWS_PER_INSERT, max(1, limit // len(USAGE_COLUMNS)))
-            self._rows_per_insert = 1 << (rows.bit_length() - 1)  # a power of two
             self._conn = conn
             with self._write():
                 for statement in SCHEMA:
                     conn.execute(statement)
+                ledger.migrate_rows(conn)
         except BaseException:
             self._conn = None
             conn.close()
@@ -275,45 +217,20 @@ class SqliteStore:
                 raise KeyError(key.id)
             return _seq_of(conn, key.id)
 
-    def _insert_usage(self, values: list[tuple[Any, ...]]) -> int:
-        # Many rows per statement, not executemany: executemany takes the GIL back for every
-        # row, and against a busy event loop each of those waits out the switch interval
-        # (measured: 5 ms a row), so the ledger could never keep up with traffic.
-        # Chunks are powers of two, so at most a dozen statement shapes are ever prepared (each
-        # prepared statement is kept by sqlite3's cache; one shape per batch size grew memory
-        # without bound).
+    def _insert_usage(self, batch: str, records: Sequence[UsageRecord]) -> int:
         with self._errors(), self._write() as conn:
-            before = conn.total_changes
-            i = 0
-            while i < len(values):
-                rows = min(self._rows_per_insert, 1 << ((len(values) - i).bit_length() - 1))
-                chunk = values[i : i + rows]
-                conn.execute(self._insert_sql(rows), [v for row in chunk for v in row])
-                i += rows
-            return conn.total_changes - before
+            return ledger.insert_batch(conn, batch, records)
 
-    def _insert_sql(self, rows: int) -> str:
-        sql = self._insert_statements.get(rows)
-        if sql is None:
-            sql = self._insert_statements[rows] = INSERT_USAGE.replace(
-                VALUES_ROW, ",".join([VALUES_ROW] * rows)
-            )
-        return sql
-
-
-def _where(query: UsageQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    for clause, value in (
-        ("key_id = ?", query.key_id),
-        ("model = ?", query.model),
-        ("ts >= ?", query.from_ts),
-        ("ts < ?", query.to_ts),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+    def _totals(
+        self,
+        groups: Sequence[str],
+        key_id: str | None,
+        model: str | None,
+        from_ts: float | None,
+        to_ts: float | None,
+    ) -> dict[tuple[Any, ...], ledger.Totals]:
+        with self._errors():
+            return ledger.totals(self._connection(), groups, key_id, model, from_ts, to_ts)
 
 
 def _seq_of(conn: sqlite3.Connection, key_id: str) -> int:
@@ -327,25 +244,3 @@ def _encode_key(key: ApiKey) -> str:
 
 def _decode_key(doc: str) -> ApiKey:
     return msgspec.json.decode(doc, type=ApiKey)
-
-
-def _row(r: UsageRecord) -> tuple[str | int | float, ...]:
-    """A record as sqlite3 binds it without adaptation (see NULLABLE); in column order."""
-    return (
-        r.request_id,
-        r.ts,
-        r.key_id,
-        r.model,
-        r.deployment or "",
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.cost_usd,
-        r.latency_ms,
-        r.status,
-        1 if r.estimated else 0,
-        1 if r.stream else 0,
-        r.user or "",
-        r.session_id or "",
-        r.collection or "",
-        r.instance,
-    )
