@@ -56,7 +56,7 @@ async def admitted(
         except RateLimited:
             continue
         ok += 1
-        await p.settle(g, 10, usd)
+        p.settle(g, 10, usd)
     return ok
 
 

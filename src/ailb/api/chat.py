@@ -362,9 +362,9 @@ class ChatCompletionsEndpoint:
             live.requests -= 1  # done with the upstream: its configuration may be retired
             self._record(ex)
             if self.limits is not None:
-                await self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
+                self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
             if gate is not None:
-                await gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
+                gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
             if self.access_log.enabled:
                 self.access_log.write("request", ex.log_fields())
 

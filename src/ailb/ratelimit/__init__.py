@@ -88,6 +88,9 @@ class Admission(msgspec.Struct):
     denied_by: str | None = None  # the window or quota name that refused
     reason: Literal["rate", "quota", "revoked"] | None = None
     retry_after: float = 0.0  # seconds until the refused window has room (rate only)
+    # The x-ratelimit-* headers, when the admitter made them as it went (else made from
+    # `windows` by ratelimit.headers.limit_headers).
+    headers: list[tuple[bytes, bytes]] | None = None
 
 
 class AdmissionUnavailable(Exception):

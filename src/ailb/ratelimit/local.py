@@ -21,10 +21,21 @@ from ailb.ratelimit import (
     Ticket,
     WindowState,
 )
+from ailb.ratelimit.headers import (
+    REMAINING_REQUESTS,
+    REMAINING_TOKENS,
+    Header,
+    limit_header,
+    reset_header,
+)
 
 # One bucket more than the window: the current second is only partly elapsed, so counting 61
 # whole seconds keeps every 60-second span within the limit.
 SPAN = WINDOW_SECONDS + 1
+# A window charged this second empties SPAN - (now - second) seconds from now, in (60, 61]:
+# always the same header.
+CHARGED_RESET_REQUESTS = reset_header(False, SPAN)
+CHARGED_RESET_TOKENS = reset_header(True, SPAN)
 SWEEP_EVERY = 1024  # admits between sweeps of idle counters
 USD_TOLERANCE = 1e-9  # float sums like 0.1 + 0.2 must not refuse a budget spent exactly
 
@@ -43,16 +54,6 @@ class Buckets:
         b = self.buckets
         while b and b[0][0] < oldest:
             self.total -= b.popleft()[1]
-
-    def adjust(self, second: int, delta: int) -> None:
-        for bucket in reversed(self.buckets):  # the recent end: settles come soon after
-            if bucket[0] == second:
-                new = max(0, bucket[1] + delta)
-                self.total += new - bucket[1]
-                bucket[1] = new
-                return
-            if bucket[0] < second:
-                return
 
     def last_charged(self) -> int | None:
         for second, units in reversed(self.buckets):
@@ -106,7 +107,7 @@ class Plan:
     once per version of the key, so that admitting one of its requests is a few attribute
     operations rather than building names, windows and a quota and looking each one up."""
 
-    __slots__ = ("gen", "quota", "revocation", "specs", "windows")
+    __slots__ = ("gen", "ledger", "quota", "revocation", "specs", "windows")
 
     def __init__(
         self, specs: Sequence[RateWindow], quota: Quota | None, revocation: str | None
@@ -115,11 +116,14 @@ class Plan:
         self.quota = quota  # its estimates are given per request
         self.revocation = revocation
         self.gen = -1  # the admitter generation the counters below belong to
-        self.windows: tuple[tuple[str, int, int, bool, Buckets], ...] = ()
+        # (name, limit, cost, tokens?, counters, its x-ratelimit-limit-* header)
+        self.windows: tuple[tuple[str, int, int, bool, Buckets, Header], ...] = ()
+        self.ledger: _Ledger | None = None  # the quota's, until it expires
 
 
 class LocalTicket(Ticket):
-    token_windows: list[tuple[Buckets, int]]  # (counters, estimated tokens)
+    # (counters, the bucket charged, estimated tokens)
+    token_windows: list[tuple[Buckets, list[int], int]]
     ledger: _Ledger | None
     settled: bool = False
 
@@ -146,10 +150,17 @@ class LocalAdmitter:
         return self.admit_now(plan, request_id, quota.token_estimate, quota.usd_estimate)
 
     def admit_now(
-        self, plan: Plan, request_id: str, tokens: int = 0, usd: float = 0.0
+        self,
+        plan: Plan,
+        request_id: str,
+        tokens: int = 0,
+        usd: float = 0.0,
+        states: bool = True,
     ) -> Admission:
         """Check and charge through a plan, without awaiting (atomic on the event loop).
-        `tokens` and `usd` are the request's estimates for PER_REQUEST windows and the quota."""
+        `tokens` and `usd` are the request's estimates for PER_REQUEST windows and the quota.
+        The admission carries its x-ratelimit-* headers; its window states too unless
+        `states` is false (the hot path needs only the headers)."""
         # Written flat: it runs on every limited request (no helper calls on the usual path).
         now = self._clock()
         second = int(now)  # clocks are positive: int() is floor()
@@ -164,7 +175,7 @@ class LocalAdmitter:
             refused = Admission(False, denied_by=revocation, reason="revoked")
         oldest = second - WINDOW_SECONDS
         windows = plan.windows
-        for name, limit, cost, _, buckets in windows:
+        for name, limit, cost, _, buckets, _ in windows:
             if buckets.buckets and buckets.buckets[0][0] < oldest:
                 buckets.trim(oldest)
             if refused is None and buckets.total + (tokens if cost < 0 else cost) > limit:
@@ -174,35 +185,61 @@ class LocalAdmitter:
         ledger = None
         quota = plan.quota
         if quota is not None and refused is None:
-            ledger = self._ledger(quota, now)
+            ledger = plan.ledger
+            if ledger is None or (ledger.expires_at is not None and ledger.expires_at <= now):
+                ledger = plan.ledger = self._ledger(quota, now)
             if _over_budget(ledger, quota, now, usd, tokens):
                 refused = Admission(False, denied_by=quota.name, reason="quota")
         if refused is not None:
-            refused.windows = [_state(n, lim, b, now) for n, lim, _, _, b in windows]
+            refused.windows = [_state(n, lim, b, now) for n, lim, _, _, b, _ in windows]
             return refused
-        states = []
+        window_states: list[WindowState] | None = [] if states else None
         token_windows = []
         reset = SPAN - now + second  # the bucket just charged is the window's newest
-        for name, limit, cost, is_tokens, buckets in windows:
+        # The tightest window of each kind, for the headers: (limit header, remaining, reset).
+        req: tuple[Header, int, float] | None = None
+        tok: tuple[Header, int, float] | None = None
+        for name, limit, cost, is_tokens, buckets, limit_hdr in windows:
             if cost < 0:
                 cost = tokens
             b = buckets.buckets
             if b and b[-1][0] == second:
-                b[-1][1] += cost
+                bucket = b[-1]
+                bucket[1] += cost
             else:
-                b.append([second, cost])
+                bucket = [second, cost]
+                b.append(bucket)
             buckets.total += cost
             remaining = limit - buckets.total
-            if b[-1][1] > 0:
-                states.append(WindowState(name, limit, remaining if remaining > 0 else 0, reset))
-            else:  # a zero-cost probe: the window's age comes from older buckets
-                states.append(_state(name, limit, buckets, now))
+            if remaining < 0:
+                remaining = 0
+            # A zero-cost probe leaves the window's age to older buckets.
+            window_reset = reset if bucket[1] > 0 else _state(name, limit, buckets, now).reset_s
+            if window_states is not None:
+                window_states.append(WindowState(name, limit, remaining, window_reset))
             if is_tokens:
-                token_windows.append((buckets, cost))
+                token_windows.append((buckets, bucket, cost))
+                if tok is None or remaining < tok[1]:
+                    tok = (limit_hdr, remaining, window_reset)
+            elif req is None or remaining < req[1]:
+                req = (limit_hdr, remaining, window_reset)
         if ledger is not None:
-            assert quota is not None
             ledger.reserve(request_id, usd, tokens, now + RESERVATION_TTL)
-        return Admission(True, states, LocalTicket(request_id, second, token_windows, ledger))
+        headers: list[Header] = []
+        if req is not None:
+            headers += (
+                req[0],
+                (REMAINING_REQUESTS, b"%d" % req[1]),
+                CHARGED_RESET_REQUESTS if req[2] == reset else reset_header(False, req[2]),
+            )
+        if tok is not None:
+            headers += (
+                tok[0],
+                (REMAINING_TOKENS, b"%d" % tok[1]),
+                CHARGED_RESET_TOKENS if tok[2] == reset else reset_header(True, tok[2]),
+            )
+        ticket = LocalTicket(request_id, second, token_windows, ledger)
+        return Admission(True, window_states or [], ticket, headers=headers)
 
     def _bind(self, plan: Plan, now: float) -> None:
         counters = self._windows
@@ -211,8 +248,10 @@ class LocalAdmitter:
             buckets = counters.get(w.name)
             if buckets is None:
                 buckets = counters[w.name] = Buckets()
-            bound.append((w.name, w.limit, w.cost, w.name.endswith(":tokens"), buckets))
+            tokens = w.name.endswith(":tokens")
+            bound.append((w.name, w.limit, w.cost, tokens, buckets, limit_header(tokens, w.limit)))
         plan.windows = tuple(bound)
+        plan.ledger = None  # looked up again too: a sweep may have dropped it
         plan.gen = self._gen
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
@@ -227,9 +266,13 @@ class LocalAdmitter:
         if not ticket.token_windows and ledger is None:
             return
         now = self._clock()
-        if ticket.second > int(now) - SPAN:
-            for buckets, estimate in ticket.token_windows:
-                buckets.adjust(ticket.second, tokens - estimate)
+        if ticket.second > int(now) - SPAN:  # its buckets are still counted
+            for buckets, bucket, estimate in ticket.token_windows:
+                new = bucket[1] + tokens - estimate
+                if new < 0:
+                    new = 0
+                buckets.total += new - bucket[1]
+                bucket[1] = new
         # A period that has ended is not reopened by a late settle; the next admit seeds the
         # new counter from the ledger.
         if ledger is not None and (ledger.expires_at is None or ledger.expires_at > now):

@@ -33,6 +33,7 @@ from ailb.ratelimit import (
     RateWindow,
     Ticket,
 )
+from ailb.ratelimit.headers import limit_headers as window_headers
 from ailb.ratelimit.local import LocalAdmitter, Plan
 from ailb.routing.deployment import DeploymentState
 from ailb.storage import Store, StoreUnavailable
@@ -108,23 +109,6 @@ def period(kind: str, now: float) -> tuple[str, float, int | None]:
         )
         return start.strftime("%Y-%m"), start.timestamp(), int(nxt.timestamp() - now) + GRACE_TTL_S
     return "total", 0.0, None
-
-
-def reset_text(seconds: float) -> str:
-    """OpenAI's duration style for x-ratelimit-reset-*: 20ms, 1s, 6m0s."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    s = math.ceil(seconds)
-    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
-
-
-# Windows reset within 61 s: their header values, made once rather than on every answer.
-_RESETS = tuple(reset_text(s).encode() for s in range(62))
-
-
-def _reset(seconds: float) -> bytes:
-    s = math.ceil(seconds)
-    return _RESETS[s] if 1 <= s < len(_RESETS) else reset_text(seconds).encode()
 
 
 class LimitPolicy:
@@ -258,11 +242,11 @@ class LimitPolicy:
                 compiled = await self._compile(principal, model)
             if compiled.plan is None:
                 return NOTHING
-            adm = local.admit_now(compiled.plan, request_id, tokens, usd)
-            headers = limit_headers(adm)
+            adm = local.admit_now(compiled.plan, request_id, tokens, usd, states=False)
             if not adm.allowed:
-                raise refusal(adm, headers)
-            return Granted(headers, adm.ticket, local)
+                raise refusal(adm, limit_headers(adm))
+            assert adm.headers is not None  # made by admit_now on admission
+            return Granted(adm.headers, adm.ticket, local)
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
@@ -331,18 +315,17 @@ class LimitPolicy:
             return None
         return await self.fallback.admit(request_id, windows, quota, None), self.fallback
 
-    async def settle(self, granted: Granted, tokens: int, usd: float) -> None:
-        if granted.ticket is None or granted.admitter is None:
+    def settle(self, granted: Granted, tokens: int, usd: float) -> None:
+        """The request's actual tokens and cost replace its estimates: at once in process;
+        through Redis in the background, so the request's task (and with it its keep-alive
+        connection) is free a round trip sooner. The one pipelined connection keeps order: the
+        settle reaches Redis before any later check this instance sends."""
+        ticket, admitter = granted.ticket, granted.admitter
+        if ticket is None or admitter is None:
             return
-        if granted.admitter is self.local:
-            self.local.settle_now(granted.ticket, tokens, usd)
+        if isinstance(admitter, LocalAdmitter):
+            admitter.settle_now(ticket, tokens, usd)
             return
-        if granted.admitter is self.fallback or self.fallback is None:
-            await self._settle(granted, tokens, usd)  # in process: nothing to wait for
-            return
-        # Through Redis: sent in the background, so the request's task (and with it its
-        # keep-alive connection) is free a round trip sooner. The one pipelined connection
-        # keeps order: the settle reaches Redis before any later check this instance sends.
         task = asyncio.ensure_future(self._settle(granted, tokens, usd))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
@@ -363,27 +346,7 @@ class LimitPolicy:
 
 def limit_headers(adm: Admission) -> list[tuple[bytes, bytes]]:
     """OpenAI's x-ratelimit-* headers from the tightest requests and tokens windows."""
-    req = tok = None
-    for w in adm.windows:
-        if w.name.endswith(":tokens"):
-            if tok is None or w.remaining < tok.remaining:
-                tok = w
-        elif req is None or w.remaining < req.remaining:
-            req = w
-    out: list[tuple[bytes, bytes]] = []
-    if req is not None:
-        out += (
-            (b"x-ratelimit-limit-requests", b"%d" % req.limit),
-            (b"x-ratelimit-remaining-requests", b"%d" % req.remaining),
-            (b"x-ratelimit-reset-requests", _reset(req.reset_s)),
-        )
-    if tok is not None:
-        out += (
-            (b"x-ratelimit-limit-tokens", b"%d" % tok.limit),
-            (b"x-ratelimit-remaining-tokens", b"%d" % tok.remaining),
-            (b"x-ratelimit-reset-tokens", _reset(tok.reset_s)),
-        )
-    return out
+    return adm.headers if adm.headers is not None else window_headers(adm.windows)
 
 
 def refusal(adm: Admission, headers: list[tuple[bytes, bytes]]) -> APIError:
@@ -447,9 +410,9 @@ class DeploymentGate:
         self.granted.append((c.name, Granted([], adm.ticket, admitter)))
         return None
 
-    async def settle(self, deployment: str | None, tokens: int) -> None:
+    def settle(self, deployment: str | None, tokens: int) -> None:
         """The answering deployment's tokens replace its estimate; attempts that failed used
         their request but no tokens."""
         for name, g in self.granted:
-            await self.policy.settle(g, tokens if name == deployment else 0, 0.0)
+            self.policy.settle(g, tokens if name == deployment else 0, 0.0)
         self.granted.clear()
