@@ -31,6 +31,12 @@ R = TypeVar("R")
 
 SUFFIX = ".jsonl"
 SEGMENT_BYTES = 4 * 1024 * 1024
+# A segment is sized for the traffic: about twice what was written between the last two
+# rotations, within [MIN_SEGMENT_BYTES, segment_bytes]. Its blocks are reserved when it opens
+# and the unused tail given back when it closes, a churn that costs in proportion to the size:
+# 4 MiB segments rotated every 0.25 s cost about 5 µs per request at 3,000 requests/s,
+# segments sized to the traffic about 1.5 µs.
+MIN_SEGMENT_BYTES = 64 * 1024
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _encode = msgspec.json.Encoder().encode
 
@@ -48,6 +54,9 @@ class Spool:
         self._offset = 0
         self._count = 0
         self._seq = 0
+        self._size = 0  # the current segment's
+        self._written = 0  # bytes in segments closed since the last rotate(), because full
+        self._next_size = min(segment_bytes, MIN_SEGMENT_BYTES)
         self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     def open(self) -> None:
@@ -69,12 +78,15 @@ class Spool:
         Raises OSError when no segment can be made (a full disk)."""
         data = _encode(record) + b"\n"
         closed = None
-        if self._map is None:  # the last segment could not be made (disk full): try again
-            self._roll()
-        elif self._offset + len(data) > self.segment_bytes:
-            closed = self.rotate()
+        if self._offset + len(data) > self._size or self._map is None:
             if len(data) > self.segment_bytes:
-                raise ValueError("a usage record larger than a spool segment")
+                raise ValueError("a record larger than a spool segment")
+            if self._map is None:  # the last segment could not be made (disk full): try again
+                self._roll(len(data))
+            else:  # full: the next one twice as large
+                self._written += self._offset
+                self._next_size = 2 * self._size
+                closed = self._rotate(len(data))
         assert self._map is not None, "spool not open"
         end = self._offset + len(data)
         self._map[self._offset : end] = data
@@ -84,14 +96,24 @@ class Spool:
 
     def rotate(self) -> str | None:
         """Close the current segment (if it holds anything) and start a new one; returns the
-        closed segment's path."""
-        if self._count == 0:
+        closed segment's path. Called at a steady pace, it sizes the next segment for what was
+        written since the last call."""
+        written, self._written = self._written + self._offset, 0
+        # Room for twice that, shrinking by at most half at a time.
+        self._next_size = max(MIN_SEGMENT_BYTES, 2 * written, self._size // 2)
+        return self._rotate(0)
+
+    def _rotate(self, need: int) -> str | None:
+        if self._count == 0 and need <= self._size:
             return None
         closed = self._path
         self._unmap()
+        if self._count == 0 and closed is not None:  # too small for the record: never used
+            remove_segment(closed)
+            closed = None
         self._count, self._offset = 0, 0
         with contextlib.suppress(OSError):  # no room for a new one: the next append says so
-            self._roll()
+            self._roll(need)
         return closed
 
     def close(self) -> None:
@@ -109,8 +131,10 @@ class Spool:
             os.close(self._fd)  # releases the flock: the segment is now anyone's to flush
             self._fd = None
 
-    def _roll(self) -> None:
+    def _roll(self, need: int = 0) -> None:
         self._unmap()
+        page = mmap.PAGESIZE
+        size = min(self.segment_bytes, -(-max(self._next_size, need) // page) * page)
         self._seq += 1
         name = f"{self.prefix}-{self._tag}-{self._seq:08d}{SUFFIX}"
         path = os.path.join(self.directory, name)
@@ -119,18 +143,20 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Blocks reserved now: a full disk is an error here, not a SIGBUS on a later copy.
             try:
-                os.posix_fallocate(fd, 0, self.segment_bytes)
+                os.posix_fallocate(fd, 0, size)
             except OSError as e:
                 if e.errno not in _NO_FALLOCATE:
                     raise
-                os.ftruncate(fd, self.segment_bytes)  # a file system without reservations
-            self._map = mmap.mmap(fd, self.segment_bytes, mmap.MAP_SHARED, mmap.PROT_WRITE)
+                os.ftruncate(fd, size)  # a file system without reservations
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_WRITE)
         except OSError:
             os.close(fd)
             remove_segment(path)
             self._path = None
+            self._size = 0
             raise
         self._fd, self._path, self._count, self._offset = fd, path, 0, 0
+        self._size = size
 
     def orphans(self) -> Iterator[str]:
         """Closed segments nobody is writing: this process's rotated ones and dead processes'."""

@@ -19,6 +19,7 @@ import pytest
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import GroupBy, UsageQuery, UsageRecord, UsageRow
 from ailb.storage import Store, StoreUnavailable
+from ailb.storage import sqlite_ledger as ledger
 from ailb.storage.postgres import PostgresStore
 from ailb.storage.sqlite import SqliteStore
 
@@ -490,10 +491,12 @@ def test_sqlite_ledger_keeps_every_value(tmp_path: Path) -> None:
             assert await store.insert_usage([full, bare], "seg") == 2
 
     run(scenario())
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = db.execute("SELECT minute, batch, records FROM usage_records ORDER BY minute")
-        got = [(m, b, msgspec.json.decode(r, type=list[UsageRecord])) for m, b, r in rows]
-    assert got == [(DAY1 // 60, "seg", [full]), (DAY1 // 60 + 1, "seg", [bare])]
+    db = sqlite3.connect(tmp_path / "ledger.db")
+    rows = db.execute("SELECT minute, batch FROM usage_records ORDER BY minute").fetchall()
+    assert rows == [(DAY1 // 60, "seg"), (DAY1 // 60 + 1, "seg")]
+    assert list(ledger.records(db, int(DAY1 // 60))) == [full]
+    assert list(ledger.records(db, int(DAY1 // 60) + 1)) == [bare]
+    db.close()
 
 
 V1_SCHEMA = """CREATE TABLE usage (
@@ -531,11 +534,7 @@ def test_sqlite_ledger_of_an_earlier_version_is_migrated(tmp_path: Path) -> None
     run(scenario())
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage'").fetchone() is None
-        kept = [
-            r
-            for (blob,) in db.execute("SELECT records FROM usage_records")
-            for r in msgspec.json.decode(blob, type=list[UsageRecord])
-        ]
+        kept = list(ledger.records(db))
     db.close()
     assert sorted(kept, key=lambda r: r.request_id) == LEDGER  # r1..r6
 

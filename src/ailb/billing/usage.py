@@ -13,7 +13,7 @@ from ailb.storage import Store, StoreUnavailable
 
 log = logging.getLogger("ailb.usage")
 
-FLUSH_INTERVAL_S = 0.25
+FLUSH_INTERVAL_S = 1.0  # records are durable in the spool: this is only how fresh the ledger is
 MAX_HELD = 200_000  # records kept in memory while the ledger is down
 MAX_RETRY_S = 10.0
 

@@ -6,7 +6,8 @@ recording, on the one core the gateway has. The ledger is written on every reque
 totals, so it is kept the way it is used:
 
 - `usage_records`: each batch (one spool segment) as a few rows, one per minute its records
-  started in, holding those records encoded (the per-request detail, nothing dropped);
+  started in, holding those records (MessagePack arrays: the per-request detail, nothing
+  dropped);
 - `usage_minutes`: requests, errors, tokens and cost per key, minute and model, added to as
   each batch is written.
 
@@ -73,33 +74,43 @@ MAX_ROWS_PER_STATEMENT = 512  # x 8 values: within SQLite's default limit of 32,
 V1_CHUNK = 10_000
 TS_MAX = float(2**40)  # year 36812
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(list[UsageRecord]).decode
+# MessagePack: floats as 8 bytes rather than decimal text, a third of JSON's encoding cost.
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(list[UsageRecord]).decode
 
 Totals = list[Any]  # [requests, errors, prompt tokens, completion tokens, cost]
 
 
 def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRecord]) -> int:
     """Write one batch inside the caller's transaction; 0 when `batch` was written before."""
+    if not records:
+        return 0
     by_minute: dict[int, list[UsageRecord]] = {}
     sums: dict[tuple[str, int, str], Totals] = {}
+    # A batch is mostly runs of one key and model within one minute: the minute and the totals
+    # row are looked up again only when the run changes (this loop runs once per request).
+    minute, lo, hi = 0, 0.0, -1.0  # the current minute and its bounds
+    group: list[UsageRecord] = []
+    key_id: str | None = None
+    model: str | None = None
+    s: Totals = []
     for r in records:
-        minute = int(r.ts // 60)
-        group = by_minute.get(minute)
-        if group is None:
-            group = by_minute[minute] = []
+        ts = r.ts
+        if ts >= hi or ts < lo:
+            minute = int(ts // 60)
+            lo = minute * 60.0
+            hi = lo + 60.0
+            group = by_minute.setdefault(minute, [])
+            key_id = None  # a new run
         group.append(r)
-        k = (r.key_id, minute, r.model)
-        s = sums.get(k)
-        if s is None:
-            s = sums[k] = [0, 0, 0, 0, 0.0]
+        if r.key_id != key_id or r.model != model:
+            key_id, model = r.key_id, r.model
+            s = sums.setdefault((key_id, minute, model), [0, 0, 0, 0, 0.0])
         s[0] += 1
         s[1] += r.status >= 400
         s[2] += r.prompt_tokens
         s[3] += r.completion_tokens
         s[4] += r.cost_usd
-    if not records:
-        return 0
     minutes = iter(by_minute.items())
     first, group = next(minutes)
     cur = conn.execute(
