@@ -25,8 +25,9 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from ailb.api.response_head import OnePassHeadCycle
 from ailb.errors import APIError
 
 log = logging.getLogger("ailb.http")
@@ -49,6 +50,13 @@ def guarded_protocol(base: type[Any], read_timeout: float) -> type[asyncio.Proto
         _head_bytes = 0
         _waiting_for: Any = None  # what the deadline is running for (identity)
         _since = 0.0
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            # uvicorn makes the cycle inline; its head is then written in one pass
+            # (response_head.py). Same layout, no state of its own: only `send` differs.
+            if type(cycle) is RequestResponseCycle:
+                cycle.__class__ = OnePassHeadCycle
+            super()._start_asgi_task(cycle, app)
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
