@@ -145,7 +145,7 @@ def test_the_ledger_equals_what_the_clients_received(cluster):
     for c in clients:
         c.close()
     deadline = time.monotonic() + 10
-    while True:  # the other instances flush their spools every quarter second
+    while True:  # the other instances flush their spools every second
         row = httpx2.get(
             cluster[0].url + "/api/usage",
             params={"key_id": made["id"], "group_by": "key,model"},
