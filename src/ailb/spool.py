@@ -86,7 +86,7 @@ class Spool:
             else:  # full: the next one twice as large
                 self._written += self._offset
                 self._next_size = 2 * self._size
-                closed = self._rotate(len(data))
+                closed = self._replace(len(data))
         assert self._map is not None, "spool not open"
         end = self._offset + len(data)
         self._map[self._offset : end] = data
@@ -101,19 +101,27 @@ class Spool:
         written, self._written = self._written + self._offset, 0
         # Room for twice that, shrinking by at most half at a time.
         self._next_size = max(MIN_SEGMENT_BYTES, 2 * written, self._size // 2)
-        return self._rotate(0)
-
-    def _rotate(self, need: int) -> str | None:
-        if self._count == 0 and need <= self._size:
+        if self._count == 0:
             return None
+        closed = self._path
+        self._unmap()
+        self._count, self._offset = 0, 0
+        with contextlib.suppress(OSError):  # no room for a new one: the next append says so
+            self._roll()
+        return closed
+
+    def _replace(self, need: int) -> str | None:
+        """A full segment for a new one with room for `need` bytes; the new one is made first,
+        so a full disk leaves the old one current (and this append failing) rather than a
+        closed segment nobody was told about. Returns the closed path (None: it was empty)."""
+        made = self._make(need)
         closed = self._path
         self._unmap()
         if self._count == 0 and closed is not None:  # too small for the record: never used
             remove_segment(closed)
             closed = None
+        self._fd, self._map, self._path, self._size = made
         self._count, self._offset = 0, 0
-        with contextlib.suppress(OSError):  # no room for a new one: the next append says so
-            self._roll(need)
         return closed
 
     def close(self) -> None:
@@ -133,6 +141,12 @@ class Spool:
 
     def _roll(self, need: int = 0) -> None:
         self._unmap()
+        self._path, self._size = None, 0
+        self._fd, self._map, self._path, self._size = self._make(need)
+        self._count, self._offset = 0, 0
+
+    def _make(self, need: int) -> tuple[int, mmap.mmap, str, int]:
+        """A new segment file, locked, its blocks reserved and mapped: (fd, map, path, size)."""
         page = mmap.PAGESIZE
         size = min(self.segment_bytes, -(-max(self._next_size, need) // page) * page)
         self._seq += 1
@@ -148,15 +162,11 @@ class Spool:
                 if e.errno not in _NO_FALLOCATE:
                     raise
                 os.ftruncate(fd, size)  # a file system without reservations
-            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_WRITE)
+            return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_WRITE), path, size
         except OSError:
             os.close(fd)
             remove_segment(path)
-            self._path = None
-            self._size = 0
             raise
-        self._fd, self._path, self._count, self._offset = fd, path, 0, 0
-        self._size = size
 
     def orphans(self) -> Iterator[str]:
         """Closed segments nobody is writing: this process's rotated ones and dead processes'."""

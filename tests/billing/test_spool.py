@@ -87,3 +87,48 @@ def test_a_full_disk_is_an_error_not_a_crash(tmp_path, monkeypatch):
         "req_000003",
     ]
     spool.close()
+
+
+def test_a_full_disk_when_a_full_segment_rolls_over(tmp_path, monkeypatch):
+    """The next segment is made before the full one is closed: with no room for it, the append
+    fails and the full segment stays current, so every closed segment is reported exactly once
+    and every record written is in exactly one of them."""
+    import errno
+
+    import ailb.spool as spool_module
+
+    spool = Spool(str(tmp_path), segment_bytes=1000)
+    spool.open()
+    closed: list[str] = []
+    written = []
+    i = 0
+    while spool.used + 200 < spool._size:  # nearly full
+        assert spool.append(rec(i)) is None
+        written.append(i)
+        i += 1
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+    for _ in range(3):
+        try:
+            if (c := spool.append(rec(i))) is not None:
+                closed.append(c)
+            written.append(i)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        i += 1
+    assert closed == []  # nothing closed behind the caller's back
+    monkeypatch.undo()
+    for _ in range(5):
+        if (c := spool.append(rec(i))) is not None:
+            closed.append(c)
+        written.append(i)
+        i += 1
+    assert len(closed) == 1
+    closed.append(spool.rotate())
+    got = [r for path in closed for r in read_segment(path)]
+    assert got == [rec(n) for n in written]
+    assert sorted(spool.orphans()) == sorted(closed)
+    spool.close()
