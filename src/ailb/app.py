@@ -108,7 +108,9 @@ class Gateway:
             if path.startswith(("/v1/", "/api/")):
                 scope[ARRIVED] = time.perf_counter()
                 try:
-                    principal = await self.auth.authenticate(scope)
+                    principal = self.auth.authenticate_now(scope)
+                    if principal is None:
+                        principal = await self.auth.authenticate(scope)
                     scope[SCOPE_KEY] = principal
                     if principal.key is not None and principal.key.signing_secret is not None:
                         body = await read_body(scope, receive, self.max_body_bytes)

@@ -38,7 +38,7 @@ from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
 from ailb.rag.context import augment, sources_header
 from ailb.rag.service import RagService
-from ailb.ratelimit.policy import NOTHING, DeploymentGate, Granted, LimitPolicy
+from ailb.ratelimit.policy import NOTHING, DeploymentGate, Grant, LimitPolicy
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import OpenStream
 from ailb.routing.router import Needs, Plan, Router
@@ -240,7 +240,7 @@ class ChatCompletionsEndpoint:
         rid_header = [(b"x-request-id", ex.request_id.encode())]
         principal = scope.get(SCOPE_KEY) or OPEN
         ex.key_id = principal.key_id
-        granted: Granted = NOTHING
+        granted: Grant = NOTHING
         gate: DeploymentGate | None = None
         live = self.runtime.live
         live.requests += 1
@@ -259,13 +259,16 @@ class ChatCompletionsEndpoint:
             needs = request_needs(req)
             estimate = needs.prompt_tokens + (needs.max_tokens or COMPLETION_ESTIMATE)
             if self.limits is not None:
-                granted = await self.limits.admit(
-                    principal,
-                    ex.request_id,
-                    req.model,
-                    req.user,
-                    estimate,
-                    self._cost_ceiling(router, principal, req.model, needs),
+                usd = self._cost_ceiling(router, principal, req.model, needs)
+                got = self.limits.admit_now(
+                    principal, ex.request_id, req.model, req.user, estimate, usd
+                )
+                granted = (
+                    got
+                    if got is not None
+                    else await self.limits.admit(
+                        principal, ex.request_id, req.model, req.user, estimate, usd
+                    )
                 )
                 rid_header += granted.headers
             if live.gated and self.limits is not None:

@@ -15,7 +15,7 @@ from ailb.api.asgi import Scope, header
 from ailb.auth.audit import AuditLog
 from ailb.auth.identity import ANONYMOUS, presented_bytes
 from ailb.auth.keyring import KeyRing
-from ailb.auth.keys import key_id_of, matches
+from ailb.auth.keys import ApiKey, key_id_of, matches
 from ailb.auth.principal import MASTER, Principal
 from ailb.errors import APIError, ServiceUnavailable
 from ailb.storage import StoreUnavailable
@@ -64,29 +64,37 @@ class Authenticator:
         self.audit = audit
         self.signature_window = signature_window
         self._clock = clock
-        self._recent: dict[bytes, tuple[Principal, float]] = {}
+        # presented secret -> (its principal, the key record it was checked against, until)
+        self._recent: dict[bytes, tuple[Principal, ApiKey, float]] = {}
+        self._ring_keys: dict[str, ApiKey] = ring.keys if ring is not None else {}
 
     @property
     def enabled(self) -> bool:
         return self._master is not None
 
-    async def authenticate(self, scope: Scope) -> Principal:
+    def authenticate_now(self, scope: Scope) -> Principal | None:
+        """`authenticate` without awaiting, for the usual request: an open gateway, or a
+        secret verified a moment ago. None: it takes `authenticate`."""
         if self._master is None:
             return OPEN  # the owner is derived from the presented key only when data is used
         raw = presented_bytes(scope)
         hit = self._recent.get(raw) if raw is not None else None
-        if hit is not None:
-            principal, until = hit
-            key = principal.key
-            # Still the very record the ring holds (any change replaces it), and still in time.
-            if (
-                key is not None
-                and self.ring is not None
-                and self.ring.cached(key.id) is key
-                and self._clock() < until
-            ):
-                return principal
-            del self._recent[raw]  # type: ignore[arg-type]  # a hit means raw is not None
+        if hit is None:
+            return None
+        principal, key, until = hit
+        # Still the very record the ring holds (any change replaces it), and still in time.
+        if self._ring_keys.get(key.id) is key and self._clock() < until:
+            return principal
+        return None
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        principal = self.authenticate_now(scope)
+        if principal is not None:
+            return principal
+        assert self._master is not None  # an open gateway is always answered above
+        raw = presented_bytes(scope)
+        if raw is not None:
+            self._recent.pop(raw, None)  # stale, if it was there
         presented = raw.decode("latin-1") if raw is not None else None
         path = scope.get("path", "")
         if presented is None:
@@ -137,7 +145,7 @@ class Authenticator:
             until = min(until, key.previous_expires_at)  # it is the rotated-out secret
         if len(self._recent) >= RECENT_MAX:
             self._recent.clear()
-        self._recent[raw] = (principal, until)
+        self._recent[raw] = (principal, key, until)
 
     def verify_signature(self, principal: Principal, scope: Scope, body: bytes) -> None:
         """For keys created with signing: HMAC-SHA256 over `<timestamp>.<body>` in

@@ -27,7 +27,8 @@ class KeyRing:
         self.store = store
         self.poll_interval = poll_interval
         self.seq = 0
-        self._keys: dict[str, ApiKey] = {}
+        # Never replaced, only updated: the authenticator's hot path reads it directly.
+        self.keys: dict[str, ApiKey] = {}
         self._misses: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -47,7 +48,7 @@ class KeyRing:
     async def refresh(self) -> None:
         seq, changed = await self.store.keys_changed_since(self.seq)
         for key in changed:
-            self._keys[key.id] = key
+            self.keys[key.id] = key
             self._misses.pop(key.id, None)
         self.seq = seq
 
@@ -71,10 +72,10 @@ class KeyRing:
         return self._failing
 
     def cached(self, key_id: str) -> ApiKey | None:
-        return self._keys.get(key_id)
+        return self.keys.get(key_id)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        key = self._keys.get(key_id)
+        key = self.keys.get(key_id)
         if key is not None:
             return key
         now = time.monotonic()
@@ -91,7 +92,7 @@ class KeyRing:
         return key
 
     def put(self, key: ApiKey) -> None:
-        current = self._keys.get(key.id)
+        current = self.keys.get(key.id)
         if current is None or current.version <= key.version:
-            self._keys[key.id] = key
+            self.keys[key.id] = key
         self._misses.pop(key.id, None)

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ailb.ratelimit import (
     RESERVATION_TTL,
@@ -67,39 +68,36 @@ class _Ledger:
     spent_usd: float
     spent_tokens: int
     expires_at: float | None  # end of the quota period
-    # request id -> (usd, tokens, until); insertion order is expiry order (same TTL for all),
-    # so expired ones are at the front, and the sums are kept as they change.
-    reservations: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+    # request id -> its ticket (usd, tokens and until reserved); insertion order is expiry order
+    # (same TTL for all), so expired ones are at the front, and the sums are kept as they change.
+    reservations: dict[str, LocalTicket] = field(default_factory=dict)
     reserved_usd: float = 0.0
     reserved_tokens: int = 0
     # No reservation expires before this (the first one's expiry when last looked at; settles
     # only remove reservations, so it stays a safe lower bound): checks skip the scan till then.
     oldest_until: float = math.inf
 
-    def reserve(self, request_id: str, usd: float, tokens: int, until: float) -> None:
-        if not self.reservations:
-            self.oldest_until = until
-        self.reservations[request_id] = (usd, tokens, until)
-        self.reserved_usd += usd
-        self.reserved_tokens += tokens
-
     def release(self, request_id: str) -> None:
-        r = self.reservations.pop(request_id, None)
-        if r is not None:
-            self.reserved_usd -= r[0]
-            self.reserved_tokens -= r[1]
+        t = self.reservations.pop(request_id, None)
+        if t is not None:
+            self.reserved_usd -= t.usd
+            self.reserved_tokens -= t.tokens
             if not self.reservations:  # no float dust left behind
                 self.reserved_usd, self.reserved_tokens = 0.0, 0
 
     def drop_expired(self, now: float) -> None:
         res = self.reservations
         while res:
-            rid, (_, _, until) = next(iter(res.items()))
-            if until > now:
-                self.oldest_until = until
+            ticket = next(iter(res.values()))
+            if ticket.until > now:
+                self.oldest_until = ticket.until
                 return
-            self.release(rid)
+            self.release(ticket.request_id)
         self.oldest_until = math.inf
+
+
+# (name, limit, cost, tokens?, counters, its x-ratelimit-limit-* header)
+BoundWindow = tuple[str, int, int, bool, Buckets, Header]
 
 
 class Plan:
@@ -107,24 +105,50 @@ class Plan:
     once per version of the key, so that admitting one of its requests is a few attribute
     operations rather than building names, windows and a quota and looking each one up."""
 
-    __slots__ = ("gen", "ledger", "quota", "revocation", "specs", "windows")
+    __slots__ = (
+        "gen",
+        "ledger",
+        "quota",
+        "revocation",
+        "specs",
+        "token_cap",
+        "until",
+        "usd_cap",
+        "windows",
+    )
 
     def __init__(
-        self, specs: Sequence[RateWindow], quota: Quota | None, revocation: str | None
+        self,
+        specs: Sequence[RateWindow],
+        quota: Quota | None,
+        revocation: str | None,
+        until: float = math.inf,
     ) -> None:
         self.specs = tuple(specs)  # cost PER_REQUEST: the request's token estimate
         self.quota = quota  # its estimates are given per request
         self.revocation = revocation
+        self.until = until  # admit_now declines the plan from then on (a new budget period)
+        # The quota's limits as plain numbers (no None checks per request).
+        usd_limit = quota.usd_limit if quota is not None else None
+        token_limit = quota.token_limit if quota is not None else None
+        self.usd_cap = math.inf if usd_limit is None else usd_limit + USD_TOLERANCE
+        self.token_cap = math.inf if token_limit is None else token_limit
         self.gen = -1  # the admitter generation the counters below belong to
-        # (name, limit, cost, tokens?, counters, its x-ratelimit-limit-* header)
-        self.windows: tuple[tuple[str, int, int, bool, Buckets, Header], ...] = ()
+        self.windows: tuple[BoundWindow, ...] = ()
         self.ledger: _Ledger | None = None  # the quota's, until it expires
 
 
 class LocalTicket(Ticket):
+    """An admitted request: what settling needs, and the x-ratelimit-* headers (handed to the
+    endpoint as they are, the grant of an in-process admission)."""
+
     # (counters, the bucket charged, estimated tokens)
     token_windows: list[tuple[Buckets, list[int], int]]
     ledger: _Ledger | None
+    usd: float  # reserved in the ledger ...
+    tokens: int
+    until: float  # ... until then
+    headers: list[Header]
     settled: bool = False
 
 
@@ -146,100 +170,145 @@ class LocalAdmitter:
     ) -> Admission:
         plan = Plan(windows, quota, revocation)
         if quota is None:
-            return self.admit_now(plan, request_id)
-        return self.admit_now(plan, request_id, quota.token_estimate, quota.usd_estimate)
+            got = self.admit_now(plan, request_id)
+        else:
+            got = self.admit_now(plan, request_id, quota.token_estimate, quota.usd_estimate)
+        assert got is not None  # a plan without an end
+        if isinstance(got, Admission):
+            return got
+        now = self._clock()
+        states = [_state(n, lim, b, now) for n, lim, _, _, b, _ in plan.windows]
+        return Admission(True, states, got, headers=got.headers)
 
     def admit_now(
-        self,
-        plan: Plan,
-        request_id: str,
-        tokens: int = 0,
-        usd: float = 0.0,
-        states: bool = True,
-    ) -> Admission:
+        self, plan: Plan, request_id: str, tokens: int = 0, usd: float = 0.0
+    ) -> LocalTicket | Admission | None:
         """Check and charge through a plan, without awaiting (atomic on the event loop).
         `tokens` and `usd` are the request's estimates for PER_REQUEST windows and the quota.
-        The admission carries its x-ratelimit-* headers; its window states too unless
-        `states` is false (the hot path needs only the headers)."""
-        # Written flat: it runs on every limited request (no helper calls on the usual path).
+        Returns the ticket of an admitted request (with its x-ratelimit-* headers), the
+        Admission of a refused one (with its window states), or None once the plan's `until`
+        has passed (nothing charged)."""
+        # Written flat, checking and charging in one pass (undone on a refusal): it runs on
+        # every limited request.
         now = self._clock()
+        if now >= plan.until:
+            return None
         second = int(now)  # clocks are positive: int() is floor()
         self._admits += 1
         if not self._admits % SWEEP_EVERY:
             self._sweep(now)
         if plan.gen != self._gen:
             self._bind(plan, now)
-        refused: Admission | None = None
         revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
-            refused = Admission(False, denied_by=revocation, reason="revoked")
+            return self._refused(plan, None, now, denied_by=revocation, reason="revoked")
         oldest = second - WINDOW_SECONDS
-        windows = plan.windows
-        for name, limit, cost, _, buckets, _ in windows:
-            if buckets.buckets and buckets.buckets[0][0] < oldest:
-                buckets.trim(oldest)
-            if refused is None and buckets.total + (tokens if cost < 0 else cost) > limit:
-                w = RateWindow(name, limit, tokens if cost < 0 else cost)
-                retry = _retry_after(w, buckets, buckets.total, now)
-                refused = Admission(False, denied_by=name, reason="rate", retry_after=retry)
-        ledger = None
-        quota = plan.quota
-        if quota is not None and refused is None:
-            ledger = plan.ledger
-            if ledger is None or (ledger.expires_at is not None and ledger.expires_at <= now):
-                ledger = plan.ledger = self._ledger(quota, now)
-            if _over_budget(ledger, quota, now, usd, tokens):
-                refused = Admission(False, denied_by=quota.name, reason="quota")
-        if refused is not None:
-            refused.windows = [_state(n, lim, b, now) for n, lim, _, _, b, _ in windows]
-            return refused
-        window_states: list[WindowState] | None = [] if states else None
         token_windows = []
-        reset = SPAN - now + second  # the bucket just charged is the window's newest
-        # The tightest window of each kind, for the headers: (limit header, remaining, reset).
-        req: tuple[Header, int, float] | None = None
-        tok: tuple[Header, int, float] | None = None
-        for name, limit, cost, is_tokens, buckets, limit_hdr in windows:
+        # The tightest window of each kind, for the headers.
+        req: BoundWindow | None = None
+        tok: BoundWindow | None = None
+        req_left = tok_left = 0
+        req_bucket = tok_bucket = None
+        for w in plan.windows:
+            _, limit, cost, is_tokens, buckets, _ = w
             if cost < 0:
                 cost = tokens
             b = buckets.buckets
+            if b and b[0][0] < oldest:
+                buckets.trim(oldest)
+            total = buckets.total + cost
+            if total > limit:
+                return self._refused(plan, w, now, tokens=tokens)
+            buckets.total = total
             if b and b[-1][0] == second:
                 bucket = b[-1]
                 bucket[1] += cost
             else:
                 bucket = [second, cost]
                 b.append(bucket)
-            buckets.total += cost
-            remaining = limit - buckets.total
-            if remaining < 0:
-                remaining = 0
-            # A zero-cost probe leaves the window's age to older buckets.
-            window_reset = reset if bucket[1] > 0 else _state(name, limit, buckets, now).reset_s
-            if window_states is not None:
-                window_states.append(WindowState(name, limit, remaining, window_reset))
+            left = limit - total
             if is_tokens:
                 token_windows.append((buckets, bucket, cost))
-                if tok is None or remaining < tok[1]:
-                    tok = (limit_hdr, remaining, window_reset)
-            elif req is None or remaining < req[1]:
-                req = (limit_hdr, remaining, window_reset)
-        if ledger is not None:
-            ledger.reserve(request_id, usd, tokens, now + RESERVATION_TTL)
+                if tok is None or left < tok_left:
+                    tok, tok_left, tok_bucket = w, left, bucket
+            elif req is None or left < req_left:
+                req, req_left, req_bucket = w, left, bucket
+        ledger = None
+        if plan.quota is not None:
+            ledger = plan.ledger
+            if ledger is None or (ledger.expires_at is not None and ledger.expires_at <= now):
+                ledger = plan.ledger = self._ledger(plan.quota, now)
+            if ledger.oldest_until <= now:
+                ledger.drop_expired(now)
+            if (
+                ledger.spent_usd + ledger.reserved_usd + usd > plan.usd_cap
+                or ledger.spent_tokens + ledger.reserved_tokens + tokens > plan.token_cap
+            ):
+                return self._refused(plan, plan.windows, now, tokens=tokens, reason="quota")
         headers: list[Header] = []
         if req is not None:
             headers += (
-                req[0],
-                (REMAINING_REQUESTS, b"%d" % req[1]),
-                CHARGED_RESET_REQUESTS if req[2] == reset else reset_header(False, req[2]),
+                req[5],
+                (REMAINING_REQUESTS, b"%d" % req_left),
+                CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req, False, now),  # type: ignore[index]
             )
         if tok is not None:
             headers += (
-                tok[0],
-                (REMAINING_TOKENS, b"%d" % tok[1]),
-                CHARGED_RESET_TOKENS if tok[2] == reset else reset_header(True, tok[2]),
+                tok[5],
+                (REMAINING_TOKENS, b"%d" % tok_left),
+                CHARGED_RESET_TOKENS if tok_bucket[1] else _reset(tok, True, now),  # type: ignore[index]
             )
-        ticket = LocalTicket(request_id, second, token_windows, ledger)
-        return Admission(True, window_states or [], ticket, headers=headers)
+        until = now + RESERVATION_TTL
+        ticket = LocalTicket(request_id, second, token_windows, ledger, usd, tokens, until, headers)
+        if ledger is not None:
+            res = ledger.reservations
+            if not res:
+                ledger.oldest_until = until
+            res[request_id] = ticket
+            ledger.reserved_usd += usd
+            ledger.reserved_tokens += tokens
+        return ticket
+
+    def _refused(
+        self,
+        plan: Plan,
+        charged_to: BoundWindow | tuple[BoundWindow, ...] | None,
+        now: float,
+        tokens: int = 0,
+        denied_by: str | None = None,
+        reason: Literal["rate", "quota", "revoked"] = "rate",
+    ) -> Admission:
+        """A refusal: the windows charged before it (those before `charged_to`, or all of them
+        when it is the plan's windows) are uncharged, and the admission carries their states."""
+        windows = plan.windows
+        refused_by: BoundWindow | None = None
+        if charged_to is not None:
+            refused_by = None if charged_to is windows else charged_to  # type: ignore[assignment]
+            second = int(now)
+            for w in windows:
+                if w is refused_by:
+                    break
+                _, _, cost, _, buckets, _ = w
+                if cost < 0:
+                    cost = tokens
+                buckets.buckets[-1][1] -= cost  # charged this second: the newest bucket
+                buckets.total -= cost
+                assert buckets.buckets[-1][0] == second
+        retry = 0.0
+        if refused_by is not None:
+            name, limit, cost, _, buckets, _ = refused_by
+            cost = tokens if cost < 0 else cost
+            retry = _retry_after(RateWindow(name, limit, cost), buckets, buckets.total, now)
+            denied_by = name
+        elif reason == "quota":
+            assert plan.quota is not None
+            denied_by = plan.quota.name
+        oldest = int(now) - WINDOW_SECONDS
+        for w in windows:
+            w[4].trim(oldest)  # those after the refusing one were not looked at
+        adm = Admission(False, denied_by=denied_by, reason=reason, retry_after=retry)
+        adm.windows = [_state(n, lim, b, now) for n, lim, _, _, b, _ in windows]
+        return adm
 
     def _bind(self, plan: Plan, now: float) -> None:
         counters = self._windows
@@ -255,19 +324,20 @@ class LocalAdmitter:
         plan.gen = self._gen
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
+        assert isinstance(ticket, LocalTicket), "a ticket from another admitter"
         self.settle_now(ticket, tokens, usd)
 
-    def settle_now(self, ticket: Ticket, tokens: int, usd: float) -> None:
-        assert isinstance(ticket, LocalTicket), "a ticket from another admitter"
+    def settle_now(self, ticket: LocalTicket, tokens: int, usd: float) -> None:
         if ticket.settled:
             return
         ticket.settled = True  # a repeated settle must not count twice
         ledger = ticket.ledger
-        if not ticket.token_windows and ledger is None:
+        token_windows = ticket.token_windows
+        if not token_windows and ledger is None:
             return
         now = self._clock()
-        if ticket.second > int(now) - SPAN:  # its buckets are still counted
-            for buckets, bucket, estimate in ticket.token_windows:
+        if token_windows and ticket.second > int(now) - SPAN:  # its buckets are still counted
+            for buckets, bucket, estimate in token_windows:
                 new = bucket[1] + tokens - estimate
                 if new < 0:
                     new = 0
@@ -276,7 +346,13 @@ class LocalAdmitter:
         # A period that has ended is not reopened by a late settle; the next admit seeds the
         # new counter from the ledger.
         if ledger is not None and (ledger.expires_at is None or ledger.expires_at > now):
-            ledger.release(ticket.request_id)
+            res = ledger.reservations
+            if res.pop(ticket.request_id, None) is not None:
+                if res:
+                    ledger.reserved_usd -= ticket.usd
+                    ledger.reserved_tokens -= ticket.tokens
+                else:  # no float dust left behind
+                    ledger.reserved_usd, ledger.reserved_tokens = 0.0, 0
             ledger.spent_usd += usd
             ledger.spent_tokens += tokens
 
@@ -318,20 +394,6 @@ class LocalAdmitter:
         self._revoked = {k: until for k, until in self._revoked.items() if until > now}
 
 
-def _over_budget(ledger: _Ledger, quota: Quota, now: float, usd: float, tokens: int) -> bool:
-    if ledger.oldest_until <= now:
-        ledger.drop_expired(now)
-    if (
-        quota.usd_limit is not None
-        and ledger.spent_usd + ledger.reserved_usd + usd > quota.usd_limit + USD_TOLERANCE
-    ):
-        return True
-    return (
-        quota.token_limit is not None
-        and ledger.spent_tokens + ledger.reserved_tokens + tokens > quota.token_limit
-    )
-
-
 def _retry_after(w: RateWindow, buckets: Buckets, count: int, now: float) -> float:
     if w.cost > w.limit:
         return float(WINDOW_SECONDS)  # never fits; ask again after a full window
@@ -348,3 +410,9 @@ def _state(name: str, limit: int, buckets: Buckets, now: float) -> WindowState:
     last = b[-1][0] if b and b[-1][1] > 0 else buckets.last_charged()
     reset = last + SPAN - now if last is not None else 0.0
     return WindowState(name, limit, max(0, limit - buckets.total), reset)
+
+
+def _reset(w: BoundWindow, tokens: bool, now: float) -> Header:
+    """The reset header of a window whose newest bucket holds nothing (a zero-cost request):
+    its age is its older buckets'."""
+    return reset_header(tokens, _state(w[0], w[1], w[4], now).reset_s)

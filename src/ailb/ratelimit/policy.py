@@ -34,7 +34,7 @@ from ailb.ratelimit import (
     Ticket,
 )
 from ailb.ratelimit.headers import limit_headers as window_headers
-from ailb.ratelimit.local import LocalAdmitter, Plan
+from ailb.ratelimit.local import LocalAdmitter, LocalTicket, Plan
 from ailb.routing.deployment import DeploymentState
 from ailb.storage import Store, StoreUnavailable
 
@@ -84,13 +84,14 @@ class Granted(msgspec.Struct):
 
 
 NOTHING = Granted()
+# What an admitted request holds: an in-process admission's ticket is its own grant.
+Grant = Granted | LocalTicket
 
 
 class _Compiled(NamedTuple):
     key: ApiKey | None  # the key version the plan was made for
     routes: int  # RouteLimits.version
-    until: float  # the budget period's end
-    plan: Plan | None  # None: nothing to check
+    plan: Plan | None  # None: nothing to check (else it ends with the budget period)
 
 
 def period(kind: str, now: float) -> tuple[str, float, int | None]:
@@ -216,6 +217,40 @@ class LimitPolicy:
         seed = self._seeds[(key_id, pid)] = (now, usd, tokens)
         return seed
 
+    def admit_now(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        user: str | None,
+        tokens: int,
+        usd: float,
+    ) -> Grant | None:
+        """`admit` without awaiting, through a plan compiled earlier for the key and model (the
+        usual request with in-process counters); None when it takes `admit`."""
+        key = principal.key
+        if key is None and not self.routes.active:
+            return NOTHING  # the master key or an open gateway, and no model limits
+        local = self.local
+        if local is None or (
+            user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
+        ):
+            return None
+        compiled = self._plans.get((principal.key_id, model))
+        if (
+            compiled is None
+            or compiled.key is not key  # any change to a key is a new object
+            or compiled.routes != self.routes.version
+        ):
+            return None
+        plan = compiled.plan
+        if plan is None:
+            return NOTHING
+        got = local.admit_now(plan, request_id, tokens, usd)
+        if type(got) is Admission:
+            raise refusal(got, limit_headers(got))
+        return got  # type: ignore[return-value]  # a ticket, or None past the plan's period
+
     async def admit(
         self,
         principal: Principal,
@@ -224,29 +259,23 @@ class LimitPolicy:
         user: str | None,
         tokens: int,
         usd: float,
-    ) -> Granted:
+    ) -> Grant:
+        granted = self.admit_now(principal, request_id, model, user, tokens, usd)
+        if granted is not None:
+            return granted
         key = principal.key
-        if key is None and not self.routes.active:
-            return NOTHING  # the master key or an open gateway, and no model limits
         local = self.local
         if local is not None and not (
             user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
         ):
-            compiled = self._plans.get((principal.key_id, model))
-            if (
-                compiled is None
-                or compiled.key is not key  # any change to a key is a new object
-                or compiled.routes != self.routes.version
-                or self._clock() >= compiled.until
-            ):
-                compiled = await self._compile(principal, model)
+            compiled = await self._compile(principal, model)
             if compiled.plan is None:
                 return NOTHING
-            adm = local.admit_now(compiled.plan, request_id, tokens, usd, states=False)
-            if not adm.allowed:
-                raise refusal(adm, limit_headers(adm))
-            assert adm.headers is not None  # made by admit_now on admission
-            return Granted(adm.headers, adm.ticket, local)
+            got = local.admit_now(compiled.plan, request_id, tokens, usd)
+            assert got is not None  # just compiled: its period has not ended
+            if isinstance(got, Admission):
+                raise refusal(got, limit_headers(got))
+            return got
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
@@ -274,8 +303,8 @@ class LimitPolicy:
             until = self._periods[key.budget_period][0]  # the period's end: a new counter
         plan = None
         if windows or quota is not None:
-            plan = Plan(windows, quota, principal.key_id if key is not None else None)
-        compiled = _Compiled(key, self.routes.version, until, plan)
+            plan = Plan(windows, quota, principal.key_id if key is not None else None, until)
+        compiled = _Compiled(key, self.routes.version, plan)
         if len(self._plans) > 100_000:
             self._plans.clear()
         self._plans[(principal.key_id, model)] = compiled
@@ -315,15 +344,21 @@ class LimitPolicy:
             return None
         return await self.fallback.admit(request_id, windows, quota, None), self.fallback
 
-    def settle(self, granted: Granted, tokens: int, usd: float) -> None:
+    def settle(self, granted: Grant, tokens: int, usd: float) -> None:
         """The request's actual tokens and cost replace its estimates: at once in process;
         through Redis in the background, so the request's task (and with it its keep-alive
         connection) is free a round trip sooner. The one pipelined connection keeps order: the
         settle reaches Redis before any later check this instance sends."""
+        if type(granted) is LocalTicket:
+            assert self.local is not None  # only the in-process counters hand these out
+            self.local.settle_now(granted, tokens, usd)
+            return
+        assert isinstance(granted, Granted)
         ticket, admitter = granted.ticket, granted.admitter
         if ticket is None or admitter is None:
             return
         if isinstance(admitter, LocalAdmitter):
+            assert isinstance(ticket, LocalTicket)
             admitter.settle_now(ticket, tokens, usd)
             return
         task = asyncio.ensure_future(self._settle(granted, tokens, usd))
