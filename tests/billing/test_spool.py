@@ -4,6 +4,7 @@ after that loses nothing), segments roll over when full, torn tails are skipped.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ailb.billing.records import UsageRecord
 from ailb.spool import Spool, read_segment
@@ -51,11 +52,44 @@ def test_a_full_segment_rolls_over(tmp_path):
     spool.close()
 
 
-def test_a_torn_last_line_is_skipped(tmp_path):
+def test_a_torn_last_record_and_a_damaged_one_are_skipped(tmp_path):
+    spool = Spool(str(tmp_path))
+    spool.open()
+    for i in range(3):
+        spool.append(rec(i))
+    path = spool.path
+    assert path is not None
+    spool.close()
+    data = bytearray(Path(path).read_bytes())
+    frame = len(data) // 3  # every record here encodes to the same length
+    data[frame + 10 : frame + 14] = b"\xc1\xc1\xc1\xc1"  # 0xc1: never valid MessagePack
+    torn = frame * 2 + 4 + (frame - 4) // 2
+    data[torn:] = b"\0" * (len(data) - torn + 100)  # the last cut mid-copy, then the zero tail
+    Path(path).write_bytes(data)
+    assert read_segment(path) == [rec(0)]
+
+
+def test_a_frame_cut_short_by_the_end_of_the_file_is_skipped(tmp_path):
+    spool = Spool(str(tmp_path))
+    spool.open()
+    spool.append(rec(1))
+    spool.append(rec(2))
+    path = spool.path
+    assert path is not None
+    spool.close()
+    Path(path).write_bytes(Path(path).read_bytes()[:-5])
+    assert read_segment(path) == [rec(1)]
+
+
+def test_segments_of_json_lines_from_earlier_versions_are_still_read(tmp_path):
     path = tmp_path / "usage-x-00000001.jsonl"
     good = b'["req_1",1.0,"k","m",null,1,1,0.0,1.0,200,false,false,null,null,null,""]\n'
     path.write_bytes(good + good.replace(b"req_1", b"req_2")[:30] + b"\0" * 100)
-    assert [r.request_id for r in read_segment(str(path))] == ["req_1"]
+    assert [r.request_id for r in read_segment(str(path))] == ["req_1"]  # torn line left out
+    spool = Spool(str(tmp_path))
+    spool.open()
+    assert list(spool.orphans()) == [str(path)]  # picked up after an upgrade
+    spool.close()
 
 
 def test_a_full_disk_is_an_error_not_a_crash(tmp_path, monkeypatch):

@@ -89,7 +89,7 @@ def user(text: str) -> dict[str, str]:
 
 
 def segments(data: Path) -> list[str]:
-    return sorted(p.name for p in (data / "journal").glob("memory-*.jsonl"))
+    return sorted(p.name for p in (data / "journal").glob("memory-*.msgpack"))
 
 
 def test_exchanges_a_crash_left_unstored_are_stored_by_the_next_start(tmp_path):
