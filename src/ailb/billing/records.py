@@ -9,10 +9,13 @@ import msgspec
 GroupBy = Literal["key", "model", "day"]
 
 
-class UsageRecord(msgspec.Struct, frozen=True, array_like=True):
+class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One request, as billed. Tokens are the provider's figures unless `estimated`.
-    Serialised as a JSON array in field order (the spool's lines: compact and quick); made
-    with keywords everywhere but on the hot path."""
+    Serialised as an array in field order (compact and quick); made with keywords everywhere
+    but on the hot path. Not tracked by the garbage collector (`gc=False`: it holds only
+    strings and numbers, so it can never be part of a cycle): a second's records wait in
+    memory for the ledger, and as tracked objects they set off a collection every few hundred
+    requests, which cost more than recording them."""
 
     request_id: str  # unique: writing the same record twice keeps one
     ts: float  # Unix seconds (UTC) when the request started
