@@ -446,6 +446,28 @@ def test_local_forgets_idle_counters() -> None:
     assert len(a._revoked) < bound
 
 
+def test_local_counts_through_a_clock_that_steps_back() -> None:
+    """A wall clock stepped back (NTP) charges the newest second's bucket: nothing is lost from
+    the window and the buckets stay in order, so they still leave it 60 s later."""
+    clock = Clock()
+    a = LocalAdmitter(clock)
+
+    async def main() -> None:
+        clock.at(10.5)
+        assert (await a.admit(rid(), [requests(3)])).allowed
+        clock.at(8.2)  # stepped back two seconds
+        assert (await a.admit(rid(), [requests(3)])).allowed
+        assert (await a.admit(rid(), [requests(3)])).allowed
+        assert not (await a.admit(rid(), [requests(3)])).allowed
+        clock.at(70.9)  # the window still holds second 10
+        assert not (await a.admit(rid(), [requests(3)])).allowed
+        clock.at(71.0)  # second 10 has left it, with all three
+        again = await a.admit(rid(), [requests(3)])
+        assert again.allowed and again.windows[0].remaining == 2
+
+    asyncio.run(main())
+
+
 # --- Redis only ----------------------------------------------------------------------------
 
 

@@ -42,14 +42,23 @@ USD_TOLERANCE = 1e-9  # float sums like 0.1 + 0.2 must not refuse a budget spent
 
 
 class Buckets:
-    """One window: [second, units] buckets oldest first, and their running total (a check is
-    then O(1) instead of a sum over 61 buckets)."""
+    """One window: [second, units] buckets oldest first, their running total (a check is then
+    O(1) instead of a sum over 61 buckets), and the newest bucket. Buckets leave the window
+    only when a new second starts, so they are trimmed then, not on every check."""
 
-    __slots__ = ("buckets", "total")
+    __slots__ = ("buckets", "newest", "total")
 
     def __init__(self) -> None:
         self.buckets: deque[list[int]] = deque()
+        self.newest = [-1, 0]  # not in `buckets` until a second is charged
         self.total = 0
+
+    def advance(self, second: int) -> list[int]:
+        """Start `second`'s bucket; those older than the window go."""
+        self.trim(second - WINDOW_SECONDS)
+        bucket = self.newest = [second, 0]
+        self.buckets.append(bucket)
+        return bucket
 
     def trim(self, oldest: int) -> None:
         b = self.buckets
@@ -202,7 +211,6 @@ class LocalAdmitter:
         revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
             return self._refused(plan, None, now, denied_by=revocation, reason="revoked")
-        oldest = second - WINDOW_SECONDS
         token_windows = []
         # The tightest window of each kind, for the headers.
         req: BoundWindow | None = None
@@ -213,19 +221,14 @@ class LocalAdmitter:
             _, limit, cost, is_tokens, buckets, _ = w
             if cost < 0:
                 cost = tokens
-            b = buckets.buckets
-            if b and b[0][0] < oldest:
-                buckets.trim(oldest)
+            bucket = buckets.newest
+            if bucket[0] < second:  # (a clock stepped back charges the newest bucket)
+                bucket = buckets.advance(second)
             total = buckets.total + cost
             if total > limit:
                 return self._refused(plan, w, now, tokens=tokens)
             buckets.total = total
-            if b and b[-1][0] == second:
-                bucket = b[-1]
-                bucket[1] += cost
-            else:
-                bucket = [second, cost]
-                b.append(bucket)
+            bucket[1] += cost
             left = limit - total
             if is_tokens:
                 token_windows.append((buckets, bucket, cost))
@@ -284,16 +287,14 @@ class LocalAdmitter:
         refused_by: BoundWindow | None = None
         if charged_to is not None:
             refused_by = None if charged_to is windows else charged_to  # type: ignore[assignment]
-            second = int(now)
             for w in windows:
                 if w is refused_by:
                     break
                 _, _, cost, _, buckets, _ = w
                 if cost < 0:
                     cost = tokens
-                buckets.buckets[-1][1] -= cost  # charged this second: the newest bucket
+                buckets.newest[1] -= cost  # the bucket this request charged
                 buckets.total -= cost
-                assert buckets.buckets[-1][0] == second
         retry = 0.0
         if refused_by is not None:
             name, limit, cost, _, buckets, _ = refused_by
