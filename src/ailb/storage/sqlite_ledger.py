@@ -88,12 +88,16 @@ def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRe
     by_minute: dict[int, list[UsageRecord]] = {}
     sums: dict[tuple[str, int, str], Totals] = {}
     # A batch is mostly runs of one key and model within one minute: the minute and the totals
-    # row are looked up again only when the run changes (this loop runs once per request).
+    # row are looked up only when the run changes, and a run's totals are summed in local
+    # variables (this loop runs once per request). Costs are added in record order, run after
+    # run, as a plain loop over the records would.
     minute, lo, hi = 0, 0.0, -1.0  # the current minute and its bounds
     group: list[UsageRecord] = []
     key_id: str | None = None
     model: str | None = None
-    s: Totals = []
+    run: tuple[str, int, str] | None = None
+    n = errors = prompt = completion = 0
+    cost = 0.0
     for r in records:
         ts = r.ts
         if ts >= hi or ts < lo:
@@ -104,13 +108,19 @@ def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRe
             key_id = None  # a new run
         group.append(r)
         if r.key_id != key_id or r.model != model:
+            if run is not None:
+                sums[run] = [n, errors, prompt, completion, cost]
             key_id, model = r.key_id, r.model
-            s = sums.setdefault((key_id, minute, model), [0, 0, 0, 0, 0.0])
-        s[0] += 1
-        s[1] += r.status >= 400
-        s[2] += r.prompt_tokens
-        s[3] += r.completion_tokens
-        s[4] += r.cost_usd
+            run = (key_id, minute, model)
+            n, errors, prompt, completion, cost = sums.get(run) or (0, 0, 0, 0, 0.0)
+        n += 1
+        if r.status >= 400:
+            errors += 1
+        prompt += r.prompt_tokens
+        completion += r.completion_tokens
+        cost += r.cost_usd
+    assert run is not None  # there was a record
+    sums[run] = [n, errors, prompt, completion, cost]
     minutes = iter(by_minute.items())
     first, group = next(minutes)
     cur = conn.execute(
