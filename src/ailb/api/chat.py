@@ -199,7 +199,8 @@ class Exchange:
             self.prompt_tokens,
             self.completion_tokens,
             self.cost,
-            rounded((time.perf_counter() - self.started) * 1000, 1000),
+            math.floor((time.perf_counter() - self.started) * 1000 * 1000 + 0.5)
+            / 1000,  # rounded()
             self.status,
             self.estimated,
             self.stream,
@@ -363,8 +364,9 @@ class ChatCompletionsEndpoint:
         finally:
             metrics.finish(ex)
             live.requests -= 1  # done with the upstream: its configuration may be retired
-            self._record(ex)
-            if self.limits is not None:
+            if not ex.recorded:
+                self._record(ex)
+            if granted is not NOTHING and self.limits is not None:
                 self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
             if gate is not None:
                 gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
@@ -580,9 +582,10 @@ def _overhead(ex: Exchange, elapsed: float | None = None) -> tuple[bytes, bytes]
 
 
 def _permit(principal: Principal, req: ChatCompletionRequest) -> None:
-    if principal.key is None:
+    key = principal.key
+    if key is None:
         return  # the master key, or an open gateway
-    if not principal.may_use_model(req.model):
+    if key.models is not None and not principal.may_use_model(req.model):
         raise PermissionDenied(
             f"This API key may not use the model `{req.model}`.",
             param="model",
