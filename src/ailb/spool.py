@@ -82,8 +82,11 @@ class Spool:
     def append(self, record: Any) -> str | None:
         """Write one record; returns the path of a segment closed to make room (else None).
         Raises OSError when no segment can be made (a full disk)."""
-        data = _encode(record)
-        data = _LENGTH.pack(len(data)) + data
+        return self.append_encoded(_encode(record))
+
+    def append_encoded(self, payload: bytes) -> str | None:
+        """append() of a record the caller has encoded already (MessagePack)."""
+        data = _LENGTH.pack(len(payload)) + payload
         closed = None
         if self._offset + len(data) > self._size or self._map is None:
             if len(data) > self.segment_bytes:

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 
+import msgspec
+
 from ailb.aio import cancel_and_wait
 from ailb.billing.records import UsageRecord
 from ailb.spool import Spool, read_segment, remove_segment
@@ -16,6 +18,7 @@ log = logging.getLogger("ailb.usage")
 FLUSH_INTERVAL_S = 1.0  # records are durable in the spool: this is only how fresh the ledger is
 MAX_HELD = 200_000  # records kept in memory while the ledger is down
 MAX_RETRY_S = 10.0
+_encode = msgspec.msgpack.Encoder().encode  # the spool's and the embedded ledger's encoding
 
 
 class UsageRecorder:
@@ -29,10 +32,12 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._backoff = interval
-        # This process's records are also kept in memory until written, so flushing them does
-        # not read and decode what was just encoded; the files are for crashes and outages.
+        # This process's records are also kept in memory until written, with their encodings,
+        # so flushing them neither reads and decodes what was just encoded nor encodes them
+        # again for the ledger; the files are for crashes and outages.
         self._current: list[UsageRecord] = []
-        self._closed: dict[str, list[UsageRecord]] = {}
+        self._encoded: list[bytes] = []
+        self._closed: dict[str, tuple[list[UsageRecord], list[bytes]]] = {}
         self._held = 0
 
     async def start(self) -> None:
@@ -55,8 +60,9 @@ class UsageRecorder:
 
     def record(self, record: UsageRecord) -> bool:
         """Spool one record; False when it could not be made durable (the disk is full)."""
+        encoded = _encode(record)
         try:
-            closed = self.spool.append(record)
+            closed = self.spool.append_encoded(encoded)
         except OSError as e:
             if not self.disk_failing:
                 log.error("usage_spool_unwritable", extra={"detail": str(e)})
@@ -66,6 +72,7 @@ class UsageRecorder:
         if closed is not None:  # the segment filled up before this record
             self._closed_now(closed)
         self._current.append(record)
+        self._encoded.append(encoded)
         return True
 
     def _rotate(self) -> None:
@@ -75,8 +82,8 @@ class UsageRecorder:
 
     def _closed_now(self, closed: str) -> None:
         self._held += len(self._current)
-        self._closed[closed] = self._current
-        self._current = []
+        self._closed[closed] = (self._current, self._encoded)
+        self._current, self._encoded = [], []
         if self._held > MAX_HELD:  # a long outage: the files alone keep what waits
             self._closed.clear()
             self._held = 0
@@ -99,23 +106,22 @@ class UsageRecorder:
         """Every closed segment into the ledger; False when the ledger is unavailable (the
         segments stay on disk for the next attempt)."""
         for path in list(self.spool.orphans()):
-            records = self._closed.get(path)
+            held = self._closed.get(path)
             try:
-                if records is None:
-                    records = read_segment(path)
+                records, encoded = held if held is not None else (read_segment(path), None)
             except FileNotFoundError:
                 continue  # another instance flushed it first
             try:
                 if records:
                     batch = os.path.basename(path)
-                    self.flushed += await self.store.insert_usage(records, batch)
+                    self.flushed += await self.store.insert_usage(records, batch, encoded)
             except StoreUnavailable as e:
                 if not self.failing:
                     log.warning("usage_ledger_unavailable", extra={"detail": str(e)})
                 self.failing = True
                 return False
             remove_segment(path)
-            self._held -= len(self._closed.pop(path, ()))
+            self._held -= len(self._closed.pop(path, ((), ()))[0])
         if self.failing:
             log.info("usage_ledger_recovered")
         self.failing = False

@@ -250,11 +250,11 @@ class LocalAdmitter:
                 return self._refused(plan, plan.windows, now, tokens=tokens, reason="quota")
         headers: list[Header] = []
         if req is not None:
-            headers += (
+            headers = [
                 req[5],
                 (REMAINING_REQUESTS, b"%d" % req_left),
                 CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req, False, now),  # type: ignore[index]
-            )
+            ]
         if tok is not None:
             headers += (
                 tok[5],
@@ -337,7 +337,8 @@ class LocalAdmitter:
         if not token_windows and ledger is None:
             return
         now = self._clock()
-        if token_windows and ticket.second > int(now) - SPAN:  # its buckets are still counted
+        # Its buckets are still counted (second + SPAN is whole: int(now) < it iff now < it).
+        if token_windows and ticket.second + SPAN > now:
             for buckets, bucket, estimate in token_windows:
                 new = bucket[1] + tokens - estimate
                 if new < 0:

@@ -349,9 +349,8 @@ class LimitPolicy:
         through Redis in the background, so the request's task (and with it its keep-alive
         connection) is free a round trip sooner. The one pipelined connection keeps order: the
         settle reaches Redis before any later check this instance sends."""
-        if type(granted) is LocalTicket:
-            assert self.local is not None  # only the in-process counters hand these out
-            self.local.settle_now(granted, tokens, usd)
+        if type(granted) is LocalTicket:  # only the in-process counters hand these out
+            self.local.settle_now(granted, tokens, usd)  # type: ignore[union-attr]
             return
         assert isinstance(granted, Granted)
         ticket, admitter = granted.ticket, granted.admitter

@@ -60,10 +60,14 @@ class Store(Protocol):
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
+    async def insert_usage(
+        self, records: Sequence[UsageRecord], batch: str, encoded: Sequence[bytes] | None = None
+    ) -> int:
         """Append a batch of records (a spool segment: `batch` names it uniquely) in one
         transaction; a batch written before changes nothing. Returns how many records were
-        new (PostgreSQL also skips any request_id already stored, whatever its batch)."""
+        new (PostgreSQL also skips any request_id already stored, whatever its batch).
+        `encoded`: each record's MessagePack encoding, when the caller has it (the spool's),
+        which the embedded ledger stores as it is."""
 
     async def query_usage(self, query: UsageQuery) -> list[UsageRow]: ...
 

@@ -181,7 +181,9 @@ class PostgresStore:
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
+    async def insert_usage(
+        self, records: Sequence[UsageRecord], batch: str, encoded: Sequence[bytes] | None = None
+    ) -> int:
         # Row per record, each request id once: that makes any batch idempotent, `batch` too.
         if not records:
             return 0

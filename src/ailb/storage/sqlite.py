@@ -89,10 +89,12 @@ class SqliteStore:
 
     # --- usage ledger -----------------------------------------------------------------------
 
-    async def insert_usage(self, records: Sequence[UsageRecord], batch: str) -> int:
+    async def insert_usage(
+        self, records: Sequence[UsageRecord], batch: str, encoded: Sequence[bytes] | None = None
+    ) -> int:
         if not records:
             return 0
-        return await self._run(self._insert_usage, batch, records)
+        return await self._run(self._insert_usage, batch, records, encoded)
 
     async def query_usage(self, query: UsageQuery) -> list[UsageRow]:
         unknown = set(query.group_by) - ledger.GROUPS.keys()
@@ -217,9 +219,11 @@ class SqliteStore:
                 raise KeyError(key.id)
             return _seq_of(conn, key.id)
 
-    def _insert_usage(self, batch: str, records: Sequence[UsageRecord]) -> int:
+    def _insert_usage(
+        self, batch: str, records: Sequence[UsageRecord], encoded: Sequence[bytes] | None
+    ) -> int:
         with self._errors(), self._write() as conn:
-            return ledger.insert_batch(conn, batch, records)
+            return ledger.insert_batch(conn, batch, records, encoded)
 
     def _totals(
         self,

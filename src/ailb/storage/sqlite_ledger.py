@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -79,26 +80,42 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[UsageRecord]).decode
 
 Totals = list[Any]  # [requests, errors, prompt tokens, completion tokens, cost]
+_ARRAY32 = struct.Struct(">BI")  # MessagePack's array header for any length: 0xdd, the count
 
 
-def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRecord]) -> int:
-    """Write one batch inside the caller's transaction; 0 when `batch` was written before."""
+def _array(encoded: list[bytes]) -> bytes:
+    """A MessagePack array of already encoded elements."""
+    return _ARRAY32.pack(0xDD, len(encoded)) + b"".join(encoded)
+
+
+def insert_batch(
+    conn: sqlite3.Connection,
+    batch: str,
+    records: Sequence[UsageRecord],
+    encoded: Sequence[bytes] | None = None,
+) -> int:
+    """Write one batch inside the caller's transaction; 0 when `batch` was written before.
+    `encoded`: the records' MessagePack encodings (the spool's), stored as they are."""
     if not records:
         return 0
-    by_minute: dict[int, list[UsageRecord]] = {}
+    if encoded is None:
+        encoded = [_encode(r) for r in records]
+    # Each minute's records as their encodings, then stored as one MessagePack array (a header
+    # and the encodings one after the other): nothing is encoded twice.
+    by_minute: dict[int, list[bytes]] = {}
     sums: dict[tuple[str, int, str], Totals] = {}
     # A batch is mostly runs of one key and model within one minute: the minute and the totals
     # row are looked up only when the run changes, and a run's totals are summed in local
     # variables (this loop runs once per request). Costs are added in record order, run after
     # run, as a plain loop over the records would.
     minute, lo, hi = 0, 0.0, -1.0  # the current minute and its bounds
-    group: list[UsageRecord] = []
+    group: list[bytes] = []
     key_id: str | None = None
     model: str | None = None
     run: tuple[str, int, str] | None = None
     n = errors = prompt = completion = 0
     cost = 0.0
-    for r in records:
+    for r, e in zip(records, encoded, strict=True):
         ts = r.ts
         if ts >= hi or ts < lo:
             minute = int(ts // 60)
@@ -106,7 +123,7 @@ def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRe
             hi = lo + 60.0
             group = by_minute.setdefault(minute, [])
             key_id = None  # a new run
-        group.append(r)
+        group.append(e)
         if r.key_id != key_id or r.model != model:
             if run is not None:
                 sums[run] = [n, errors, prompt, completion, cost]
@@ -124,12 +141,12 @@ def insert_batch(conn: sqlite3.Connection, batch: str, records: Sequence[UsageRe
     minutes = iter(by_minute.items())
     first, group = next(minutes)
     cur = conn.execute(
-        "INSERT OR IGNORE INTO usage_records VALUES (?, ?, ?)", (first, batch, _encode(group))
+        "INSERT OR IGNORE INTO usage_records VALUES (?, ?, ?)", (first, batch, _array(group))
     )
     if cur.rowcount == 0:
         return 0  # the batch is in: its totals were added with it
     for minute, group in minutes:
-        conn.execute("INSERT INTO usage_records VALUES (?, ?, ?)", (minute, batch, _encode(group)))
+        conn.execute("INSERT INTO usage_records VALUES (?, ?, ?)", (minute, batch, _array(group)))
     rows = [(k, m, model, *s) for (k, m, model), s in sums.items()]
     # Multi-row statements, not executemany: executemany takes the GIL back for every row,
     # and against a busy event loop each of those waits out the switch interval.
