@@ -228,6 +228,19 @@ async def drive_server(url: str, mode: str, requests: int) -> None:
             raise SystemExit(f"{mode}: {failures} requests failed")
 
 
+# `ailb serve` with the usage flush and the key ring's poll spaced out as under measure(): the
+# records of the requests counted are flushed when the server stops.
+SERVE_SLOWED = f"""
+import sys
+from ailb.auth.keyring import KeyRing
+from ailb.billing.usage import FLUSH_INTERVAL_S, UsageRecorder
+from ailb.cli import main
+UsageRecorder.__init__.__defaults__ = (FLUSH_INTERVAL_S * {VALGRIND_SLOWDOWN},)
+KeyRing.__init__.__defaults__ = (0.5 * {VALGRIND_SLOWDOWN},)
+sys.exit(main(["serve"]))
+"""
+
+
 def server_instructions(mode: str, requests: int) -> float:
     """Instructions per request `ailb serve` (uvicorn and all) spends on `mode`: the whole
     process counted twice, for 500 and for 500 + `requests` requests, and the difference divided
@@ -244,15 +257,15 @@ def whole_server(mode: str, requests: int) -> int:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         env = settings_env(mode, tmp) | {"HOST": "127.0.0.1", "HTTP_PORT": str(port)}
+        env["AILB_HEALTH_INTERVAL"] = str(15 * VALGRIND_SLOWDOWN)
         server = subprocess.Popen(  # noqa: S603 - this interpreter
             [  # noqa: S607 - valgrind from PATH
                 "valgrind",
                 "--tool=callgrind",
                 f"--callgrind-out-file={tmp}/cg.out",
                 sys.executable,
-                "-m",
-                "ailb",
-                "serve",
+                "-c",
+                SERVE_SLOWED,
             ],
             env=env,
             stdout=subprocess.DEVNULL,

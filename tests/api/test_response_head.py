@@ -124,3 +124,24 @@ def test_the_refusals_are_uvicorns() -> None:
     bad = [*JSON, (b"x-note", b"a\nb")]
     result = asyncio.run(answer(OnePassHeadCycle, 200, bad, "POST", True))
     assert result == ("refused", "Invalid HTTP header value.", [])
+
+
+def test_every_byte_in_a_name_or_a_value_is_treated_as_uvicorn_treats_it() -> None:
+    """Each of the 256 bytes, in a header name and in a value: written the same, or refused the
+    same (the one-pass check must refuse exactly what uvicorn's expressions refuse)."""
+
+    async def all_bytes() -> list[tuple[int, str, Any, Any]]:
+        differ = []
+        for c in range(256):
+            for where, header in (
+                ("name", (b"x-n" + bytes([c]) + b"te", b"1")),
+                ("value", (b"x-note", b"a" + bytes([c]) + b"b")),
+            ):
+                heads = [*JSON, header]
+                theirs = await answer(RequestResponseCycle, 200, heads, "POST", True)
+                ours = await answer(OnePassHeadCycle, 200, heads, "POST", True)
+                if ours != theirs:
+                    differ.append((c, where, ours, theirs))
+        return differ
+
+    assert asyncio.run(all_bytes()) == []
