@@ -199,8 +199,7 @@ class Exchange:
             self.prompt_tokens,
             self.completion_tokens,
             self.cost,
-            math.floor((time.perf_counter() - self.started) * 1000 * 1000 + 0.5)
-            / 1000,  # rounded()
+            rounded((time.perf_counter() - self.started) * 1000, 1000),
             self.status,
             self.estimated,
             self.stream,

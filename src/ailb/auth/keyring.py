@@ -71,9 +71,6 @@ class KeyRing:
         """The last refresh could not reach the store (known keys still authenticate)."""
         return self._failing
 
-    def cached(self, key_id: str) -> ApiKey | None:
-        return self.keys.get(key_id)
-
     async def get(self, key_id: str) -> ApiKey | None:
         key = self.keys.get(key_id)
         if key is not None:

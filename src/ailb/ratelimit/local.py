@@ -210,7 +210,7 @@ class LocalAdmitter:
             self._bind(plan, now)
         revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
-            return self._refused(plan, None, now, denied_by=revocation, reason="revoked")
+            return self._refused(plan, now, tokens, "revoked")
         token_windows = []
         # The tightest window of each kind, for the headers.
         req: BoundWindow | None = None
@@ -226,7 +226,7 @@ class LocalAdmitter:
                 bucket = buckets.advance(second)
             total = buckets.total + cost
             if total > limit:
-                return self._refused(plan, w, now, tokens=tokens)
+                return self._refused(plan, now, tokens, "rate", refused_by=w)
             buckets.total = total
             bucket[1] += cost
             left = limit - total
@@ -247,7 +247,7 @@ class LocalAdmitter:
                 ledger.spent_usd + ledger.reserved_usd + usd > plan.usd_cap
                 or ledger.spent_tokens + ledger.reserved_tokens + tokens > plan.token_cap
             ):
-                return self._refused(plan, plan.windows, now, tokens=tokens, reason="quota")
+                return self._refused(plan, now, tokens, "quota")
         headers: list[Header] = []
         if req is not None:
             headers = [
@@ -275,18 +275,16 @@ class LocalAdmitter:
     def _refused(
         self,
         plan: Plan,
-        charged_to: BoundWindow | tuple[BoundWindow, ...] | None,
         now: float,
-        tokens: int = 0,
-        denied_by: str | None = None,
-        reason: Literal["rate", "quota", "revoked"] = "rate",
+        tokens: int,
+        reason: Literal["rate", "quota", "revoked"],
+        refused_by: BoundWindow | None = None,
     ) -> Admission:
-        """A refusal: the windows charged before it (those before `charged_to`, or all of them
-        when it is the plan's windows) are uncharged, and the admission carries their states."""
+        """A refusal. The windows this request charged are uncharged: none for a revoked key
+        (checked first), those before `refused_by` for a full window, all for a quota. The
+        admission carries their states."""
         windows = plan.windows
-        refused_by: BoundWindow | None = None
-        if charged_to is not None:
-            refused_by = None if charged_to is windows else charged_to  # type: ignore[assignment]
+        if reason != "revoked":
             for w in windows:
                 if w is refused_by:
                     break
@@ -304,6 +302,9 @@ class LocalAdmitter:
         elif reason == "quota":
             assert plan.quota is not None
             denied_by = plan.quota.name
+        else:
+            assert plan.revocation is not None
+            denied_by = plan.revocation
         oldest = int(now) - WINDOW_SECONDS
         for w in windows:
             w[4].trim(oldest)  # those after the refusing one were not looked at
@@ -348,13 +349,7 @@ class LocalAdmitter:
         # A period that has ended is not reopened by a late settle; the next admit seeds the
         # new counter from the ledger.
         if ledger is not None and (ledger.expires_at is None or ledger.expires_at > now):
-            res = ledger.reservations
-            if res.pop(ticket.request_id, None) is not None:
-                if res:
-                    ledger.reserved_usd -= ticket.usd
-                    ledger.reserved_tokens -= ticket.tokens
-                else:  # no float dust left behind
-                    ledger.reserved_usd, ledger.reserved_tokens = 0.0, 0
+            ledger.release(ticket.request_id)
             ledger.spent_usd += usd
             ledger.spent_tokens += tokens
 
