@@ -35,6 +35,11 @@ class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     instance: str = ""
 
 
+# A record's MessagePack encoding: what the spool holds and the embedded ledger stores as it is,
+# so both must use this one.
+encode_record = msgspec.msgpack.Encoder().encode
+
+
 class UsageQuery(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str | None = None
     model: str | None = None

@@ -6,10 +6,8 @@ import asyncio
 import logging
 import os
 
-import msgspec
-
 from ailb.aio import cancel_and_wait
-from ailb.billing.records import UsageRecord
+from ailb.billing.records import UsageRecord, encode_record
 from ailb.spool import Spool, read_segment, remove_segment
 from ailb.storage import Store, StoreUnavailable
 
@@ -18,7 +16,6 @@ log = logging.getLogger("ailb.usage")
 FLUSH_INTERVAL_S = 1.0  # records are durable in the spool: this is only how fresh the ledger is
 MAX_HELD = 200_000  # records kept in memory while the ledger is down
 MAX_RETRY_S = 10.0
-_encode = msgspec.msgpack.Encoder().encode  # the spool's and the embedded ledger's encoding
 
 
 class UsageRecorder:
@@ -60,7 +57,7 @@ class UsageRecorder:
 
     def record(self, record: UsageRecord) -> bool:
         """Spool one record; False when it could not be made durable (the disk is full)."""
-        encoded = _encode(record)
+        encoded = encode_record(record)
         try:
             closed = self.spool.append_encoded(encoded)
         except OSError as e:

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from ailb.billing.records import UsageRecord
+from ailb.billing.records import UsageRecord, encode_record
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS usage_records (
@@ -75,8 +75,7 @@ MAX_ROWS_PER_STATEMENT = 512  # x 8 values: within SQLite's default limit of 32,
 V1_CHUNK = 10_000
 TS_MAX = float(2**40)  # year 36812
 
-# MessagePack: floats as 8 bytes rather than decimal text, a third of JSON's encoding cost.
-_encode = msgspec.msgpack.Encoder().encode
+# MessagePack (records.encode_record): floats as 8 bytes rather than decimal text.
 _decode = msgspec.msgpack.Decoder(list[UsageRecord]).decode
 
 Totals = list[Any]  # [requests, errors, prompt tokens, completion tokens, cost]
@@ -99,7 +98,7 @@ def insert_batch(
     if not records:
         return 0
     if encoded is None:
-        encoded = [_encode(r) for r in records]
+        encoded = [encode_record(r) for r in records]
     # Each minute's records as their encodings, then stored as one MessagePack array (a header
     # and the encodings one after the other): nothing is encoded twice.
     by_minute: dict[int, list[bytes]] = {}
