@@ -232,9 +232,7 @@ class LimitPolicy:
         if key is None and not self.routes.active:
             return NOTHING  # the master key or an open gateway, and no model limits
         local = self.local
-        if local is None or (
-            user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
-        ):
+        if local is None or _per_user(key, user):
             return None
         compiled = self._plans.get((principal.key_id, model))
         if (
@@ -263,19 +261,13 @@ class LimitPolicy:
         granted = self.admit_now(principal, request_id, model, user, tokens, usd)
         if granted is not None:
             return granted
-        key = principal.key
-        local = self.local
-        if local is not None and not (
-            user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
-        ):
-            compiled = await self._compile(principal, model)
-            if compiled.plan is None:
-                return NOTHING
-            got = local.admit_now(compiled.plan, request_id, tokens, usd)
-            assert got is not None  # just compiled: its period has not ended
-            if isinstance(got, Admission):
-                raise refusal(got, limit_headers(got))
-            return got
+        if self.local is not None and not _per_user(principal.key, user):
+            # No plan yet, or one for an earlier key version, routes or period; compiled again
+            # should the route limits change while the budget's seed is read.
+            while granted is None:
+                await self._compile(principal, model)
+                granted = self.admit_now(principal, request_id, model, user, tokens, usd)
+            return granted
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
@@ -376,6 +368,11 @@ class LimitPolicy:
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
         await self.admitter.close()
+
+
+def _per_user(key: ApiKey | None, user: str | None) -> bool:
+    """Per end-user limits apply: their counters are named per request, so not compiled."""
+    return bool(user and key is not None and (key.user_rpm_limit or key.user_tpm_limit))
 
 
 def limit_headers(adm: Admission) -> list[tuple[bytes, bytes]]:
