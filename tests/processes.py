@@ -16,11 +16,12 @@ AILB = str(Path(sys.executable).with_name("ailb"))
 
 
 def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on now (the caller binds it soon after; the kernel hands out
+    ephemeral ports in turn, so another bind taking it first is unlikely)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class GatewayProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,10 @@ import openai
 import pytest
 
 from ailb import __version__
+from tests.processes import free_port
 
 BIN = Path(sys.executable).parent
 AILB = str(BIN / "ailb")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def clean_env(tmp_path: Path, **env: str) -> dict[str, str]:

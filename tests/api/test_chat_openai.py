@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import httpx2
 import openai
 import pytest
 
 from tests.fakes.server import Reply, ToolCall
+from tests.processes import free_port
 
 SECRET = "sk-upstream-secret-123456"
 
@@ -31,14 +31,6 @@ def config(*urls: str, model: str = "gpt-test", extra: str = "") -> str:
 
 ENV = {"UPSTREAM_KEY": SECRET}
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_non_streaming_answer_and_upstream_request(openai_upstream, gateway_factory, client_for):
