@@ -29,7 +29,7 @@ from ailb.providers.base import (
     UpstreamError,
     error_message_from,
 )
-from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode
+from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
 
 API_VERSION = "2023-06-01"
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
@@ -475,11 +475,7 @@ class AnthropicProvider:
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         payload = self._request({**body, "stream": False})
-        resp = await self.upstream.send(self._messages, payload)
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
+        raw = await self.upstream.fetch(self._messages, payload)
         return to_completion(decode_json(raw, "message"), schema_tool_name(body))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
@@ -502,15 +498,7 @@ class AnthropicProvider:
         raise UpstreamError("protocol", "stream ended before message_stop")
 
     async def list_models(self) -> list[str]:
-        resp = await self.upstream.send(self._models)
-        try:
-            obj = decode_json(await resp.read(), "model list")
-        finally:
-            resp.release()
-        data = obj.get("data") if isinstance(obj, dict) else None
-        if not isinstance(data, list):
-            raise UpstreamError("protocol", "bad model list")
-        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return model_ids(decode_json(await self.upstream.fetch(self._models), "model list"))
 
     async def close(self) -> None:
         await self.upstream.close()

@@ -261,11 +261,7 @@ class OllamaProvider:
         self._tags = self.upstream.head("GET", "/api/tags")
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp = await self.upstream.send(self._chat, encode(to_chat_request(body, stream=False)))
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
+        raw = await self.upstream.fetch(self._chat, encode(to_chat_request(body, stream=False)))
         return to_completion(decode_json(raw, "chat reply"), body.get("model", ""))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
@@ -292,11 +288,7 @@ class OllamaProvider:
         raise UpstreamError("protocol", "stream ended before its done line")
 
     async def list_models(self) -> list[str]:
-        resp = await self.upstream.send(self._tags)
-        try:
-            obj = decode_json(await resp.read(), "model list")
-        finally:
-            resp.release()
+        obj = decode_json(await self.upstream.fetch(self._tags), "model list")
         models = obj.get("models") if isinstance(obj, dict) else None
         if not isinstance(models, list):
             raise UpstreamError("protocol", "bad model list")

@@ -7,7 +7,7 @@ from typing import Any
 
 from ailb.config import DeploymentConfig, Secret
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
-from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode
+from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
 
 
 def prepare_stream_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +54,7 @@ class OpenAIProvider:
         self._models = self.upstream.head("GET", "/models")
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp = await self.upstream.send(self._chat, encode(body))
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
+        raw = await self.upstream.fetch(self._chat, encode(body))
         return check_completion(decode_json(raw, "chat completion"))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
@@ -86,15 +82,7 @@ class OpenAIProvider:
         raise UpstreamError("protocol", "stream ended before [DONE]")
 
     async def list_models(self) -> list[str]:
-        resp = await self.upstream.send(self._models)
-        try:
-            obj = decode_json(await resp.read(), "model list")
-        finally:
-            resp.release()
-        data = obj.get("data") if isinstance(obj, dict) else None
-        if not isinstance(data, list):
-            raise UpstreamError("protocol", "bad model list")
-        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return model_ids(decode_json(await self.upstream.fetch(self._models), "model list"))
 
     async def close(self) -> None:
         await self.upstream.close()

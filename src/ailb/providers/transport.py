@@ -61,6 +61,14 @@ class Upstream:
                 resp.release()
         return resp
 
+    async def fetch(self, head: bytes, body: bytes = b"") -> bytes:
+        """send() and the whole body read, the connection handed back either way."""
+        resp = await self.send(head, body)
+        try:
+            return await resp.read()
+        finally:
+            resp.release()
+
     async def close(self) -> None:
         await self.pool.close()
 
@@ -85,6 +93,14 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def model_ids(obj: Any) -> list[str]:
+    """The ids of an OpenAI-shaped model list (`{"data": [{"id": ...}]}`; Anthropic's too)."""
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if not isinstance(data, list):
+        raise UpstreamError("protocol", "bad model list")
+    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
 def decode_json(raw: bytes, what: str) -> Any:
