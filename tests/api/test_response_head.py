@@ -99,6 +99,18 @@ CASES = [
     ("a newline in a value", 200, [*JSON, (b"x-note", b"a\r\nx-evil: 1")], "POST", True),
     ("a NUL in a value", 200, [*JSON, (b"x-note", b"a\x00")], "POST", True),
     ("a colon in a name", 200, [*JSON, (b"x:y", b"1")], "POST", True),
+    ("a length given twice", 200, [*JSON, (b"content-length", b"11")], "POST", True),
+    ("a name containing content-length", 200, [(b"x-content-length", b"3")], "POST", True),
+    ("that name beside a length", 200, [*JSON, (b"x-content-length", b"3")], "POST", True),
+    (
+        "content-length across two names",
+        200,
+        [(b"x-conten", b"1"), (b"t-length", b"2")],
+        "POST",
+        True,
+    ),
+    ("a name containing connection", 200, [*JSON, (b"x-connection", b"close")], "POST", False),
+    ("an empty value", 200, [*JSON, (b"x-empty", b"")], "POST", True),
 ]
 
 
@@ -145,3 +157,27 @@ def test_every_byte_in_a_name_or_a_value_is_treated_as_uvicorn_treats_it() -> No
         return differ
 
     assert asyncio.run(all_bytes()) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[*JSON, (b"x-request-id", b"req_1"), *LIMITS], [(b"content-type", b"text/event-stream")]],
+    ids=["a limited JSON answer", "a stream"],
+)
+def test_the_usual_heads_do_not_go_the_long_way(
+    monkeypatch: pytest.MonkeyPatch, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Only the edge cases fall back to uvicorn's loop: the answers the gateway sends all the
+    time are written by the one-pass path (else it would be correct, and slow)."""
+    starts: list[Any] = []
+    theirs = RequestResponseCycle.send
+
+    async def counting(self: Any, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            starts.append(message)
+        await theirs(self, message)
+
+    monkeypatch.setattr(RequestResponseCycle, "send", counting)
+    result = asyncio.run(answer(OnePassHeadCycle, 200, headers, "POST", True))
+    assert result[0].startswith(b"HTTP/1.1 200 OK\r\nserver: uvicorn\r\n")
+    assert starts == []
