@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from ailb.ratelimit import (
+    PER_REQUEST,
     RESERVATION_TTL,
     Admission,
     AdmissionUnavailable,
@@ -22,7 +23,7 @@ from ailb.ratelimit import (
     RateWindow,
     Ticket,
 )
-from ailb.ratelimit.local import SWEEP_EVERY, LocalAdmitter
+from ailb.ratelimit.local import SWEEP_EVERY, LocalAdmitter, LocalTicket, Plan
 from ailb.ratelimit.redis import RedisAdmitter
 
 T0 = 1_000_000.0
@@ -535,3 +536,48 @@ def test_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
             await a.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("tokens_first", [False, True], ids=["rpm, tpm", "tpm, rpm"])
+def test_a_keys_usual_pair_of_windows_admits_exactly_as_the_general_path(
+    tokens_first: bool,
+) -> None:
+    """A compiled plan of one requests and one tokens window (the usual key) is checked and
+    charged in straight lines; refusals go the general way. Random traffic with tight limits
+    and a budget gives the same answers, headers, refusals and counters both ways."""
+
+    def run(general: bool) -> list[object]:
+        clock = Clock()
+        admitter = LocalAdmitter(clock)
+        if general:
+            bind = admitter._bind
+
+            def bind_without_pair(plan: Plan, now: float) -> None:
+                bind(plan, now)
+                plan.pair = None
+
+            admitter._bind = bind_without_pair  # type: ignore[method-assign]
+        windows = [RateWindow(REQUESTS, 6, 1), RateWindow(TOKENS, 400, PER_REQUEST)]
+        quota = Quota(BUDGET, usd_limit=0.08, token_limit=None, usd_estimate=0.0, token_estimate=0)
+        plan = Plan(windows[::-1] if tokens_first else windows, quota, "1")
+        rng = random.Random(11)
+        seen: list[object] = []
+        for i in range(600):
+            clock.now += rng.choice([0.0, 0.0, 0.4, 3.0, 11.0])
+            tokens, usd = rng.randint(0, 150), rng.choice([0.0, 0.003, 0.02])
+            got = admitter.admit_now(plan, f"r{i}", tokens, usd)
+            if isinstance(got, LocalTicket):
+                seen.append(("admitted", got.headers))
+                if rng.random() < 0.8:
+                    admitter.settle_now(got, rng.randint(0, 200), usd * rng.random())
+            else:
+                assert isinstance(got, Admission)
+                seen.append((got.reason, got.denied_by, got.retry_after, got.windows))
+            seen.append([(w[4].total, list(w[4].buckets)) for w in plan.windows])
+        assert (plan.pair is None) == general
+        return seen
+
+    usual, general = run(general=False), run(general=True)
+    assert usual == general
+    kinds = {entry[0] for entry in usual if isinstance(entry, tuple)}
+    assert kinds == {"admitted", "rate", "quota"}  # every way through was taken

@@ -117,6 +117,7 @@ class Plan:
     __slots__ = (
         "gen",
         "ledger",
+        "pair",
         "quota",
         "revocation",
         "specs",
@@ -144,6 +145,8 @@ class Plan:
         self.token_cap = math.inf if token_limit is None else token_limit
         self.gen = -1  # the admitter generation the counters below belong to
         self.windows: tuple[BoundWindow, ...] = ()
+        # The windows when they are one of requests and one of tokens (the usual key).
+        self.pair: tuple[BoundWindow, BoundWindow] | None = None
         self.ledger: _Ledger | None = None  # the quota's, until it expires
 
 
@@ -211,31 +214,6 @@ class LocalAdmitter:
         revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
             return self._refused(plan, now, tokens, "revoked")
-        token_windows = []
-        # The tightest window of each kind, for the headers.
-        req: BoundWindow | None = None
-        tok: BoundWindow | None = None
-        req_left = tok_left = 0
-        req_bucket = tok_bucket = None
-        for w in plan.windows:
-            _, limit, cost, is_tokens, buckets, _ = w
-            if cost < 0:
-                cost = tokens
-            bucket = buckets.newest
-            if bucket[0] < second:  # (a clock stepped back charges the newest bucket)
-                bucket = buckets.advance(second)
-            total = buckets.total + cost
-            if total > limit:
-                return self._refused(plan, now, tokens, "rate", refused_by=w)
-            buckets.total = total
-            bucket[1] += cost
-            left = limit - total
-            if is_tokens:
-                token_windows.append((buckets, bucket, cost))
-                if tok is None or left < tok_left:
-                    tok, tok_left, tok_bucket = w, left, bucket
-            elif req is None or left < req_left:
-                req, req_left, req_bucket = w, left, bucket
         ledger = None
         if plan.quota is not None:
             ledger = plan.ledger
@@ -243,24 +221,87 @@ class LocalAdmitter:
                 ledger = plan.ledger = self._ledger(plan.quota, now)
             if ledger.oldest_until <= now:
                 ledger.drop_expired(now)
+        headers: list[Header] | None = None
+        pair = plan.pair
+        if pair is not None:
+            # A key's usual limits, an rpm and a tpm window: checked, then charged, in
+            # straight lines (half the steps of the loop below) while both are in the same
+            # second as their newest bucket. A new second, or anything that does not fit,
+            # goes the general way, which starts buckets and refuses as it always has.
+            rw, tw = pair
+            rb, tb = rw[4], tw[4]
+            r_bucket, t_bucket = rb.newest, tb.newest
+            r_cost = rw[2]
+            r_total, t_total = rb.total + r_cost, tb.total + tokens
             if (
+                r_bucket[0] >= second
+                and t_bucket[0] >= second
+                and r_total <= rw[1]
+                and t_total <= tw[1]
+                and (
+                    ledger is None
+                    or (
+                        ledger.spent_usd + ledger.reserved_usd + usd <= plan.usd_cap
+                        and ledger.spent_tokens + ledger.reserved_tokens + tokens <= plan.token_cap
+                    )
+                )
+            ):
+                rb.total, tb.total = r_total, t_total
+                r_bucket[1] += r_cost
+                t_bucket[1] += tokens
+                token_windows = [(tb, t_bucket, tokens)]
+                headers = [
+                    rw[5],
+                    (REMAINING_REQUESTS, b"%d" % (rw[1] - r_total)),
+                    CHARGED_RESET_REQUESTS if r_bucket[1] else _reset(rw, False, now),
+                    tw[5],
+                    (REMAINING_TOKENS, b"%d" % (tw[1] - t_total)),
+                    CHARGED_RESET_TOKENS if t_bucket[1] else _reset(tw, True, now),
+                ]
+        if headers is None:
+            token_windows = []
+            # The tightest window of each kind, for the headers.
+            req: BoundWindow | None = None
+            tok: BoundWindow | None = None
+            req_left = tok_left = 0
+            req_bucket = tok_bucket = None
+            for w in plan.windows:
+                _, limit, cost, is_tokens, buckets, _ = w
+                if cost < 0:
+                    cost = tokens
+                bucket = buckets.newest
+                if bucket[0] < second:  # (a clock stepped back charges the newest bucket)
+                    bucket = buckets.advance(second)
+                total = buckets.total + cost
+                if total > limit:
+                    return self._refused(plan, now, tokens, "rate", refused_by=w)
+                buckets.total = total
+                bucket[1] += cost
+                left = limit - total
+                if is_tokens:
+                    token_windows.append((buckets, bucket, cost))
+                    if tok is None or left < tok_left:
+                        tok, tok_left, tok_bucket = w, left, bucket
+                elif req is None or left < req_left:
+                    req, req_left, req_bucket = w, left, bucket
+            if ledger is not None and (
                 ledger.spent_usd + ledger.reserved_usd + usd > plan.usd_cap
                 or ledger.spent_tokens + ledger.reserved_tokens + tokens > plan.token_cap
             ):
                 return self._refused(plan, now, tokens, "quota")
-        headers: list[Header] = []
-        if req is not None:
-            headers = [
-                req[5],
-                (REMAINING_REQUESTS, b"%d" % req_left),
-                CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req, False, now),  # type: ignore[index]
-            ]
-        if tok is not None:
-            headers += (
-                tok[5],
-                (REMAINING_TOKENS, b"%d" % tok_left),
-                CHARGED_RESET_TOKENS if tok_bucket[1] else _reset(tok, True, now),  # type: ignore[index]
-            )
+            headers = []
+            if req is not None:
+                headers = [
+                    req[5],
+                    (REMAINING_REQUESTS, b"%d" % req_left),
+                    CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req, False, now),  # type: ignore[index]
+                ]
+            if tok is not None:
+                headers += (
+                    tok[5],
+                    (REMAINING_TOKENS, b"%d" % tok_left),
+                    CHARGED_RESET_TOKENS if tok_bucket[1] else _reset(tok, True, now),  # type: ignore[index]
+                )
         until = now + RESERVATION_TTL
         ticket = LocalTicket(request_id, second, token_windows, ledger, usd, tokens, until, headers)
         if ledger is not None:
@@ -322,6 +363,10 @@ class LocalAdmitter:
             tokens = w.name.endswith(":tokens")
             bound.append((w.name, w.limit, w.cost, tokens, buckets, limit_header(tokens, w.limit)))
         plan.windows = tuple(bound)
+        per_request = [w for w in bound if not w[3] and w[2] >= 0]
+        per_token = [w for w in bound if w[3] and w[2] < 0]  # charged the request's estimate
+        usual = len(bound) == 2 and len(per_request) == 1 and len(per_token) == 1
+        plan.pair = (per_request[0], per_token[0]) if usual else None
         plan.ledger = None  # looked up again too: a sweep may have dropped it
         plan.gen = self._gen
 
