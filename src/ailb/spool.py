@@ -86,20 +86,27 @@ class Spool:
 
     def append_encoded(self, payload: bytes) -> str | None:
         """append() of a record the caller has encoded already (MessagePack)."""
-        data = _LENGTH.pack(len(payload)) + payload
+        length = len(payload)
+        start = self._offset
+        end = start + 4 + length
         closed = None
-        if self._offset + len(data) > self._size or self._map is None:
-            if len(data) > self.segment_bytes:
+        if end > self._size or self._map is None:
+            if length + 4 > self.segment_bytes:
                 raise ValueError("a record larger than a spool segment")
             if self._map is None:  # the last segment could not be made (disk full): try again
-                self._roll(len(data))
+                self._roll(length + 4)
             else:  # full: the next one twice as large
-                self._written += self._offset
+                self._written += start
                 self._next_size = 2 * self._size
-                closed = self._replace(len(data))
-        assert self._map is not None, "spool not open"
-        end = self._offset + len(data)
-        self._map[self._offset : end] = data
+                closed = self._replace(length + 4)
+            start = self._offset
+            end = start + 4 + length
+        m = self._map
+        assert m is not None, "spool not open"
+        # Straight into the map, no framed copy made. The record goes before its length: a
+        # crash between the two leaves what readers take for the unused tail (a zero length).
+        m[start + 4 : end] = payload
+        _LENGTH.pack_into(m, start, length)
         self._offset = end
         self._count += 1
         return closed
