@@ -221,9 +221,14 @@ class LocalAdmitter:
                 ledger = plan.ledger = self._ledger(plan.quota, now)
             if ledger.oldest_until <= now:
                 ledger.drop_expired(now)
+        # Whether the budget has room for the estimates (nothing below changes the ledger).
+        quota_fits = ledger is None or (
+            ledger.spent_usd + ledger.reserved_usd + usd <= plan.usd_cap
+            and ledger.spent_tokens + ledger.reserved_tokens + tokens <= plan.token_cap
+        )
         headers: list[Header] | None = None
         pair = plan.pair
-        if pair is not None:
+        if pair is not None and quota_fits:
             # A key's usual limits, an rpm and a tpm window: checked, then charged, in
             # straight lines (half the steps of the loop below) while both are in the same
             # second as their newest bucket. A new second, or anything that does not fit,
@@ -238,13 +243,6 @@ class LocalAdmitter:
                 and t_bucket[0] >= second
                 and r_total <= rw[1]
                 and t_total <= tw[1]
-                and (
-                    ledger is None
-                    or (
-                        ledger.spent_usd + ledger.reserved_usd + usd <= plan.usd_cap
-                        and ledger.spent_tokens + ledger.reserved_tokens + tokens <= plan.token_cap
-                    )
-                )
             ):
                 rb.total, tb.total = r_total, t_total
                 r_bucket[1] += r_cost
@@ -284,10 +282,7 @@ class LocalAdmitter:
                         tok, tok_left, tok_bucket = w, left, bucket
                 elif req is None or left < req_left:
                     req, req_left, req_bucket = w, left, bucket
-            if ledger is not None and (
-                ledger.spent_usd + ledger.reserved_usd + usd > plan.usd_cap
-                or ledger.spent_tokens + ledger.reserved_tokens + tokens > plan.token_cap
-            ):
+            if not quota_fits:
                 return self._refused(plan, now, tokens, "quota")
             headers = []
             if req is not None:
