@@ -52,7 +52,9 @@ def settings_env(mode: str, data: str) -> dict[str, str]:
     )
     if mode == "off":
         env["ENABLE_USAGE"] = "false"
-    if mode not in ("off", "open"):
+    if mode in ("off", "open"):
+        env.pop("AILB_MASTER_KEY", None)  # the caller's own must not switch authentication on
+    else:
         env["AILB_MASTER_KEY"] = MASTER
     if mode == "shared":
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0"

@@ -31,10 +31,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from inproc import settings_env  # this folder: run as a script, it is on the path
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 AILB = str(ROOT / ".venv" / "bin" / "ailb")
-MASTER = "bench-master-key-0123456789"
+MODES = ("off", "open", "keyonly", "embedded", "shared")
 LIMITS = "--rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period day"
 PG = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -43,24 +45,16 @@ RESULT = re.compile(r"RESULT requests=(\d+) duration_s=([\d.]+) .* non2xx=(\d+) 
 
 class Gateway:
     def __init__(self, mode: str, port: int, work: Path, schema: str, prefix: str) -> None:
-        self.mode, self.port = mode, port
-        self.env = dict(
-            os.environ,
-            AILB_CONFIG=str(ROOT / "bench" / "ailb-bench.yaml"),
-            AILB_BENCH_KEY="sk-bench",
-            AILB_DATA_DIR=str(work / mode),
-            HOST="127.0.0.1",
-            HTTP_PORT=str(port),
-            GRPC_PORT=str(port + 1000),
-            ENABLE_MEMORY="false",
-        )
-        self.env.pop("AILB_MASTER_KEY", None)
-        if mode == "off":
-            self.env["ENABLE_USAGE"] = "false"
-        elif mode in ("keyonly", "embedded", "shared"):
-            self.env["AILB_MASTER_KEY"] = MASTER
-        elif mode != "open":
+        if mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}")
+        self.mode, self.port = mode, port
+        # The modes' settings are inproc's, served over HTTP with the access log on (as
+        # `ailb serve` runs by default), the shared stores under this run's own names.
+        self.env = settings_env(mode, str(work / mode)) | {
+            "HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+        }
+        self.env.pop("AILB_LOG_LEVEL")
         if mode == "shared":
             self.env |= {
                 "DATABASE_URL": PG,
