@@ -58,7 +58,6 @@ class Spool:
         self._map: mmap.mmap | None = None
         self._path: str | None = None
         self._offset = 0
-        self._count = 0
         self._seq = 0
         self._size = 0  # the current segment's
         self._written = 0  # bytes in segments closed since the last rotate(), because full
@@ -89,26 +88,30 @@ class Spool:
         length = len(payload)
         start = self._offset
         end = start + 4 + length
-        closed = None
-        if end > self._size or self._map is None:
-            if length + 4 > self.segment_bytes:
-                raise ValueError("a record larger than a spool segment")
-            if self._map is None:  # the last segment could not be made (disk full): try again
-                self._roll(length + 4)
-            else:  # full: the next one twice as large
-                self._written += start
-                self._next_size = 2 * self._size
-                closed = self._replace(length + 4)
-            start = self._offset
-            end = start + 4 + length
-        m = self._map
-        assert m is not None, "spool not open"
+        if end > self._size:  # full, or no segment (a size above zero means a map)
+            return self._append_elsewhere(payload)
+        m: mmap.mmap = self._map  # type: ignore[assignment]
         # Straight into the map, no framed copy made. The record goes before its length: a
         # crash between the two leaves what readers take for the unused tail (a zero length).
         m[start + 4 : end] = payload
         _LENGTH.pack_into(m, start, length)
         self._offset = end
-        self._count += 1
+        return None
+
+    def _append_elsewhere(self, payload: bytes) -> str | None:
+        """append_encoded() into a new segment: the current one is full (it is closed, and
+        its path returned) or there is none."""
+        need = len(payload) + 4
+        if need > self.segment_bytes:
+            raise ValueError("a record larger than a spool segment")
+        closed = None
+        if self._map is None:  # the last segment could not be made (disk full): try again
+            self._roll(need)
+        else:  # full: the next one twice as large
+            self._written += self._offset
+            self._next_size = 2 * self._size
+            closed = self._replace(need)
+        self.append_encoded(payload)  # it fits now
         return closed
 
     def rotate(self) -> str | None:
@@ -118,11 +121,11 @@ class Spool:
         written, self._written = self._written + self._offset, 0
         # Room for twice that, shrinking by at most half at a time.
         self._next_size = max(MIN_SEGMENT_BYTES, 2 * written, self._size // 2)
-        if self._count == 0:
+        if self._offset == 0:
             return None
         closed = self._path
         self._unmap()
-        self._count, self._offset = 0, 0
+        self._offset = 0
         with contextlib.suppress(OSError):  # no room for a new one: the next append says so
             self._roll()
         return closed
@@ -134,16 +137,16 @@ class Spool:
         made = self._make(need)
         closed = self._path
         self._unmap()
-        if self._count == 0 and closed is not None:  # too small for the record: never used
+        if self._offset == 0 and closed is not None:  # too small for the record: never used
             remove_segment(closed)
             closed = None
         self._fd, self._map, self._path, self._size = made
-        self._count, self._offset = 0, 0
+        self._offset = 0
         return closed
 
     def close(self) -> None:
         self._unmap()
-        if self._path is not None and self._count == 0:
+        if self._path is not None and self._offset == 0:
             remove_segment(self._path)
         self._path = None
 
@@ -151,6 +154,7 @@ class Spool:
         if self._map is not None:
             self._map.close()
             self._map = None
+            self._size = 0  # appends see no room, and make a segment
         if self._fd is not None:
             os.ftruncate(self._fd, self._offset)  # the unused tail of the segment goes
             os.close(self._fd)  # releases the flock: the segment is now anyone's to flush
@@ -160,7 +164,7 @@ class Spool:
         self._unmap()
         self._path, self._size = None, 0
         self._fd, self._map, self._path, self._size = self._make(need)
-        self._count, self._offset = 0, 0
+        self._offset = 0
 
     def _make(self, need: int) -> tuple[int, mmap.mmap, str, int]:
         """A new segment file, locked, its blocks reserved and mapped: (fd, map, path, size)."""

@@ -581,3 +581,42 @@ def test_a_keys_usual_pair_of_windows_admits_exactly_as_the_general_path(
     assert usual == general
     kinds = {entry[0] for entry in usual if isinstance(entry, tuple)}
     assert kinds == {"admitted", "rate", "quota"}  # every way through was taken
+
+
+def test_sweeps_keep_live_counters_and_rebind_idle_plans() -> None:
+    """Sweeps run from the general path only; compiled plans going the straight way in
+    between must keep counting in the counters the admitter holds. Two plans of one key
+    (two models) share its windows: both keep them while live, and both are bound to the same
+    fresh counters after idling past a sweep."""
+    clock = Clock()
+    a = LocalAdmitter(clock)
+    windows = [RateWindow(REQUESTS, 5, 1), RateWindow(TOKENS, 10**6, PER_REQUEST)]
+    plan_a, plan_b = Plan(windows, None, "1"), Plan(windows, None, "1")
+    made = 0
+
+    def churn() -> None:
+        """Other keys' first requests, enough for two sweeps."""
+        nonlocal made
+        for _ in range(2 * SWEEP_EVERY):
+            made += 1
+            other = Plan([RateWindow(f"k:o{made}:requests", 5, 1)], None, None)
+            assert isinstance(a.admit_now(other, f"o{made}"), LocalTicket)
+
+    def admitted(plan: Plan, n: int) -> list[bool]:
+        return [isinstance(a.admit_now(plan, uuid.uuid4().hex, 10), LocalTicket) for _ in range(n)]
+
+    clock.at(100.0)
+    assert admitted(plan_a, 3) + admitted(plan_b, 2) == [True] * 5
+    clock.at(100.5)
+    churn()  # the key's counters are live: kept
+    assert admitted(plan_a, 1) + admitted(plan_b, 1) == [False, False]
+    assert a._windows[REQUESTS] is plan_a.windows[0][4] is plan_b.windows[0][4]
+
+    clock.at(170.0)
+    churn()  # idle for over a window: dropped
+    assert REQUESTS not in a._windows
+    assert admitted(plan_a, 3) + admitted(plan_b, 3) == [True] * 5 + [False]
+    assert a._windows[REQUESTS] is plan_a.windows[0][4] is plan_b.windows[0][4]
+    assert a._windows[REQUESTS].total == 5
+    assert a._windows[TOKENS].total == 50
+    assert not any(f"k:o{i}:requests" in a._windows for i in range(1, 2 * SWEEP_EVERY))

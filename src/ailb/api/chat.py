@@ -199,7 +199,8 @@ class Exchange:
             self.prompt_tokens,
             self.completion_tokens,
             self.cost,
-            rounded((time.perf_counter() - self.started) * 1000, 1000),
+            # rounded(latency in ms, 1000), written out
+            math.floor((time.perf_counter() - self.started) * 1000 * 1000 + 0.5) / 1000,
             self.status,
             self.estimated,
             self.stream,
@@ -232,7 +233,10 @@ class ChatCompletionsEndpoint:
         self.limits = limits
         self.usage = usage
         self.instance = instance
-        self._prices: dict[str, tuple[Any, float, float]] = {}
+        # model -> the highest input and output prices among its deployments, for the router
+        # index they were read from (a reload or discovery makes a new one).
+        self._prices: dict[str, tuple[float, float]] = {}
+        self._prices_of: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Time-ordered ids: sortable for people, and appended (not scattered) in ledger indexes.
@@ -390,16 +394,20 @@ class ChatCompletionsEndpoint:
         key = principal.key
         if key is None or key.budget_usd is None:
             return 0.0
-        deployments = router.models().get(model)
+        index = router.models()
+        if index is not self._prices_of:  # the model's deployments may have changed
+            self._prices, self._prices_of = {}, index
         prices = self._prices.get(model)
-        if prices is None or prices[0] is not deployments:  # the model's deployments changed
+        if prices is None:
+            deployments = index.get(model)
+            if deployments is None:
+                return 0.0  # no such model: it will be refused before any cost (not kept)
             prices = self._prices[model] = (
-                deployments,
-                max((d.config.input_cost_per_1m for d in deployments or ()), default=0.0),
-                max((d.config.output_cost_per_1m for d in deployments or ()), default=0.0),
+                max((d.config.input_cost_per_1m for d in deployments), default=0.0),
+                max((d.config.output_cost_per_1m for d in deployments), default=0.0),
             )
         completion = needs.max_tokens or COMPLETION_ESTIMATE
-        return (prices[1] * needs.prompt_tokens + prices[2] * completion) / 1e6
+        return (prices[0] * needs.prompt_tokens + prices[1] * completion) / 1e6
 
     async def _retrieve(
         self,

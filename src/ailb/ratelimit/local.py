@@ -37,7 +37,7 @@ SPAN = WINDOW_SECONDS + 1
 # always the same header.
 CHARGED_RESET_REQUESTS = reset_header(False, SPAN)
 CHARGED_RESET_TOKENS = reset_header(True, SPAN)
-SWEEP_EVERY = 1024  # admits between sweeps of idle counters
+SWEEP_EVERY = 1024  # admits by the general path between sweeps of idle counters
 USD_TOLERANCE = 1e-9  # float sums like 0.1 + 0.2 must not refuse a budget spent exactly
 
 
@@ -76,7 +76,7 @@ class Buckets:
 class _Ledger:
     spent_usd: float
     spent_tokens: int
-    expires_at: float | None  # end of the quota period
+    expires_at: float  # end of the quota period (inf: none)
     # request id -> its ticket (usd, tokens and until reserved); insertion order is expiry order
     # (same TTL for all), so expired ones are at the front, and the sums are kept as they change.
     reservations: dict[str, LocalTicket] = field(default_factory=dict)
@@ -86,12 +86,14 @@ class _Ledger:
     # only remove reservations, so it stays a safe lower bound): checks skip the scan till then.
     oldest_until: float = math.inf
 
-    def release(self, request_id: str) -> None:
-        t = self.reservations.pop(request_id, None)
+    def release(self, ticket: LocalTicket) -> None:
+        res = self.reservations
+        t = res.pop(ticket.request_id, None)
         if t is not None:
-            self.reserved_usd -= t.usd
-            self.reserved_tokens -= t.tokens
-            if not self.reservations:  # no float dust left behind
+            if res:
+                self.reserved_usd -= t.usd
+                self.reserved_tokens -= t.tokens
+            else:  # no float dust left behind
                 self.reserved_usd, self.reserved_tokens = 0.0, 0
 
     def drop_expired(self, now: float) -> None:
@@ -101,12 +103,13 @@ class _Ledger:
             if ticket.until > now:
                 self.oldest_until = ticket.until
                 return
-            self.release(ticket.request_id)
+            self.release(ticket)
         self.oldest_until = math.inf
 
 
 # (name, limit, cost, tokens?, counters, its x-ratelimit-limit-* header)
 BoundWindow = tuple[str, int, int, bool, Buckets, Header]
+Pair = tuple[Buckets, Buckets, int, int, int, Header, Header]
 
 
 class Plan:
@@ -145,8 +148,10 @@ class Plan:
         self.token_cap = math.inf if token_limit is None else token_limit
         self.gen = -1  # the admitter generation the counters below belong to
         self.windows: tuple[BoundWindow, ...] = ()
-        # The windows when they are one of requests and one of tokens (the usual key).
-        self.pair: tuple[BoundWindow, BoundWindow] | None = None
+        # The windows when they are one of requests and one of tokens (the usual key), laid
+        # out flat for admit_now: (requests' counters, tokens' counters, requests' limit,
+        # tokens' limit, a request's cost, the two x-ratelimit-limit-* headers).
+        self.pair: Pair | None = None
         self.ledger: _Ledger | None = None  # the quota's, until it expires
 
 
@@ -206,18 +211,13 @@ class LocalAdmitter:
         if now >= plan.until:
             return None
         second = int(now)  # clocks are positive: int() is floor()
-        self._admits += 1
-        if not self._admits % SWEEP_EVERY:
-            self._sweep(now)
-        if plan.gen != self._gen:
-            self._bind(plan, now)
         revocation = plan.revocation
         if revocation is not None and self._revoked and self._revoked.get(revocation, 0.0) > now:
             return self._refused(plan, now, tokens, "revoked")
         ledger = None
         if plan.quota is not None:
             ledger = plan.ledger
-            if ledger is None or (ledger.expires_at is not None and ledger.expires_at <= now):
+            if ledger is None or ledger.expires_at <= now:
                 ledger = plan.ledger = self._ledger(plan.quota, now)
             if ledger.oldest_until <= now:
                 ledger.drop_expired(now)
@@ -233,30 +233,37 @@ class LocalAdmitter:
             # straight lines (half the steps of the loop below) while both are in the same
             # second as their newest bucket. A new second, or anything that does not fit,
             # goes the general way, which starts buckets and refuses as it always has.
-            rw, tw = pair
-            rb, tb = rw[4], tw[4]
+            rb, tb, r_limit, t_limit, r_cost, r_header, t_header = pair
             r_bucket, t_bucket = rb.newest, tb.newest
-            r_cost = rw[2]
             r_total, t_total = rb.total + r_cost, tb.total + tokens
             if (
                 r_bucket[0] >= second
                 and t_bucket[0] >= second
-                and r_total <= rw[1]
-                and t_total <= tw[1]
+                and r_total <= r_limit
+                and t_total <= t_limit
             ):
                 rb.total, tb.total = r_total, t_total
                 r_bucket[1] += r_cost
                 t_bucket[1] += tokens
                 token_windows = [(tb, t_bucket, tokens)]
                 headers = [
-                    rw[5],
-                    (REMAINING_REQUESTS, b"%d" % (rw[1] - r_total)),
-                    CHARGED_RESET_REQUESTS if r_bucket[1] else _reset(rw, False, now),
-                    tw[5],
-                    (REMAINING_TOKENS, b"%d" % (tw[1] - t_total)),
-                    CHARGED_RESET_TOKENS if t_bucket[1] else _reset(tw, True, now),
+                    r_header,
+                    (REMAINING_REQUESTS, b"%d" % (r_limit - r_total)),
+                    CHARGED_RESET_REQUESTS if r_bucket[1] else _reset(rb, r_limit, False, now),
+                    t_header,
+                    (REMAINING_TOKENS, b"%d" % (t_limit - t_total)),
+                    CHARGED_RESET_TOKENS if t_bucket[1] else _reset(tb, t_limit, True, now),
                 ]
         if headers is None:
+            # Sweeps and rebinding are left to this path: a plan's first request, and the first
+            # of each second, come this way, and a sweep drops only counters idle for a window,
+            # whose next request starts a new second. So the straight lines above never see
+            # counters a sweep dropped, and sweeps keep pace with the counters being made.
+            self._admits += 1
+            if not self._admits % SWEEP_EVERY:
+                self._sweep(now)
+            if plan.gen != self._gen:
+                self._bind(plan, now)
             token_windows = []
             # The tightest window of each kind, for the headers.
             req: BoundWindow | None = None
@@ -289,13 +296,13 @@ class LocalAdmitter:
                 headers = [
                     req[5],
                     (REMAINING_REQUESTS, b"%d" % req_left),
-                    CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req, False, now),  # type: ignore[index]
+                    CHARGED_RESET_REQUESTS if req_bucket[1] else _reset(req[4], req[1], False, now),  # type: ignore[index]
                 ]
             if tok is not None:
                 headers += (
                     tok[5],
                     (REMAINING_TOKENS, b"%d" % tok_left),
-                    CHARGED_RESET_TOKENS if tok_bucket[1] else _reset(tok, True, now),  # type: ignore[index]
+                    CHARGED_RESET_TOKENS if tok_bucket[1] else _reset(tok[4], tok[1], True, now),  # type: ignore[index]
                 )
         until = now + RESERVATION_TTL
         ticket = LocalTicket(request_id, second, token_windows, ledger, usd, tokens, until, headers)
@@ -319,6 +326,8 @@ class LocalAdmitter:
         """A refusal. The windows this request charged are uncharged: none for a revoked key
         (checked first), those before `refused_by` for a full window, all for a quota. The
         admission carries their states."""
+        if plan.gen != self._gen:  # a revoked key's plan, refused before the general path
+            self._bind(plan, now)
         windows = plan.windows
         if reason != "revoked":
             for w in windows:
@@ -361,7 +370,14 @@ class LocalAdmitter:
         per_request = [w for w in bound if not w[3] and w[2] >= 0]
         per_token = [w for w in bound if w[3] and w[2] < 0]  # charged the request's estimate
         usual = len(bound) == 2 and len(per_request) == 1 and len(per_token) == 1
-        plan.pair = (per_request[0], per_token[0]) if usual else None
+        if usual:
+            (_, r_limit, r_cost, _, rb, r_header), (_, t_limit, _, _, tb, t_header) = (
+                per_request[0],
+                per_token[0],
+            )
+            plan.pair = (rb, tb, r_limit, t_limit, r_cost, r_header, t_header)
+        else:
+            plan.pair = None
         plan.ledger = None  # looked up again too: a sweep may have dropped it
         plan.gen = self._gen
 
@@ -388,8 +404,16 @@ class LocalAdmitter:
                 bucket[1] = new
         # A period that has ended is not reopened by a late settle; the next admit seeds the
         # new counter from the ledger.
-        if ledger is not None and (ledger.expires_at is None or ledger.expires_at > now):
-            ledger.release(ticket.request_id)
+        if ledger is not None and ledger.expires_at > now:
+            # ledger.release(ticket), written out: this runs on every budgeted request.
+            res = ledger.reservations
+            t = res.pop(ticket.request_id, None)
+            if t is not None:
+                if res:
+                    ledger.reserved_usd -= t.usd
+                    ledger.reserved_tokens -= t.tokens
+                else:  # no float dust left behind
+                    ledger.reserved_usd, ledger.reserved_tokens = 0.0, 0
             ledger.spent_usd += usd
             ledger.spent_tokens += tokens
 
@@ -403,7 +427,7 @@ class LocalAdmitter:
 
     def _existing_ledger(self, name: str, now: float) -> _Ledger | None:
         ledger = self._ledgers.get(name)
-        if ledger is not None and ledger.expires_at is not None and ledger.expires_at <= now:
+        if ledger is not None and ledger.expires_at <= now:
             del self._ledgers[name]
             return None
         return ledger
@@ -411,7 +435,7 @@ class LocalAdmitter:
     def _ledger(self, quota: Quota, now: float) -> _Ledger:
         ledger = self._existing_ledger(quota.name, now)
         if ledger is None:
-            expires_at = None if quota.ttl is None else now + quota.ttl
+            expires_at = math.inf if quota.ttl is None else now + quota.ttl
             ledger = _Ledger(quota.seed_usd, quota.seed_tokens, expires_at)
             self._ledgers[quota.name] = ledger
         return ledger
@@ -449,7 +473,7 @@ def _state(name: str, limit: int, buckets: Buckets, now: float) -> WindowState:
     return WindowState(name, limit, max(0, limit - buckets.total), reset)
 
 
-def _reset(w: BoundWindow, tokens: bool, now: float) -> Header:
+def _reset(buckets: Buckets, limit: int, tokens: bool, now: float) -> Header:
     """The reset header of a window whose newest bucket holds nothing (a zero-cost request):
     its age is its older buckets'."""
-    return reset_header(tokens, _state(w[0], w[1], w[4], now).reset_s)
+    return reset_header(tokens, _state("", limit, buckets, now).reset_s)
