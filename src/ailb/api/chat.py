@@ -188,28 +188,6 @@ class Exchange:
             fields["answer"] = self.answer
         return fields
 
-    def usage_record(self, instance: str) -> UsageRecord:
-        # Positional (field order): a third of the cost of sixteen keywords, once per request.
-        return UsageRecord(
-            self.request_id,
-            self.ts,
-            self.key_id,
-            self.model or "",
-            self.deployment,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cost,
-            # rounded(latency in ms, 1000), written out
-            math.floor((time.perf_counter() - self.started) * 1000 * 1000 + 0.5) / 1000,
-            self.status,
-            self.estimated,
-            self.stream,
-            self.user,
-            self.session_id,
-            self.collection,
-            instance,
-        )
-
 
 class ChatCompletionsEndpoint:
     def __init__(
@@ -381,7 +359,27 @@ class ChatCompletionsEndpoint:
         if self.usage is None or ex.recorded or ex.model is None:
             return True
         ex.recorded = True
-        if self.usage.record(ex.usage_record(self.instance)):
+        # Positional (field order): a third of the cost of sixteen keywords, once per request.
+        record = UsageRecord(
+            ex.request_id,
+            ex.ts,
+            ex.key_id,
+            ex.model,
+            ex.deployment,
+            ex.prompt_tokens,
+            ex.completion_tokens,
+            ex.cost,
+            # rounded(latency in ms, 1000), written out
+            math.floor((time.perf_counter() - ex.started) * 1000 * 1000 + 0.5) / 1000,
+            ex.status,
+            ex.estimated,
+            ex.stream,
+            ex.user,
+            ex.session_id,
+            ex.collection,
+            self.instance,
+        )
+        if self.usage.record(record):
             return True
         ex.recorded = False  # the error answer that follows is recorded if the disk allows
         return False
