@@ -620,3 +620,24 @@ def test_sweeps_keep_live_counters_and_rebind_idle_plans() -> None:
     assert a._windows[REQUESTS].total == 5
     assert a._windows[TOKENS].total == 50
     assert not any(f"k:o{i}:requests" in a._windows for i in range(1, 2 * SWEEP_EVERY))
+
+
+def test_a_plan_bound_to_swept_counters_rebinds_even_when_the_clock_steps_back() -> None:
+    """Counters dropped by a sweep are never charged again, even by a plan whose newest second
+    a clock stepped back by over a window makes current again."""
+    clock = Clock()
+    a = LocalAdmitter(clock)
+    plan = Plan([RateWindow(REQUESTS, 5, 1), RateWindow(TOKENS, 10**6, PER_REQUEST)], None, "1")
+    clock.at(100.0)
+    assert all(isinstance(a.admit_now(plan, f"a{i}", 10), LocalTicket) for i in range(2))
+    dropped = plan.windows[0][4]
+    clock.at(200.0)
+    for i in range(SWEEP_EVERY):  # others' first requests: a sweep drops the plan's counters
+        other = Plan([RateWindow(f"k:o{i}:requests", 5, 1)], None, None)
+        assert isinstance(a.admit_now(other, f"o{i}"), LocalTicket)
+    assert REQUESTS not in a._windows
+    clock.at(100.5)  # stepped back: second 100 would be current for the dropped counters
+    assert all(isinstance(a.admit_now(plan, f"b{i}", 10), LocalTicket) for i in range(5))
+    assert not isinstance(a.admit_now(plan, "b5", 10), LocalTicket)
+    assert a._windows[REQUESTS] is plan.windows[0][4] is not dropped
+    assert dropped.total == 2  # untouched since

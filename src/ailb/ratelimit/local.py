@@ -256,9 +256,9 @@ class LocalAdmitter:
                 ]
         if headers is None:
             # Sweeps and rebinding are left to this path: a plan's first request, and the first
-            # of each second, come this way, and a sweep drops only counters idle for a window,
-            # whose next request starts a new second. So the straight lines above never see
-            # counters a sweep dropped, and sweeps keep pace with the counters being made.
+            # of each second, come this way, and counters a sweep drops have no newest bucket
+            # left, so the straight lines above never charge them. Sweeps keep pace with the
+            # counters being made.
             self._admits += 1
             if not self._admits % SWEEP_EVERY:
                 self._sweep(now)
@@ -445,9 +445,16 @@ class LocalAdmitter:
     def _sweep(self, now: float) -> None:
         oldest = math.floor(now) - WINDOW_SECONDS
         self._gen += 1
-        self._windows = {
-            n: b for n, b in self._windows.items() if b.buckets and b.buckets[-1][0] >= oldest
-        }
+        kept = {}
+        for name, b in self._windows.items():
+            if b.buckets and b.buckets[-1][0] >= oldest:
+                kept[name] = b
+            else:
+                # A plan still bound to these takes the general path next (its newest bucket
+                # is never current), and is bound to the admitter's counters there: even if a
+                # clock stepped back by over a window makes that bucket current again.
+                b.newest = [-1, 0]
+        self._windows = kept
         for name in list(self._ledgers):
             ledger = self._existing_ledger(name, now)
             if ledger is not None:
