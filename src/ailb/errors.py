@@ -49,6 +49,16 @@ class APIError(Exception):
         return _encode(self.payload())
 
 
+class AuthenticationFailed(APIError):
+    status = 401
+    type = "invalid_request_error"
+
+
+class PermissionDenied(APIError):
+    status = 403
+    type = "permission_error"
+
+
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"

@@ -27,12 +27,12 @@ from ailb.api.asgi import (
 )
 from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, bad_json, parse_chat_request
-from ailb.auth.authenticator import OPEN, PermissionDenied
+from ailb.auth.authenticator import OPEN
 from ailb.auth.identity import ANONYMOUS, caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.billing.records import UsageRecord
 from ailb.billing.usage import UsageRecorder
-from ailb.errors import APIError, InvalidRequest, RateLimited, ServiceUnavailable
+from ailb.errors import APIError, InvalidRequest, PermissionDenied, RateLimited, ServiceUnavailable
 from ailb.memory.service import MemoryService, room_for_context
 from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError

@@ -12,10 +12,9 @@ from starlette.routing import Route
 
 from ailb.api.common import JSONResponse, parse_body
 from ailb.api.openapi import Operation, path_param
-from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.manager import KeyCreate, KeyCreated, KeyManager, KeyRotate, KeyUpdate, KeyView, view
 from ailb.auth.principal import Principal, principal_of
-from ailb.errors import ServiceUnavailable
+from ailb.errors import PermissionDenied, ServiceUnavailable
 from ailb.runtime import Runtime
 from ailb.storage import StoreUnavailable
 

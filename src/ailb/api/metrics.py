@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ailb.api.openapi import Operation
-from ailb.auth.authenticator import AuthenticationFailed
+from ailb.errors import AuthenticationFailed
 from ailb.observability.collector import GatewayCollector
 from ailb.runtime import Runtime
 

@@ -14,11 +14,10 @@ from starlette.routing import Route
 from ailb.api.common import JSONResponse, parse_body
 from ailb.api.openapi import Operation, path_param, query_param
 from ailb.api.schemas import CollectionName
-from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.identity import caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.embeddings import EmbeddingError
-from ailb.errors import InvalidRequest, ServiceUnavailable
+from ailb.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
 from ailb.rag.service import Collection, DocumentIn, RagService
 from ailb.runtime import Runtime
 from ailb.vectorstore.chroma import StoreUnavailable

@@ -9,8 +9,8 @@ from starlette.routing import Route
 from ailb.api.common import JSONResponse, parse_body
 from ailb.api.keys import require_admin
 from ailb.api.openapi import Operation
-from ailb.auth.authenticator import PermissionDenied
 from ailb.control.reload import Reloader
+from ailb.errors import PermissionDenied
 
 
 class ReloadOptions(msgspec.Struct, forbid_unknown_fields=True):

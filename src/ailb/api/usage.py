@@ -12,10 +12,9 @@ from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
 from ailb.api.openapi import Operation, query_param
-from ailb.auth.authenticator import PermissionDenied
 from ailb.auth.principal import principal_of
 from ailb.billing.records import UsageQuery, UsageRow
-from ailb.errors import InvalidRequest, ServiceUnavailable
+from ailb.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
 from ailb.runtime import Runtime
 from ailb.storage import StoreUnavailable
 from ailb.timefmt import parse_datetime

@@ -17,7 +17,7 @@ from ailb.auth.identity import ANONYMOUS, presented_bytes
 from ailb.auth.keyring import KeyRing
 from ailb.auth.keys import ApiKey, key_id_of, matches
 from ailb.auth.principal import MASTER, Principal
-from ailb.errors import APIError, ServiceUnavailable
+from ailb.errors import AuthenticationFailed, ServiceUnavailable
 from ailb.storage import StoreUnavailable
 
 OPEN = Principal(ANONYMOUS, "")
@@ -25,16 +25,6 @@ RECENT_TTL_S = 60.0
 RECENT_MAX = 10_000
 SIGNATURE_HEADER = b"x-ailb-signature"
 TIMESTAMP_HEADER = b"x-ailb-timestamp"
-
-
-class AuthenticationFailed(APIError):
-    status = 401
-    type = "invalid_request_error"
-
-
-class PermissionDenied(APIError):
-    status = 403
-    type = "permission_error"
 
 
 def _missing() -> AuthenticationFailed:

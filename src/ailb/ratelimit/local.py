@@ -270,7 +270,7 @@ class LocalAdmitter:
             tok: BoundWindow | None = None
             req_left = tok_left = 0
             req_bucket = tok_bucket = None
-            for w in plan.windows:
+            for i, w in enumerate(plan.windows):
                 _, limit, cost, is_tokens, buckets, _ = w
                 if cost < 0:
                     cost = tokens
@@ -279,7 +279,7 @@ class LocalAdmitter:
                     bucket = buckets.advance(second)
                 total = buckets.total + cost
                 if total > limit:
-                    return self._refused(plan, now, tokens, "rate", refused_by=w)
+                    return self._refused(plan, now, tokens, "rate", refused_at=i)
                 buckets.total = total
                 bucket[1] += cost
                 left = limit - total
@@ -321,26 +321,24 @@ class LocalAdmitter:
         now: float,
         tokens: int,
         reason: Literal["rate", "quota", "revoked"],
-        refused_by: BoundWindow | None = None,
+        refused_at: int | None = None,
     ) -> Admission:
         """A refusal. The windows this request charged are uncharged: none for a revoked key
-        (checked first), those before `refused_by` for a full window, all for a quota. The
-        admission carries their states."""
+        (checked first), those before the full one (`refused_at`, its index) for a full window,
+        all for a quota. The admission carries their states."""
         if plan.gen != self._gen:  # a revoked key's plan, refused before the general path
             self._bind(plan, now)
         windows = plan.windows
         if reason != "revoked":
-            for w in windows:
-                if w is refused_by:
-                    break
+            for w in windows if refused_at is None else windows[:refused_at]:
                 _, _, cost, _, buckets, _ = w
                 if cost < 0:
                     cost = tokens
                 buckets.newest[1] -= cost  # the bucket this request charged
                 buckets.total -= cost
         retry = 0.0
-        if refused_by is not None:
-            name, limit, cost, _, buckets, _ = refused_by
+        if refused_at is not None:
+            name, limit, cost, _, buckets, _ = windows[refused_at]
             cost = tokens if cost < 0 else cost
             retry = _retry_after(RateWindow(name, limit, cost), buckets, buckets.total, now)
             denied_by = name

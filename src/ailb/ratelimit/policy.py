@@ -20,10 +20,9 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
-from ailb.auth.authenticator import AuthenticationFailed
 from ailb.auth.keys import ApiKey
 from ailb.auth.principal import Principal
-from ailb.errors import APIError, RateLimited, ServiceUnavailable
+from ailb.errors import APIError, AuthenticationFailed, RateLimited, ServiceUnavailable
 from ailb.ratelimit import (
     PER_REQUEST,
     Admission,
