@@ -5,9 +5,16 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format bench clean
+.PHONY: install native run test lint format bench clean
 
-install: $(VENV)/.installed
+# The accounting hot path (keys, rate limits, usage recording) compiled to C with mypyc where a
+# C compiler is present: it runs on every request with a key, and compiled it costs about a
+# third fewer instructions. Without a compiler the same modules run as Python (a warning says
+# so). The compiled modules sit beside their sources; the tests refuse ones older than them.
+NATIVE := src/ailb/ratelimit/local.py src/ailb/ratelimit/policy.py src/ailb/billing/usage.py \
+	src/ailb/spool.py src/ailb/auth/authenticator.py src/ailb/auth/identity.py
+
+install: $(VENV)/.installed $(VENV)/.native
 
 $(UV):
 	@echo "uv not found: installing it into .tools/ (a private venv, nothing system-wide)"
@@ -17,6 +24,20 @@ $(UV):
 # The build generates the gRPC modules from proto/ (hatch_build.py): a changed .proto reinstalls.
 $(VENV)/.installed: pyproject.toml uv.lock hatch_build.py proto/generate.py $(wildcard proto/*/*.proto) | $(UV)
 	$(UV) sync --locked
+	@touch $@
+
+native: $(VENV)/.native
+
+$(VENV)/.native: $(VENV)/.installed $(NATIVE)
+	@rm -f $(foreach m,$(NATIVE),$(basename $(m)).cpython-*.so)
+	@mkdir -p build
+	@if $(BIN)/mypyc $(NATIVE) > build/mypyc.log 2>&1; then \
+		echo "compiled with mypyc: $(NATIVE)"; \
+	else \
+		rm -f $(foreach m,$(NATIVE),$(basename $(m)).cpython-*.so); \
+		echo "warning: mypyc could not compile the accounting modules (see build/mypyc.log):" \
+			"they run as Python, correct but slower"; \
+	fi
 	@touch $@
 
 run: install  ## start the gateway (demo mode with the mock provider when nothing is configured)
@@ -38,4 +59,5 @@ bench: install  ## side-by-side benchmark against direct, Portkey and LiteLLM (n
 	bench/run.sh
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache build
+	find src -name '*.so' -delete

@@ -7,10 +7,20 @@ import openai
 import pytest
 
 from ailb.config import load_settings
+from ailb.native import stale_builds
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer
 from tests.gateway import RunningGateway, env_for
 from tests.services import pg_schema, postgres_dsn, redis_url  # noqa: F401
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = stale_builds()
+    if stale:
+        raise pytest.UsageError(
+            "compiled modules are older than their sources (tests would run the old code): "
+            f"{', '.join(stale)}; run `make native`"
+        )
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
+from ailb.native import compiled_modules, stale_builds
 from ailb.observability.access_log import AccessLog
 from ailb.observability.connections import counting_protocol
 from ailb.observability.metrics import GatewayMetrics
@@ -390,6 +391,13 @@ async def _start_accounts(runtime: Runtime) -> None:
         )
     if runtime.ring is not None:
         await runtime.ring.start()
+    stale = stale_builds()
+    if stale:
+        log.warning(
+            "compiled modules older than their sources run instead of them: run `make native`",
+            extra={"sources": stale},
+        )
+    log.info("modules", extra={"compiled": compiled_modules()})
     if not runtime.auth.enabled:
         log.warning(
             "AUTHENTICATION IS OFF: no AILB_MASTER_KEY is set, so anyone who can reach this "
