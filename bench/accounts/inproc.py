@@ -232,12 +232,17 @@ async def drive_server(url: str, mode: str, requests: int) -> None:
 
 # `ailb serve` with the usage flush and the key ring's poll spaced out as under measure(): the
 # records of the requests counted are flushed when the server stops.
+# (UsageRecorder may be compiled: its defaults cannot be patched, so the app builds it through a
+# stand-in that passes the interval.)
 SERVE_SLOWED = f"""
 import sys
+import ailb.app
 from ailb.auth.keyring import KeyRing
 from ailb.billing.usage import FLUSH_INTERVAL_S, UsageRecorder
 from ailb.cli import main
-UsageRecorder.__init__.__defaults__ = (FLUSH_INTERVAL_S * {VALGRIND_SLOWDOWN},)
+ailb.app.UsageRecorder = lambda store, spool: UsageRecorder(
+    store, spool, FLUSH_INTERVAL_S * {VALGRIND_SLOWDOWN}
+)
 KeyRing.__init__.__defaults__ = (0.5 * {VALGRIND_SLOWDOWN},)
 sys.exit(main(["serve"]))
 """
