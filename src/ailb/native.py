@@ -24,12 +24,12 @@ def compiled_modules() -> list[str]:
     )
 
 
-def stale_builds() -> list[str]:
+def stale_builds(package: Path = PACKAGE) -> list[str]:
     """Compiled modules older than their source: Python would import them instead of the
     edited source (`make native` rebuilds them)."""
     stale = []
-    for built in PACKAGE.rglob("*.so"):
+    for built in package.rglob("*.so"):
         source = built.with_name(built.name.split(".", 1)[0] + ".py")
         if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
-            stale.append(str(source.relative_to(PACKAGE.parent)))
+            stale.append(str(source.relative_to(package.parent)))
     return sorted(stale)
