@@ -28,10 +28,13 @@ $(VENV)/.installed: pyproject.toml uv.lock hatch_build.py proto/generate.py $(wi
 
 native: $(VENV)/.native
 
-$(VENV)/.native: $(VENV)/.installed $(NATIVE)
+$(VENV)/.native: $(VENV)/.installed $(NATIVE) Makefile
 	@rm -f $(foreach m,$(NATIVE),$(basename $(m)).cpython-*.so)
 	@mkdir -p build
+	@# Each module's own .so only loads the shared one, so an unchanged one is copied with its
+	@# old time: touched, they carry this build's, which the stale check compares.
 	@if $(BIN)/mypyc $(NATIVE) > build/mypyc.log 2>&1; then \
+		touch $(foreach m,$(NATIVE),$(basename $(m)).cpython-*.so); \
 		echo "compiled with mypyc: $(NATIVE)"; \
 	else \
 		rm -f $(foreach m,$(NATIVE),$(basename $(m)).cpython-*.so); \

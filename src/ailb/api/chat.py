@@ -369,8 +369,7 @@ class ChatCompletionsEndpoint:
             ex.prompt_tokens,
             ex.completion_tokens,
             ex.cost,
-            # rounded(latency in ms, 1000), written out
-            math.floor((time.perf_counter() - ex.started) * 1000 * 1000 + 0.5) / 1000,
+            rounded((time.perf_counter() - ex.started) * 1000, 1000),
             ex.status,
             ex.estimated,
             ex.stream,

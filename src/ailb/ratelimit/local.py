@@ -403,15 +403,7 @@ class LocalAdmitter:
         # A period that has ended is not reopened by a late settle; the next admit seeds the
         # new counter from the ledger.
         if ledger is not None and ledger.expires_at > now:
-            # ledger.release(ticket), written out: this runs on every budgeted request.
-            res = ledger.reservations
-            t = res.pop(ticket.request_id, None)
-            if t is not None:
-                if res:
-                    ledger.reserved_usd -= t.usd
-                    ledger.reserved_tokens -= t.tokens
-                else:  # no float dust left behind
-                    ledger.reserved_usd, ledger.reserved_tokens = 0.0, 0
+            ledger.release(ticket)
             ledger.spent_usd += usd
             ledger.spent_tokens += tokens
 

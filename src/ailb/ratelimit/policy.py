@@ -231,10 +231,7 @@ class LimitPolicy:
         if key is None and not self.routes.active:
             return NOTHING  # the master key or an open gateway, and no model limits
         local = self.local
-        # (_per_user written out: this runs on every request)
-        if local is None or (
-            user and key is not None and (key.user_rpm_limit or key.user_tpm_limit)
-        ):
+        if local is None or _per_user(key, user):
             return None
         compiled = self._plans.get((principal.key_id, model))
         if (
