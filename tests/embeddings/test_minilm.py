@@ -14,7 +14,8 @@ import pytest
 from ailb.embeddings.minilm import DIMENSIONS, MiniLM
 from ailb.embeddings.wordpiece import WordPieceCounter
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "minilm_reference.json"
+# sentence-transformers' vectors for 16 texts (copied in: no test reads outside the repository).
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "minilm_reference.json"
 
 
 @pytest.fixture(scope="module")
