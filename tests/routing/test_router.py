@@ -410,6 +410,41 @@ def test_unknown_model_is_404_and_aliases_route_to_the_upstream_name() -> None:
     assert r.plan("gpt-big", Needs()).first.upstream_model == "gpt-big"
 
 
+def test_refusals_are_fresh_exceptions_and_unknown_names_are_not_remembered() -> None:
+    """Raising one cached exception again and again grows its traceback by the raising frames,
+    and with them every request's locals; and the names a client invents are endless."""
+    clock = Clock()
+    r = router([dep("a", clock, capabilities=Capabilities(tools=False))], S.ROUND_ROBIN, clock)
+    for needs, kind in ((Needs(), ModelNotFound), (Needs(tools=True), InvalidRequest)):
+        raised = []
+        for _ in range(3):
+            model = "unknown" if kind is ModelNotFound else "m"
+            with pytest.raises(kind) as info:
+                r.plan(model, needs)
+            raised.append(info.value)
+        assert len({id(e) for e in raised}) == 3
+        depth = [len(list(_frames(e.__traceback__))) for e in raised]
+        assert depth[0] == depth[-1], depth  # nothing added by earlier raises
+    for i in range(3):
+        with pytest.raises(ModelNotFound):
+            r.plan(f"unknown-{i}", Needs())
+    assert not any(model.startswith("unknown") for model, _ in r._pools)
+    r2 = router([dep("b", clock, weight=0)], S.ROUND_ROBIN, clock)
+    with pytest.raises(ServiceUnavailable) as first:
+        r2.plan("m", Needs())
+    with pytest.raises(ServiceUnavailable) as second:
+        r2.plan("m", Needs())
+    assert first.value is not second.value
+
+
+def _frames(tb: object) -> list[object]:
+    out = []
+    while tb is not None:
+        out.append(tb)
+        tb = tb.tb_next  # type: ignore[attr-defined]
+    return out
+
+
 def test_rebuild_index_picks_up_discovered_models() -> None:
     clock = Clock()
     d = dep("a", clock, models=())

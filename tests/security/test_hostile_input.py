@@ -226,6 +226,25 @@ def test_a_huge_message_count_is_answered_in_bounded_time_and_memory(gw: Gateway
     print(f"{count + 1} messages: {answer.seconds:.2f} s, peak RSS +{mem.growth:.1f} MiB")
 
 
+def test_requests_for_an_unknown_model_leave_nothing_behind(gw: GatewayProcess) -> None:
+    """150 bodies of 1 MB naming a model nobody serves: each is a 404, and none of them stays in
+    memory. (An error object cached and raised again grows its traceback by the raising frames
+    each time, and those frames hold the request's body and its decoded form.)"""
+    text = "x" * 1_000_000
+    before = memory_mb(pid(gw))["VmRSS"]
+    with httpx2.Client(base_url=gw.url, headers=AUTH, timeout=10) as c:
+        for i in range(150):
+            body = {"model": "no-such-model", "messages": [{"role": "user", "content": text}]}
+            if i % 2:
+                body["tools"] = [{"type": "function", "function": {"name": f"f{i}"}}]
+            answer = c.post(CHAT, content=json.dumps(body))
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["error"]["code"] == "model_not_found"
+    growth = memory_mb(pid(gw))["VmRSS"] - before
+    assert growth < 16, f"RSS grew {growth:.1f} MiB after 150 requests of 1 MB"
+    print(f"150 x 1 MB unknown-model requests: RSS +{growth:.1f} MiB")
+
+
 # --- oversized and slow heads ---------------------------------------------------------------
 
 

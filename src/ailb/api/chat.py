@@ -323,14 +323,10 @@ class ChatCompletionsEndpoint:
                 assert req.session_id is not None
                 self.memory.remember(owner, req.session_id, raw["messages"], _answer(result))
         except (APIError, RecursionError) as exc:
-            # RecursionError: JSON nested just shallower than the decoder's limit, too deep for
-            # a provider's translation or the encoder deeper in the stack (about 1,000 levels).
-            e = exc if isinstance(exc, APIError) else bad_json(exc)
-            ex.status, ex.error = e.status, e.code or e.type
-            self._record(ex)
-            if e.status == 429:
-                metrics.rate_limited_by(e.code, e.reason if isinstance(e, RateLimited) else None)
-            await send_error(send, e, [*rid_header, _overhead(ex)])
+            # Answered from another frame: a local naming the exception here would make a cycle
+            # (its traceback holds this frame), keeping the request's body until the collector
+            # runs.
+            await self._refuse(send, exc, ex, rid_header)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client_disconnected"
         except Exception:
@@ -353,6 +349,24 @@ class ChatCompletionsEndpoint:
                 gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
             if self.access_log.enabled:
                 self.access_log.write("request", ex.log_fields())
+
+    async def _refuse(
+        self,
+        send: Send,
+        exc: APIError | RecursionError,
+        ex: Exchange,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        # RecursionError: JSON nested just shallower than the decoder's limit, too deep for a
+        # provider's translation or the encoder deeper in the stack (about 1,000 levels).
+        e = exc if isinstance(exc, APIError) else bad_json(exc)
+        ex.status, ex.error = e.status, e.code or e.type
+        self._record(ex)
+        if e.status == 429:
+            self.runtime.metrics.rate_limited_by(
+                e.code, e.reason if isinstance(e, RateLimited) else None
+            )
+        await send_error(send, e, [*headers, _overhead(ex)])
 
     def _record(self, ex: Exchange) -> bool:
         """Spool the request's usage once; False only when it could not be made durable."""

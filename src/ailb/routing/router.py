@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import random
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ailb.config import ModelSettings, RoutingStrategy
-from ailb.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
+from ailb.errors import APIError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from ailb.routing.deployment import DeploymentState, HealthEpoch
 
 
@@ -132,7 +133,10 @@ class _Pool:
     def __init__(self) -> None:
         self.epoch = -1
         self.valid_until = 0.0
-        self.error: Exception | None = None
+        # Why nothing can be planned, as a maker of a fresh exception: one object raised again
+        # and again would grow its traceback by the raising frames each time, and with them
+        # every request's body (DESIGN §8).
+        self.error: Callable[[], APIError] | None = None
         self.capable: list[DeploymentState] = []
         self.pool: list[DeploymentState] = []
         self.reserve: list[DeploymentState] = []  # not selectable now: the last resort
@@ -262,7 +266,7 @@ class Router:
         if entry is None or entry.epoch != self._epoch.n or now >= entry.valid_until:
             entry = self._build(model, mask, needs, now)
         if entry.error is not None:
-            raise entry.error
+            raise entry.error()
         if needs.prompt_tokens + needs.max_tokens > entry.min_window:
             entry = self._build_fitting(model, mask, entry, needs, now)
         pool = entry.pool
@@ -309,18 +313,18 @@ class Router:
             state = self._rr_state.setdefault(model, {})
             for d, v in zip(old.pool, old.rr, strict=True):
                 state[d.name] = v
-        entry = _Pool()
-        entry.epoch = self._epoch.n
         serving = self._index.get(model)
         if not serving:
-            entry.error = ModelNotFound(model)
-            entry.valid_until = float("inf")
-            self._pools[(model, mask)] = entry
-            return entry
+            # Not remembered: names nobody serves are the client's to invent, without end.
+            self._pools.pop((model, mask), None)  # served once, perhaps, but no longer
+            raise ModelNotFound(model)
+        entry = _Pool()
+        entry.epoch = self._epoch.n
         capable = [d for d in serving if _capable(d, needs)] if mask else list(serving)
         if not capable:
             what, param = _missing_capability(serving, needs)
-            entry.error = InvalidRequest(
+            entry.error = functools.partial(
+                InvalidRequest,
                 f"No deployment of model `{model}` supports {what}.",
                 param=param,
                 code="unsupported_feature",
@@ -346,7 +350,7 @@ class Router:
         old = self._fitting_pools.get(key)
         if old is not None and old.epoch == self._epoch.n and now < old.valid_until:
             if old.error is not None:
-                raise old.error
+                raise old.error()
             return old
         if len(self._fitting_pools) > 1024:  # bounded: distinct fitting sets are few
             self._fitting_pools.clear()
@@ -359,7 +363,7 @@ class Router:
             entry.rr = [carried.get(d.name, v) for d, v in zip(entry.pool, entry.rr, strict=True)]
         self._fitting_pools[key] = entry
         if entry.error is not None:
-            raise entry.error
+            raise entry.error()
         return entry
 
     def _fill(self, model: str, entry: _Pool, eligible: list[DeploymentState], now: float) -> None:
@@ -367,8 +371,8 @@ class Router:
             return
         weighted = [d for d in eligible if self.weight(d, model) > 0]
         if not weighted:
-            entry.error = ServiceUnavailable(
-                f"Model `{model}` has no deployment with traffic weight."
+            entry.error = functools.partial(
+                ServiceUnavailable, f"Model `{model}` has no deployment with traffic weight."
             )
             return
         pool = [d for d in weighted if d.available(now)]
