@@ -113,8 +113,9 @@ def test_filters_grouping_and_a_key_sees_only_its_own(gw, client_for):
 
 
 def test_budget_stops_the_key_with_a_clear_429(gw, client_for):
-    # Each request reserves (prompt + max_tokens) at the highest price before it runs.
-    made = create(gw.url, budget_usd=0.05, budget_period="day")
+    # Each request reserves its worst case at the highest price before it runs: a token per
+    # byte of its body, and max_tokens (ailb.ratelimit.reserve).
+    made = create(gw.url, budget_usd=0.5, budget_period="day")
     c = client_for(gw, api_key=made["key"])
     spent_by_client = 0.0
     refused = None
@@ -130,9 +131,9 @@ def test_budget_stops_the_key_with_a_clear_429(gw, client_for):
     assert refused is not None, "the budget never stopped the key"
     assert refused.body["code"] == "budget_exceeded"
     assert "budget" in refused.message
-    # Refused only when what is left is less than one request's reservation:
-    # (8 chars / 4 + 4) prompt tokens * $1000/M + 5 completion tokens * $2000/M = $0.016.
-    assert 0.05 - 0.016 < spent_by_client <= 0.05 + 1e-9
+    # Refused only when what is left is less than one request's reservation: the SDK's body
+    # of about 80 bytes * $1000/M + 5 completion tokens * $2000/M, under $0.1.
+    assert 0.5 - 0.1 < spent_by_client <= 0.5 + 1e-9
     row = usage(gw.url, key_id=made["id"]).json()["data"][0]
     assert row["cost_usd"] == pytest.approx(spent_by_client)
     # raising the budget lets it go on
@@ -229,7 +230,7 @@ def test_an_answer_that_cannot_be_recorded_is_withheld(gw, client_for, monkeypat
 def test_usage_recording_off(gateway_factory, client_for, tmp_path):
     """ENABLE_USAGE=false: no records and no spool, /api/usage says why, budgets still hold."""
     gw = gateway_factory(CONFIG, {"AILB_MASTER_KEY": MASTER, "ENABLE_USAGE": "false"})
-    made = create(gw.url, budget_usd=0.05, budget_period="day")
+    made = create(gw.url, budget_usd=0.5, budget_period="day")
     c = client_for(gw, api_key=made["key"])
     spent = 0.0
     with pytest.raises(openai.RateLimitError) as e:
@@ -239,7 +240,7 @@ def test_usage_recording_off(gateway_factory, client_for, tmp_path):
             ).usage
             spent += (u.prompt_tokens * 1000 + u.completion_tokens * 2000) / 1e6
     assert e.value.body["code"] == "budget_exceeded"
-    assert 0.05 - 0.016 < spent <= 0.05 + 1e-9  # as with the ledger on
+    assert 0.5 - 0.1 < spent <= 0.5 + 1e-9  # as with the ledger on
     r = usage(gw.url)
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "usage_disabled"

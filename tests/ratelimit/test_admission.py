@@ -18,6 +18,7 @@ from ailb.ratelimit import (
     Admission,
     AdmissionUnavailable,
     Admitter,
+    Flex,
     NamedTicket,
     Quota,
     RateWindow,
@@ -337,6 +338,63 @@ def test_reservations_block_concurrent_overspend(backend: Backend) -> None:
         q = budget(usd_limit=1.0, usd=0.4)
         results = await asyncio.gather(*(a.admit(rid(), [], q) for _ in range(6)))
         assert sum(r.allowed for r in results) == 2
+
+    backend.run(body)
+
+
+# --- requests without max_tokens (Flex) -------------------------------------------------------
+
+
+def test_flex_takes_what_every_limit_leaves_and_then_refuses(backend: Backend) -> None:
+    """A request without max_tokens is granted the room its windows and budget share, in whole
+    steps, at most `most`; below `least` it is refused by whatever is short."""
+
+    async def body(a: Admitter, clock: Clock) -> None:
+        flex = Flex(most=4096, least=64, step=1, usd_per_token=0.0)
+        q = budget(token_limit=10_000, tok=100)  # 100: the prompt's ceiling
+        first = await a.admit(rid(), [tokens(8_000, 100)], q, flex=flex)
+        assert first.allowed and first.extra == 4096  # most, everything has room
+        assert first.windows[0].remaining == 8_000 - 4196
+        second = await a.admit(rid(), [tokens(8_000, 100)], q, flex=flex)
+        assert second.allowed and second.extra == 8_000 - 4196 - 100  # the window is tighter
+        third = await a.admit(rid(), [tokens(8_000, 100)], q, flex=flex)
+        assert (third.allowed, third.reason, third.extra) == (False, "rate", 0)  # none granted
+        # a budget tighter than the window refuses as a budget
+        q2 = budget(token_limit=8_150, tok=100)  # 8,000 reserved: 50 left for an answer
+        fourth = await a.admit(rid(), [tokens(100_000, 100, "k:1:tokens2")], q2, flex=flex)
+        assert (fourth.allowed, fourth.reason) == (False, "quota")
+        await a.settle(ticket(first), 150, 0.0)  # the actual: room again
+        again = await a.admit(rid(), [tokens(100_000, 100, "k:1:tokens2")], q2, flex=flex)
+        assert again.allowed and again.extra == min(4096, 8_150 - 150 - (100 + second.extra) - 100)
+
+    backend.run(body)
+
+
+def test_flex_in_steps_and_by_money(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        flex = Flex(most=4 * 4096, least=4 * 64, step=4, usd_per_token=1e-5)
+        q = budget(usd_limit=0.05, usd=0.001)  # $0.049 left for the answer: 4,900 tokens
+        got = await a.admit(rid(), [], q, flex=flex)
+        assert got.allowed and got.extra == 4900  # a multiple of 4
+        refused = await a.admit(rid(), [], q, flex=flex)
+        assert (refused.allowed, refused.reason) == (False, "quota")
+        # a window that limits no tokens does not make a Flex request limited
+        free = await a.admit(rid(), [requests(10)], None, flex=flex)
+        assert free.allowed and free.extra == 0
+
+    backend.run(body)
+
+
+def test_flex_requests_at_once_never_reserve_more_than_the_budget(backend: Backend) -> None:
+    async def body(a: Admitter, clock: Clock) -> None:
+        flex = Flex(most=4096, least=64, step=1, usd_per_token=2e-6)
+        q = budget(usd_limit=0.05, token_limit=20_000, usd=0.0002, tok=80)
+        got = await asyncio.gather(*(a.admit(rid(), [], q, flex=flex) for _ in range(30)))
+        allowed = [g for g in got if g.allowed]
+        assert sum(80 + g.extra for g in allowed) <= 20_000
+        assert sum(0.0002 + g.extra * 2e-6 for g in allowed) <= 0.05 + 1e-9
+        assert len(allowed) == 5  # four of 4,096 and one of what was left
+        assert all(g.reason == "quota" for g in got if not g.allowed)
 
     backend.run(body)
 

@@ -38,7 +38,15 @@ from ailb.observability.access_log import AccessLog
 from ailb.providers.base import UpstreamError
 from ailb.rag.context import augment, sources_header
 from ailb.rag.service import RagService
-from ailb.ratelimit.policy import NOTHING, DeploymentGate, Grant, LimitPolicy
+from ailb.ratelimit.policy import NOTHING, DeploymentGate, Grant, Granted, LimitPolicy
+from ailb.ratelimit.reserve import (
+    COMPLETION_ESTIMATE,
+    Reservation,
+    TermsCache,
+    context_bytes,
+    prompt_ceiling,
+    reservation,
+)
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import OpenStream
 from ailb.routing.router import Needs, Plan, Router
@@ -56,9 +64,6 @@ DONE_FRAME = b"data: [DONE]\n\n"
 OVERHEAD_HEADER = b"x-ailb-overhead-ms"
 DEFAULT_TOP_K = 3
 IMAGE_TOKENS = 850  # what one high-detail image costs in OpenAI's accounting, roughly
-# Completion tokens assumed for limits and budget reservations when max_tokens is not given;
-# the actual figure replaces the estimate when the request settles.
-COMPLETION_ESTIMATE = 256
 
 
 def request_needs(req: ChatCompletionRequest) -> Needs:
@@ -211,10 +216,7 @@ class ChatCompletionsEndpoint:
         self.limits = limits
         self.usage = usage
         self.instance = instance
-        # model -> the highest input and output prices among its deployments, for the router
-        # index they were read from (a reload or discovery makes a new one).
-        self._prices: dict[str, tuple[float, float]] = {}
-        self._prices_of: Any = None
+        self._terms = TermsCache()  # what each model's deployments charge and allow
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Time-ordered ids: sortable for people, and appended (not scattered) in ledger indexes.
@@ -223,6 +225,7 @@ class ChatCompletionsEndpoint:
         principal = scope.get(SCOPE_KEY) or OPEN
         ex.key_id = principal.key_id
         granted: Grant = NOTHING
+        context_grant: Granted = NOTHING
         gate: DeploymentGate | None = None
         live = self.runtime.live
         live.requests += 1
@@ -239,23 +242,39 @@ class ChatCompletionsEndpoint:
                 ex.messages = raw["messages"]
             _permit(principal, req)
             needs = request_needs(req)
-            estimate = needs.prompt_tokens + (needs.max_tokens or COMPLETION_ESTIMATE)
+            upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
+            reserved: Reservation | None = None
             if self.limits is not None:
-                usd = self._cost_ceiling(router, principal, req.model, needs)
+                reserved = self._reservation(router, principal, req, len(body), needs)
                 got = self.limits.admit_now(
-                    principal, ex.request_id, req.model, req.user, estimate, usd
+                    principal,
+                    ex.request_id,
+                    req.model,
+                    req.user,
+                    reserved.tokens,
+                    reserved.usd,
+                    reserved.flex,
                 )
                 granted = (
                     got
                     if got is not None
                     else await self.limits.admit(
-                        principal, ex.request_id, req.model, req.user, estimate, usd
+                        principal,
+                        ex.request_id,
+                        req.model,
+                        req.user,
+                        reserved.tokens,
+                        reserved.usd,
+                        reserved.flex,
                     )
                 )
                 rid_header += granted.headers
+                if granted.extra:  # no max_tokens: the answer gets what the limits left
+                    needs = _cap_answer(upstream_body, needs, granted.extra // reserved.choices)
             if live.gated and self.limits is not None:
-                gate = DeploymentGate(self.limits, ex.request_id, estimate)
-            upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
+                completion = needs.max_tokens * (req.n or 1) or COMPLETION_ESTIMATE
+                gate = DeploymentGate(self.limits, ex.request_id, needs.prompt_tokens + completion)
+            before = raw["messages"]
             owner = None
             if req.session_id is not None and self.memory is not None:
                 owner = caller_id(scope)
@@ -276,6 +295,11 @@ class ChatCompletionsEndpoint:
                 needs, rid_header = await self._retrieve(
                     scope, req, upstream_body, needs, rid_header, ex, router
                 )
+            if reserved is not None and upstream_body["messages"] is not before:
+                needs, context_grant = await self._fund_context(
+                    router, principal, req, ex.request_id, granted, reserved, upstream_body,
+                    before, needs,
+                )  # fmt: skip
             plan = ex.plan = router.plan(req.model, needs, req.session_id)
             if req.stream:
                 waited = time.perf_counter()
@@ -345,6 +369,8 @@ class ChatCompletionsEndpoint:
                 self._record(ex)
             if granted is not NOTHING and self.limits is not None:
                 self.limits.settle(granted, ex.prompt_tokens + ex.completion_tokens, ex.cost)
+            if context_grant is not NOTHING and self.limits is not None:
+                self.limits.settle(context_grant, 0, 0.0)  # what it held is in the above
             if gate is not None:
                 gate.settle(ex.deployment, ex.prompt_tokens + ex.completion_tokens)
             if self.access_log.enabled:
@@ -397,28 +423,64 @@ class ChatCompletionsEndpoint:
         ex.recorded = False  # the error answer that follows is recorded if the disk allows
         return False
 
-    def _cost_ceiling(
-        self, router: Router, principal: Principal, model: str, needs: Needs
-    ) -> float:
-        """The most the request can cost on any deployment of the model: what a budget
-        reserves until the actual cost is known."""
+    def _reservation(
+        self,
+        router: Router,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        body_size: int,
+        needs: Needs,
+    ) -> Reservation:
+        """What the request holds of its key's limits until it settles (ailb.ratelimit.reserve);
+        nothing is counted for a request no key limits."""
         key = principal.key
-        if key is None or key.budget_usd is None:
-            return 0.0
-        index = router.models()
-        if index is not self._prices_of:  # the model's deployments may have changed
-            self._prices, self._prices_of = {}, index
-        prices = self._prices.get(model)
-        if prices is None:
-            deployments = index.get(model)
-            if deployments is None:
-                return 0.0  # no such model: it will be refused before any cost (not kept)
-            prices = self._prices[model] = (
-                max((d.config.input_cost_per_1m for d in deployments), default=0.0),
-                max((d.config.output_cost_per_1m for d in deployments), default=0.0),
-            )
-        completion = needs.max_tokens or COMPLETION_ESTIMATE
-        return (prices[0] * needs.prompt_tokens + prices[1] * completion) / 1e6
+        if key is None:
+            return Reservation(0, 0.0, None, 1)
+        return reservation(
+            prompt_ceiling(req.messages, body_size),
+            max(req.max_tokens or 0, req.max_completion_tokens or 0),
+            req.n or 1,
+            self._terms.get(router.models(), req.model),
+            needs.prompt_tokens,
+            key.budget_usd is not None,
+        )
+
+    async def _fund_context(
+        self,
+        router: Router,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        request_id: str,
+        granted: Grant,
+        reserved: Reservation,
+        upstream_body: dict[str, Any],
+        before: list[Any],
+        needs: Needs,
+    ) -> tuple[Needs, Granted]:
+        """Context the gateway added (memory, RAG) costs prompt tokens the admission did not
+        see. An answer whose length the gateway set gives them up; otherwise the key's budget
+        must hold them too (a second reservation), or the request is refused."""
+        assert self.limits is not None
+        added = context_bytes(before, upstream_body["messages"])
+        extra = granted.extra
+        if extra:
+            flex = reserved.flex
+            assert flex is not None
+            left = extra - added
+            left -= left % flex.step
+            if left < flex.least:
+                raise RateLimited(
+                    "The context added to this request (memory, RAG) leaves no room for an "
+                    "answer within this API key's limits; retry later or ask for less.",
+                    code="budget_exceeded",
+                    headers={"retry-after": "60"},
+                )
+            return _cap_answer(upstream_body, needs, left // flex.step), NOTHING
+        key = principal.key
+        terms = self._terms.get(router.models(), req.model)
+        priced = terms is not None and key is not None and key.budget_usd is not None
+        usd = added * terms.input_per_token if priced and terms is not None else 0.0
+        return needs, await self.limits.top_up(principal, request_id, added, usd)
 
     async def _retrieve(
         self,
@@ -597,6 +659,13 @@ def _overhead(ex: Exchange, elapsed: float | None = None) -> tuple[bytes, bytes]
     overhead = elapsed - ex.upstream
     ex.overhead = overhead
     return (OVERHEAD_HEADER, b"%.3f" % (overhead * 1000))
+
+
+def _cap_answer(upstream_body: dict[str, Any], needs: Needs, each: int) -> Needs:
+    """The answer's limit, set by the gateway: the current name of the field (providers give
+    it the name their upstream reads)."""
+    upstream_body["max_completion_tokens"] = each
+    return replace(needs, max_tokens=each)
 
 
 def _permit(principal: Principal, req: ChatCompletionRequest) -> None:

@@ -4,10 +4,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import urlsplit
 
 from ailb.config import DeploymentConfig, Secret
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
 from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
+
+
+def reads_max_completion_tokens(base_url: str | None) -> bool:
+    """OpenAI's own API (and Azure's) reads `max_completion_tokens`, and its reasoning models
+    refuse `max_tokens`; other OpenAI-compatible servers (LM Studio, Ollama, older llama.cpp
+    and vLLM) read `max_tokens` and may ignore the newer name, generating without a limit."""
+    host = (urlsplit(base_url).hostname or "") if base_url else ""
+    return host == "api.openai.com" or host.endswith(".openai.azure.com")
+
+
+def name_answer_limit(body: dict[str, Any], completion_name: bool) -> dict[str, Any]:
+    """The answer's limit under the name the upstream reads: a lone `max_completion_tokens`
+    becomes `max_tokens` for a server that does not read the newer name. A body with both, or
+    only `max_tokens`, is the client's to send as it is."""
+    if completion_name or "max_tokens" in body or "max_completion_tokens" not in body:
+        return body
+    renamed = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+    renamed["max_tokens"] = body["max_completion_tokens"]
+    return renamed
 
 
 def prepare_stream_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +72,16 @@ class OpenAIProvider:
             "POST", "/chat/completions", {"Accept": "text/event-stream"}
         )
         self._models = self.upstream.head("GET", "/models")
+        self._completion_name = reads_max_completion_tokens(config.base_url)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = name_answer_limit(body, self._completion_name)
         raw = await self.upstream.fetch(self._chat, encode(body))
         return check_completion(decode_json(raw, "chat completion"))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
-        resp = await self.upstream.send(self._chat_stream, encode(prepare_stream_body(body)))
+        body = prepare_stream_body(name_answer_limit(body, self._completion_name))
+        resp = await self.upstream.send(self._chat_stream, encode(body))
         try:
             if not resp.headers.get("content-type", "").startswith("text/event-stream"):
                 # Some servers ignore stream=true for errors or small answers: read it whole.

@@ -57,6 +57,28 @@ class Quota(NamedTuple):
     seed_tokens: int = 0
 
 
+class Flex(NamedTuple):
+    """A request without a completion limit (`max_tokens`) whose tokens are limited (a token
+    or money budget, a tokens window): it is admitted with as many extra completion tokens as
+    every one of those limits still has room for, `most` at most, in multiples of `step` (one
+    per choice, `n`), and refused when fewer than `least` fit. The gateway then sets the
+    upstream's `max_tokens` to what was granted, so the reservation is the worst case and
+    concurrent requests cannot overspend (DESIGN §8)."""
+
+    most: int
+    least: int
+    step: int
+    usd_per_token: float  # what an extra token may cost (the dearest deployment's price)
+
+
+def flex_grant(room: int, flex: Flex) -> int:
+    """The extra tokens granted from `room`: a multiple of the step, at most `most`; `least`
+    when even that does not fit (the admission then refuses it)."""
+    room = min(room, flex.most)
+    granted = room - room % flex.step if room > 0 else 0
+    return granted if granted >= flex.least else flex.least
+
+
 class WindowState(msgspec.Struct):
     """A window after the check, for the x-ratelimit-* headers."""
 
@@ -91,6 +113,7 @@ class Admission(msgspec.Struct):
     # The x-ratelimit-* headers, when the admitter made them as it went (else made from
     # `windows` by ratelimit.headers.limit_headers).
     headers: list[tuple[bytes, bytes]] | None = None
+    extra: int = 0  # completion tokens granted to a Flex request (0: no limit applied)
 
 
 class AdmissionUnavailable(Exception):
@@ -104,9 +127,11 @@ class Admitter(Protocol):
         windows: Sequence[RateWindow],
         quota: Quota | None = None,
         revocation: str | None = None,
+        flex: Flex | None = None,
     ) -> Admission:
         """Check and, if everything has room, charge. `revocation`: a key id refused when
-        it was revoked through `revoke` (checked in the same atomic step)."""
+        it was revoked through `revoke` (checked in the same atomic step). `flex`: extra
+        completion tokens as room allows, in the same step (Admission.extra)."""
 
     async def settle(self, ticket: Ticket, tokens: int, usd: float) -> None:
         """Replace the estimates with the actual figures (tokens windows and the quota)."""

@@ -4,10 +4,11 @@
 -- ARGV: now ('' = the server's clock, shared by every instance), window count, has quota (0/1),
 --       has revocation (0/1), request id, reservation ttl, then limit and cost per window, then
 --       for a quota: usd limit, token limit ('' = unchecked), usd estimate, token estimate,
---       period ttl ('' = none), seed usd, seed tokens.
+--       period ttl ('' = none), seed usd, seed tokens; then, for a request without a completion
+--       limit (ailb.ratelimit.Flex): most, least, step, usd per token.
 -- Returns: reason ('' = allowed), index of the refusing window (0 if none), retry after,
---          second, then remaining and reset per window. Fractions travel as strings: Redis
---          truncates Lua numbers to integers.
+--          second, extra tokens granted, then remaining and reset per window. Fractions travel
+--          as strings: Redis truncates Lua numbers to integers.
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -18,6 +19,8 @@ end
 local second = math.floor(now)
 local oldest = second - 60 -- 61 whole seconds, so no 60-second span exceeds the limit
 local nwin = tonumber(ARGV[2])
+local has_quota = ARGV[3] == '1'
+local extra = 0
 
 local function fmt(x)
   return string.format('%.17g', x)
@@ -41,12 +44,12 @@ for i = 1, nwin do
   table.sort(buckets, function(a, b) return a[1] < b[1] end)
   windows[i] = {
     key = key, limit = tonumber(ARGV[5 + 2 * i]), cost = tonumber(ARGV[6 + 2 * i]),
-    buckets = buckets, count = count,
+    buckets = buckets, count = count, tokens = string.sub(key, -7) == ':tokens',
   }
 end
 
 local function reply(reason, refusing, retry_after)
-  local out = {reason, refusing, fmt(retry_after), second}
+  local out = {reason, refusing, fmt(retry_after), second, extra}
   for _, w in ipairs(windows) do
     local count, last = w.count, nil
     for j = #w.buckets, 1, -1 do
@@ -88,18 +91,14 @@ if ARGV[4] == '1' then
   end
 end
 
-for i, w in ipairs(windows) do
-  if w.count + w.cost > w.limit then
-    return reply('rate', i, retry_after(w))
-  end
-end
-
-local quota, reservation
-if ARGV[3] == '1' then
+-- The quota's state (spent plus live reservations), read before any check: a Flex request's
+-- extra tokens are sized by it.
+local quota, q, usd_limit, token_limit, usd, tokens, used_usd, used_tokens
+if has_quota then
   quota = KEYS[nwin + 1]
-  local q = 7 + 2 * nwin
-  local usd_limit, token_limit = tonumber(ARGV[q]), tonumber(ARGV[q + 1])
-  local usd, tokens = tonumber(ARGV[q + 2]), tonumber(ARGV[q + 3])
+  q = 7 + 2 * nwin
+  usd_limit, token_limit = tonumber(ARGV[q]), tonumber(ARGV[q + 1])
+  usd, tokens = tonumber(ARGV[q + 2]), tonumber(ARGV[q + 3])
   local period = tonumber(ARGV[q + 4])
   local flat = redis.call('HGETALL', quota)
   local fields = {}
@@ -120,7 +119,7 @@ if ARGV[3] == '1' then
       redis.call('EXPIRE', quota, period)
     end
   end
-  local used_usd, used_tokens = tonumber(fields['usd']), tonumber(fields['tok'])
+  used_usd, used_tokens = tonumber(fields['usd']), tonumber(fields['tok'])
   for name, value in pairs(fields) do
     if string.sub(name, 1, 2) == 'r:' then
       local r_usd, r_tokens, r_until = string.match(value, '^([^|]*)|([^|]*)|(.*)$')
@@ -132,11 +131,64 @@ if ARGV[3] == '1' then
       end
     end
   end
+end
+
+-- A request without a completion limit gets as many extra tokens as every tokens window and
+-- the quota leave room for (at most `most`, in steps); fewer than `least` and it is refused.
+local f = 7 + 2 * nwin + (has_quota and 7 or 0)
+if ARGV[f] then
+  local most, least, step = tonumber(ARGV[f]), tonumber(ARGV[f + 1]), tonumber(ARGV[f + 2])
+  local per_token = tonumber(ARGV[f + 3])
+  local room, limited = most, false
+  for _, w in ipairs(windows) do
+    if w.tokens then
+      room = math.min(room, w.limit - w.count - w.cost)
+      limited = true
+    end
+  end
+  if has_quota then
+    if token_limit then
+      room = math.min(room, token_limit - used_tokens - tokens)
+      limited = true
+    end
+    if usd_limit then
+      limited = true
+      if per_token > 0 then
+        local money = usd_limit + 1e-9 - used_usd - usd
+        room = math.min(room, money > 0 and math.floor(money / per_token) or 0)
+      end
+    end
+  end
+  if limited then
+    extra = room > 0 and room - room % step or 0
+    if extra < least then
+      extra = least
+    end
+    for _, w in ipairs(windows) do
+      if w.tokens then
+        w.cost = w.cost + extra
+      end
+    end
+    if has_quota then
+      tokens = tokens + extra
+      usd = usd + extra * per_token
+    end
+  end
+end
+
+for i, w in ipairs(windows) do
+  if w.count + w.cost > w.limit then
+    return reply('rate', i, retry_after(w))
+  end
+end
+
+local reservation
+if has_quota then
   if (usd_limit and used_usd + usd > usd_limit + 1e-9)
       or (token_limit and used_tokens + tokens > token_limit) then
     return reply('quota', 0, 0)
   end
-  reservation = ARGV[q + 2] .. '|' .. ARGV[q + 3] .. '|' .. fmt(now + tonumber(ARGV[6]))
+  reservation = fmt(usd) .. '|' .. fmt(tokens) .. '|' .. fmt(now + tonumber(ARGV[6]))
 end
 
 for _, w in ipairs(windows) do

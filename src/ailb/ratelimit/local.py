@@ -17,10 +17,12 @@ from ailb.ratelimit import (
     RESERVATION_TTL,
     WINDOW_SECONDS,
     Admission,
+    Flex,
     Quota,
     RateWindow,
     Ticket,
     WindowState,
+    flex_grant,
 )
 from ailb.ratelimit.headers import (
     REMAINING_REQUESTS,
@@ -166,6 +168,7 @@ class LocalTicket(Ticket):
     tokens: int
     until: float  # ... until then
     headers: list[Header]
+    extra: int = 0  # completion tokens granted to a Flex request (counted in `tokens`)
     settled: bool = False
 
 
@@ -184,8 +187,28 @@ class LocalAdmitter:
         windows: Sequence[RateWindow],
         quota: Quota | None = None,
         revocation: str | None = None,
+        flex: Flex | None = None,
     ) -> Admission:
         plan = Plan(windows, quota, revocation)
+        extra = 0
+        if flex is not None:
+            # The windows carry their own costs; `tokens` is the quota's estimate.
+            estimate = (quota.token_estimate, quota.usd_estimate) if quota else (0, 0.0)
+            room = self.room_now(plan, estimate[0], estimate[1], flex)
+            if room is not None:
+                extra = flex_grant(room, flex)
+                # The same check and charge with the extra tokens in every tokens window and
+                # in the quota's estimates (nothing was charged by room_now).
+                windows = [
+                    RateWindow(w.name, w.limit, w.cost + extra) if w.name.endswith(":tokens") else w
+                    for w in windows
+                ]
+                if quota is not None:
+                    quota = quota._replace(
+                        token_estimate=quota.token_estimate + extra,
+                        usd_estimate=quota.usd_estimate + extra * flex.usd_per_token,
+                    )
+                plan = Plan(windows, quota, revocation)
         if quota is None:
             got = self.admit_now(plan, request_id)
         else:
@@ -193,9 +216,50 @@ class LocalAdmitter:
         assert got is not None  # a plan without an end
         if isinstance(got, Admission):
             return got
+        got.extra = extra
         now = self._clock()
         states = [_state(n, lim, b, now) for n, lim, _, _, b, _ in plan.windows]
-        return Admission(True, states, got, headers=got.headers)
+        return Admission(True, states, got, headers=got.headers, extra=extra)
+
+    def room_now(self, plan: Plan, tokens: int, usd: float, flex: Flex) -> int | None:
+        """How many extra tokens every tokens window and the quota of `plan` still have room
+        for, beyond this request's own `tokens` and `usd` (`tokens` is the cost of its
+        PER_REQUEST windows; other windows carry theirs); None when the plan limits no
+        tokens (a Flex request is then not limited). Charges nothing: with admit_now right
+        after it, without awaiting in between, the two are one atomic step."""
+        now = self._clock()
+        if now >= plan.until:
+            return None
+        if plan.gen != self._gen:
+            self._bind(plan, now)
+        room = flex.most
+        limited = False
+        second = int(now)
+        for w in plan.windows:
+            _, limit, cost, is_tokens, buckets, _ = w
+            if not is_tokens:
+                continue
+            if buckets.newest[0] < second:
+                buckets.trim(second - WINDOW_SECONDS)  # what a new bucket would drop first
+            room = min(room, limit - buckets.total - (tokens if cost < 0 else cost))
+            limited = True
+        quota = plan.quota
+        if quota is not None:
+            ledger = plan.ledger
+            if ledger is None or ledger.expires_at <= now:
+                ledger = plan.ledger = self._ledger(quota, now)
+            if ledger.oldest_until <= now:
+                ledger.drop_expired(now)
+            if quota.token_limit is not None:
+                used = ledger.spent_tokens + ledger.reserved_tokens + tokens
+                room = min(room, quota.token_limit - used)
+                limited = True
+            if quota.usd_limit is not None:
+                limited = True
+                if flex.usd_per_token > 0:
+                    money = plan.usd_cap - ledger.spent_usd - ledger.reserved_usd - usd
+                    room = min(room, math.floor(money / flex.usd_per_token) if money > 0 else 0)
+        return room if limited else None
 
     def admit_now(
         self, plan: Plan, request_id: str, tokens: int = 0, usd: float = 0.0

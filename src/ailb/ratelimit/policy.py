@@ -28,9 +28,11 @@ from ailb.ratelimit import (
     Admission,
     AdmissionUnavailable,
     Admitter,
+    Flex,
     Quota,
     RateWindow,
     Ticket,
+    flex_grant,
 )
 from ailb.ratelimit.headers import limit_headers as window_headers
 from ailb.ratelimit.local import LocalAdmitter, LocalTicket, Plan
@@ -80,6 +82,7 @@ class Granted(msgspec.Struct):
     headers: list[tuple[bytes, bytes]] = []
     ticket: Ticket | None = None
     admitter: Admitter | None = None
+    extra: int = 0  # completion tokens granted to a Flex request (0: none limited it)
 
 
 NOTHING = Granted()
@@ -224,6 +227,7 @@ class LimitPolicy:
         user: str | None,
         tokens: int,
         usd: float,
+        flex: Flex | None = None,
     ) -> Grant | None:
         """`admit` without awaiting, through a plan compiled earlier for the key and model (the
         usual request with in-process counters); None when it takes `admit`."""
@@ -243,9 +247,18 @@ class LimitPolicy:
         plan = compiled.plan
         if plan is None:
             return NOTHING
+        extra = 0
+        if flex is not None:
+            room = local.room_now(plan, tokens, usd, flex)
+            if room is not None:
+                extra = flex_grant(room, flex)
+                tokens += extra
+                usd += extra * flex.usd_per_token
         got = local.admit_now(plan, request_id, tokens, usd)
         if type(got) is Admission:
             raise refusal(got, limit_headers(got))
+        if got is not None:
+            got.extra = extra
         return got  # type: ignore[return-value]  # a ticket, or None past the plan's period
 
     async def admit(
@@ -256,8 +269,12 @@ class LimitPolicy:
         user: str | None,
         tokens: int,
         usd: float,
+        flex: Flex | None = None,
     ) -> Grant:
-        granted = self.admit_now(principal, request_id, model, user, tokens, usd)
+        """Admit a request estimated at `tokens` and `usd` (its prompt, and its completion
+        limit when it has one), or raise the refusal. `flex`: the request has no completion
+        limit; the grant's `extra` is the one its tokens limits leave room for."""
+        granted = self.admit_now(principal, request_id, model, user, tokens, usd, flex)
         if granted is not None:
             return granted
         if self.local is not None and not _per_user(principal.key, user):
@@ -265,14 +282,14 @@ class LimitPolicy:
             # should the route limits change while the budget's seed is read.
             while granted is None:
                 await self._compile(principal, model)
-                granted = self.admit_now(principal, request_id, model, user, tokens, usd)
+                granted = self.admit_now(principal, request_id, model, user, tokens, usd, flex)
             return granted
         windows = self.windows(principal, model, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
             return NOTHING
         revocation = principal.key_id if principal.key is not None else None
-        checked = await self.check(request_id, windows, quota, revocation)
+        checked = await self.check(request_id, windows, quota, revocation, flex)
         if checked is None:
             raise ServiceUnavailable(
                 "Rate limits cannot be checked right now; please retry.",
@@ -283,7 +300,29 @@ class LimitPolicy:
         headers = limit_headers(adm)
         if not adm.allowed:
             raise refusal(adm, headers)
-        return Granted(headers, adm.ticket, admitter)
+        return Granted(headers, adm.ticket, admitter, adm.extra)
+
+    async def top_up(
+        self, principal: Principal, request_id: str, tokens: int, usd: float
+    ) -> Granted:
+        """Prompt added after admission (remembered or retrieved context) reserved against the
+        key's budget as well, or the request refused: settle the grant with nothing, the
+        request's own grant settles what it used."""
+        key = principal.key
+        if key is None or (key.budget_usd is None and key.token_budget is None):
+            return NOTHING
+        quota = await self.quota(key, tokens, usd)
+        checked = await self.check(request_id + ":context", [], quota)
+        if checked is None:
+            raise ServiceUnavailable(
+                "Budgets cannot be checked right now; please retry.",
+                code="rate_limiter_unavailable",
+                headers={"retry-after": "1"},
+            )
+        adm, admitter = checked
+        if not adm.allowed:
+            raise refusal(adm, [])
+        return Granted([], adm.ticket, admitter)
 
     async def _compile(self, principal: Principal, model: str) -> _Compiled:
         key = principal.key
@@ -307,17 +346,19 @@ class LimitPolicy:
         windows: list[RateWindow],
         quota: Quota | None = None,
         revocation: str | None = None,
+        flex: Flex | None = None,
     ) -> tuple[Admission, Admitter] | None:
         """Admission by the shared backend, or -- while it is down, in fail-open mode -- by this
         instance's own counters; None when it is down in fail-closed mode. After a failure the
         backend is left alone for BREAKER_S, so a dead Redis costs one timeout a second rather
         than one per request."""
         if self.fallback is None:  # in-process counters: nothing can be down
-            return await self.admitter.admit(request_id, windows, quota, revocation), self.admitter
+            adm = await self.admitter.admit(request_id, windows, quota, revocation, flex)
+            return adm, self.admitter
         now = time.monotonic()
         if now >= self._skip_until:
             try:
-                adm = await self.admitter.admit(request_id, windows, quota, revocation)
+                adm = await self.admitter.admit(request_id, windows, quota, revocation, flex)
             except AdmissionUnavailable as e:
                 self._skip_until = now + BREAKER_S
                 if not self._failing:
@@ -333,7 +374,7 @@ class LimitPolicy:
                 return adm, self.admitter
         if self.failure_mode == "closed" or self.fallback is None:
             return None
-        return await self.fallback.admit(request_id, windows, quota, None), self.fallback
+        return await self.fallback.admit(request_id, windows, quota, None, flex), self.fallback
 
     def settle(self, granted: Grant, tokens: int, usd: float) -> None:
         """The request's actual tokens and cost replace its estimates: at once in process;

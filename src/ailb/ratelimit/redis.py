@@ -16,6 +16,7 @@ from ailb.ratelimit import (
     RESERVATION_TTL,
     Admission,
     AdmissionUnavailable,
+    Flex,
     NamedTicket,
     Quota,
     RateWindow,
@@ -65,6 +66,7 @@ class RedisAdmitter:
         windows: Sequence[RateWindow],
         quota: Quota | None = None,
         revocation: str | None = None,
+        flex: Flex | None = None,
     ) -> Admission:
         keys = [self._prefix + w.name for w in windows]
         args: list[Arg] = [
@@ -88,18 +90,23 @@ class RedisAdmitter:
                 quota.seed_usd,
                 quota.seed_tokens,
             ]
+        if flex is not None:
+            args += [flex.most, flex.least, flex.step, flex.usd_per_token]
         if revocation is not None:
             keys.append(self._prefix + "revoked:" + revocation)
         reply = cast(list[str | int], await self._run(self._admit, keys, args))
-        reason, refusing, retry_after, second = reply[:4]
+        reason, refusing, retry_after, second, granted = reply[:5]
+        extra = int(granted)
         states = [
-            WindowState(w.name, w.limit, int(reply[4 + 2 * i]), float(reply[5 + 2 * i]))
+            WindowState(w.name, w.limit, int(reply[5 + 2 * i]), float(reply[6 + 2 * i]))
             for i, w in enumerate(windows)
         ]
         if reason == "":
-            token_windows = tuple((w.name, w.cost) for w in windows if w.name.endswith(":tokens"))
+            token_windows = tuple(
+                (w.name, w.cost + extra) for w in windows if w.name.endswith(":tokens")
+            )
             ticket = NamedTicket(request_id, int(second), token_windows, quota)
-            return Admission(allowed=True, windows=states, ticket=ticket)
+            return Admission(allowed=True, windows=states, ticket=ticket, extra=extra)
         if reason == "rate":
             denied_by = windows[int(refusing) - 1].name
         elif reason == "quota":
