@@ -50,6 +50,10 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "http_port": 8080,
         "grpc_port": 50051,
         "enable_grpc": True,
+        "grpc_host": "",
+        "grpc_tls_cert": "",
+        "grpc_tls_key": "",
+        "grpc_tls_client_ca": "",
         "module_id": "",
         "routing_strategy": RoutingStrategy.LOAD_BALANCED,
         "enable_memory": True,
@@ -85,7 +89,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
     }
     assert settings.master_key is None
     assert settings.database_url is None and settings.redis_url is None
-    assert settings.metrics_token is None
+    assert settings.metrics_token is None and settings.control_token is None
     assert settings.deployments == ()
     assert dict(settings.models) == {}
     assert dict(settings.credentials) == {}
@@ -798,3 +802,27 @@ def test_metrics_token_and_log_content() -> None:
             load_settings(env)
         assert str(exc.value).startswith(message)
         assert "has a space" not in str(exc.value)
+
+
+def test_control_token_falls_back_to_the_master_key_and_is_a_secret() -> None:
+    token, master = "control-token-0123456789", "master-key-0123456789"
+    both = load_settings({"AILB_CONTROL_TOKEN": token, "AILB_MASTER_KEY": master})
+    assert both.control_token == token and isinstance(both.control_token, Secret)
+    assert both.control_credential == token  # the master key does not open gRPC then
+    assert token not in repr(both) and token in both.secrets()
+    assert load_settings({"AILB_MASTER_KEY": master}).control_credential == master
+    assert load_settings({}).control_credential is None
+    for env, message in (
+        ({"AILB_CONTROL_TOKEN": "short"}, "AILB_CONTROL_TOKEN: must be at least 8 characters"),
+        ({"AILB_CONTROL_TOKEN": "has a space"}, "AILB_CONTROL_TOKEN: must be at least 8"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(env)
+        assert str(exc.value).startswith(message)
+        assert "has a space" not in str(exc.value)
+
+
+def test_grpc_host_defaults_to_host() -> None:
+    assert load_settings({"HOST": "10.1.2.3"}).env.grpc_bind_host == "10.1.2.3"
+    split = load_settings({"HOST": "0.0.0.0", "GRPC_HOST": "10.9.8.7"}).env
+    assert (split.host, split.grpc_bind_host) == ("0.0.0.0", "10.9.8.7")

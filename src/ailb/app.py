@@ -265,7 +265,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         from ailb.control.server import ControlServer
         from ailb.control.service import ModuleService
 
-        control = ControlServer(runtime, ModuleService(runtime, reloader), env.host, env.grpc_port)
+        control = ControlServer(runtime, ModuleService(runtime, reloader))
     openapi = document(operations, "AILB", __version__, DESCRIPTION)
 
     async def openapi_json(_: Request) -> JSONResponse:

@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             serve(settings, reload)
+        except ConfigError as e:  # found while building the gateway (a TLS file, say)
+            print(f"ailb: configuration error: {e}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             # uvicorn shut down cleanly and re-raised Ctrl-C: no traceback for that.
             return 130

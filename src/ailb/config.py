@@ -172,6 +172,11 @@ class EnvSettings(_Strict, frozen=True):
     http_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     grpc_port: Annotated[int, Meta(ge=0, le=65535)] = 50051
     enable_grpc: bool = True
+    grpc_host: str = ""  # empty: HOST
+    # PEM files, read when the gRPC server is built (ailb.control.tls); empty: plaintext.
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
+    grpc_tls_client_ca: str = ""
     module_id: str = ""
     routing_strategy: RoutingStrategy = RoutingStrategy.LOAD_BALANCED
     enable_memory: bool = True
@@ -211,6 +216,16 @@ class EnvSettings(_Strict, frozen=True):
         if self.rag_chunk_overlap * 2 > self.rag_chunk_tokens:
             raise ValueError("rag_chunk_overlap must be at most half of rag_chunk_tokens")
 
+    @property
+    def grpc_bind_host(self) -> str:
+        return self.grpc_host or self.host
+
+    @property
+    def grpc_tls(self) -> Literal["off", "on", "mutual"]:
+        if not self.grpc_tls_cert:
+            return "off"
+        return "mutual" if self.grpc_tls_client_ca else "on"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -223,18 +238,25 @@ class Settings:
     database_url: Secret | None = field(default=None, repr=False)
     redis_url: Secret | None = field(default=None, repr=False)
     metrics_token: Secret | None = field(default=None, repr=False)  # None: /metrics is open
+    control_token: Secret | None = field(default=None, repr=False)  # see control_credential
     config_path: str | None = None
     demo: bool = False
 
     def secrets(self) -> tuple[str, ...]:
         """What no log line may carry: credentials, configured header values, the master key,
-        the metrics token, the service URLs' passwords."""
+        the metrics and control tokens, the service URLs' passwords."""
         return (
             *self.credentials.values(),
             *(v for d in self.deployments for v in d.headers.values()),
-            *(s for s in (self.master_key, self.metrics_token) if s),
+            *(s for s in (self.master_key, self.metrics_token, self.control_token) if s),
             *(p for url in (self.database_url, self.redis_url) for p in _passwords(url)),
         )
+
+    @property
+    def control_credential(self) -> Secret | None:
+        """The bearer token every gRPC ModuleService call must carry: AILB_CONTROL_TOKEN, else
+        the master key; None: the control service is open."""
+        return self.control_token or self.master_key
 
     @property
     def module_id(self) -> str:
@@ -289,6 +311,28 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "enable_grpc",
         "true",
         "Serve the gRPC ModuleService, health and reflection on GRPC_PORT.",
+    ),
+    "GRPC_HOST": (
+        "grpc_host",
+        "",
+        "Address the gRPC service listens on (e.g. a private interface's); unset: HOST.",
+    ),
+    "AILB_CONTROL_TOKEN": (
+        None,
+        "",
+        "Bearer token every gRPC ModuleService and reflection call must carry; unset: "
+        "AILB_MASTER_KEY, and with neither the control service is open.",
+    ),
+    "GRPC_TLS_CERT": (
+        "grpc_tls_cert",
+        "",
+        "PEM certificate (chain) of the gRPC service; with GRPC_TLS_KEY, gRPC is served over TLS.",
+    ),
+    "GRPC_TLS_KEY": ("grpc_tls_key", "", "PEM private key of GRPC_TLS_CERT (unencrypted)."),
+    "GRPC_TLS_CLIENT_CA": (
+        "grpc_tls_client_ca",
+        "",
+        "PEM CA certificate(s): gRPC clients must present a certificate it issued (mutual TLS).",
     ),
     "MODULE_ID": ("module_id", "ailb-<hostname>", "This instance's id for MarchProxy."),
     "ROUTING_STRATEGY": (
@@ -660,6 +704,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         var = next((k for k, v in ENV_VARS.items() if v[0] == field_name), field_name)
         raise ConfigError(f"{var}: {_problem(e, '').split(': ', 1)[1]}") from None
     env_settings, embedder_key = _resolve_embedder(env_settings, env)
+    _check_grpc_tls(env_settings)
 
     try:
         env_deps = tuple(msgspec.convert(d, DeploymentConfig) for d in _env_deployments(env))
@@ -702,11 +747,12 @@ def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:
     master = env.get("AILB_MASTER_KEY") or None
     if master is not None and (len(master) < 8 or master != master.strip()):
         raise ConfigError("AILB_MASTER_KEY: must be at least 8 characters, without spaces")
-    metrics_token = env.get("AILB_METRICS_TOKEN") or None
-    if metrics_token is not None and (
-        len(metrics_token) < 8 or any(c.isspace() for c in metrics_token)
-    ):
-        raise ConfigError("AILB_METRICS_TOKEN: must be at least 8 characters, without spaces")
+    tokens: dict[str, Secret | None] = {}
+    for var in ("AILB_METRICS_TOKEN", "AILB_CONTROL_TOKEN"):
+        token = env.get(var) or None
+        if token is not None and (len(token) < 8 or any(c.isspace() for c in token)):
+            raise ConfigError(f"{var}: must be at least 8 characters, without spaces")
+        tokens[var] = Secret(token) if token else None
     db = env.get("DATABASE_URL") or None
     if db is not None:
         parts = urlsplit(db)
@@ -723,8 +769,21 @@ def _services(env: Mapping[str, str]) -> dict[str, Secret | None]:
         "master_key": Secret(master) if master else None,
         "database_url": Secret(db) if db else None,
         "redis_url": Secret(redis) if redis else None,
-        "metrics_token": Secret(metrics_token) if metrics_token else None,
+        "metrics_token": tokens["AILB_METRICS_TOKEN"],
+        "control_token": tokens["AILB_CONTROL_TOKEN"],
     }
+
+
+def _check_grpc_tls(env: EnvSettings) -> None:
+    """TLS needs a certificate and its key; a client CA (mutual TLS) needs both as well."""
+    if env.grpc_tls_key and not env.grpc_tls_cert:
+        raise ConfigError("GRPC_TLS_KEY: set GRPC_TLS_CERT too (the key's certificate)")
+    if env.grpc_tls_cert and not env.grpc_tls_key:
+        raise ConfigError("GRPC_TLS_CERT: set GRPC_TLS_KEY too (the certificate's private key)")
+    if env.grpc_tls_client_ca and not env.grpc_tls_cert:
+        raise ConfigError(
+            "GRPC_TLS_CLIENT_CA: needs GRPC_TLS_CERT and GRPC_TLS_KEY (mutual TLS is TLS first)"
+        )
 
 
 def demo_deployment() -> DeploymentConfig:

@@ -1,9 +1,11 @@
 """A ModuleService client for tests: the stubs generated from proto/, plus the standard health
-and reflection services, on one channel."""
+and reflection services, on one channel (TLS with `credentials`; with `token`, every call
+carries `authorization: Bearer <token>`, as grpcurl's -H does)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -16,9 +18,60 @@ from ailb.control.proto import module_service_pb2_grpc as pb_grpc
 TIMEOUT = 10.0
 
 
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class BearerToken(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the token to every call's metadata, whatever its kind."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        metadata = [*(details.metadata or ()), self.header]
+        return continuation(
+            _CallDetails(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                details.wait_for_ready,
+                getattr(details, "compression", None),
+            ),
+            request,
+        )
+
+    intercept_unary_unary = _with_token
+    intercept_unary_stream = _with_token
+    intercept_stream_unary = _with_token
+    intercept_stream_stream = _with_token
+
+
 class ControlClient:
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        if token is not None:
+            self.channel = grpc.intercept_channel(self.channel, BearerToken(token))
         self.stub = pb_grpc.ModuleServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.reflection = reflection_pb2_grpc.ServerReflectionStub(self.channel)

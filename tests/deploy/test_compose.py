@@ -35,10 +35,12 @@ def test_the_topology() -> None:
     assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in s["nginx"]["volumes"]
     for name in INSTANCES:
         assert s["nginx"]["depends_on"][name] == {"condition": "service_healthy"}
-    assert sorted(p.split(":")[0] for n in INSTANCES for p in s[n]["ports"]) == [
-        "50051",
-        "50052",
-    ]  # each instance's gRPC service reachable on its own port
+    # Each instance's gRPC service on its own port of the host's loopback interface only: a
+    # published port is open to the network (past the host's firewall) unless bound to one.
+    assert [s[n]["ports"] for n in INSTANCES] == [
+        ["127.0.0.1:50051:50051"],
+        ["127.0.0.1:50052:50051"],
+    ]
 
 
 def test_instances_use_the_image_and_share_redis_postgres_and_chroma() -> None:
@@ -54,6 +56,8 @@ def test_instances_use_the_image_and_share_redis_postgres_and_chroma() -> None:
                             env["DATABASE_URL"])  # fmt: skip
         assert env["CHROMA_URL"] == "http://chroma:8000"
         assert env["AILB_MASTER_KEY"].startswith("${AILB_MASTER_KEY:?")  # required, a secret
+        # gRPC steers all traffic: never served without a token of its own (not the admin key).
+        assert env["AILB_CONTROL_TOKEN"].startswith("${AILB_CONTROL_TOKEN:?")
         assert svc["volumes"] == [f"{name}-data:/app/ailb_memory"]
         for dep in ("redis", "postgres", "chroma"):
             assert svc["depends_on"][dep] == {"condition": "service_healthy"}
@@ -69,10 +73,11 @@ def test_every_ailb_variable_is_one_the_code_reads() -> None:
         assert not unknown, f"{name}: {unknown}"
     template = (DEPLOY / ".env.example").read_text()
     names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", template, re.MULTILINE))
-    assert {"AILB_MASTER_KEY", "POSTGRES_PASSWORD"} <= names
+    assert {"AILB_MASTER_KEY", "AILB_CONTROL_TOKEN", "POSTGRES_PASSWORD"} <= names
     assert names - set(ENV_VARS) == {"POSTGRES_PASSWORD"}  # the database image's own
     # No value in the template: compose refuses to start until they are set.
     assert re.search(r"^AILB_MASTER_KEY=$", template, re.MULTILINE)
+    assert re.search(r"^AILB_CONTROL_TOKEN=$", template, re.MULTILINE)
     assert "deploy/.env" in (ROOT / ".gitignore").read_text().splitlines()
 
 

@@ -41,6 +41,15 @@ class AccountsHealth(msgspec.Struct, omit_defaults=True):
     key_store: Literal["ok", "unavailable"] = "ok"
 
 
+class ControlHealth(msgspec.Struct, omit_defaults=True):
+    """The gRPC control service (ENABLE_GRPC): whether calls need a token, and TLS."""
+
+    enabled: bool
+    auth: Literal["enabled", "disabled"] | None = None
+    tls: Literal["off", "on", "mutual"] | None = None
+    warning: str | None = None
+
+
 class HealthReport(msgspec.Struct):
     status: Literal["ok", "degraded", "unhealthy"]
     version: str
@@ -51,6 +60,7 @@ class HealthReport(msgspec.Struct):
     memory: FeatureHealth
     rag: FeatureHealth
     accounts: AccountsHealth
+    control: ControlHealth
 
 
 class Liveness(msgspec.Struct):
@@ -95,6 +105,7 @@ def health_report(runtime: Runtime) -> HealthReport:
         memory=memory,
         rag=rag,
         accounts=accounts,
+        control=_control(runtime),
     )
 
 
@@ -110,6 +121,21 @@ def _accounts(runtime: Runtime) -> AccountsHealth:
         else "authentication is off (no AILB_MASTER_KEY): anyone can use this gateway",
         usage_ledger="buffering" if runtime.usage is not None and runtime.usage.failing else "ok",
         key_store="unavailable" if runtime.ring is not None and runtime.ring.failing else "ok",
+    )
+
+
+def _control(runtime: Runtime) -> ControlHealth:
+    s = runtime.settings
+    if not s.env.enable_grpc:
+        return ControlHealth(False)
+    if s.control_credential:
+        return ControlHealth(True, "enabled", s.env.grpc_tls)
+    return ControlHealth(
+        True,
+        "disabled",
+        s.env.grpc_tls,
+        "the gRPC control service is open (no AILB_CONTROL_TOKEN or AILB_MASTER_KEY): anyone "
+        "who reaches it can steer all traffic",
     )
 
 

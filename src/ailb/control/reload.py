@@ -47,6 +47,7 @@ _SETTING_VARIABLE = {
     "database_url": "DATABASE_URL",
     "redis_url": "REDIS_URL",
     "metrics_token": "AILB_METRICS_TOKEN",
+    "control_token": "AILB_CONTROL_TOKEN",
     "config_path": "AILB_CONFIG",
 }
 _RESTART_SETTINGS = tuple(f.name for f in fields(Settings) if f.name not in _HOT_SETTINGS)

@@ -148,7 +148,8 @@ class GatewayCollector(Collector):
         )
         yield _by(
             "ailb_auth_failures",
-            "Requests refused by authentication (401), by reason (the ailb.audit log).",
+            "Requests refused by authentication (HTTP 401, gRPC UNAUTHENTICATED), by reason (the "
+            "ailb.audit log).",
             "reason",
             self.runtime.auth.audit.failures,
         )
