@@ -16,6 +16,7 @@ from ailb.memory.service import MemoryService
 from ailb.observability.metrics import GatewayMetrics
 from ailb.rag.service import RagService
 from ailb.ratelimit.policy import LimitPolicy
+from ailb.ratelimit.route_bucket import RouteBuckets
 from ailb.routing.failover import Failover
 from ailb.routing.health import HealthMonitor
 from ailb.routing.router import Router
@@ -36,6 +37,8 @@ class Runtime:
     ring: KeyRing | None = None
     keys: KeyManager | None = None  # None: authentication is off
     limits: LimitPolicy | None = None
+    # The control plane's route limits (gRPC ApplyRateLimit): they outlive reloads.
+    routes: RouteBuckets = field(default_factory=RouteBuckets)
     usage: UsageRecorder | None = None
     started_at: float = field(default_factory=time.time)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # create_app builds it

@@ -64,7 +64,7 @@ def plain(gw: RunningGateway) -> ControlClient:
 def untouched(gw: RunningGateway) -> None:
     """No refused call changed anything: weights, limits and traffic as before."""
     assert gw.runtime.router.weights("mock") == {"demo": 1}
-    assert not gw.runtime.limits.routes.active  # no limit on any model, "*" included
+    assert not gw.runtime.routes.active  # no limit on any model, "*" included
     r = httpx2.post(f"{gw.url}/v1/chat/completions", json={"model": "mock", "messages": HI},
                     headers={"authorization": f"Bearer {MASTER}"}, timeout=10)  # fmt: skip
     assert r.status_code == 200, r.text

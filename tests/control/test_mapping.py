@@ -8,7 +8,7 @@ from ailb.control.proto import module_service_pb2 as pb
 from ailb.control.routes import limit_config, upstream_host
 from ailb.control.status import metrics_response
 from ailb.observability.snapshot import LatencySummary, MetricsSnapshot, RouteFigures
-from ailb.ratelimit.policy import RouteLimit
+from ailb.ratelimit.route_bucket import BucketLimit
 
 
 def test_metrics_response_maps_every_figure():
@@ -60,10 +60,8 @@ def test_upstream_host_is_host_and_port_only(url, host):
     ("limit", "expected"),
     [
         (None, (0, 0, False)),
-        (RouteLimit(rpm=None, tpm=1000), (0, 0, False)),  # a tokens-only limit is no request limit
-        (RouteLimit(rpm=60), (1, 60, True)),
-        (RouteLimit(rpm=600), (10, 600, True)),
-        (RouteLimit(rpm=90), (2, 90, True)),  # rounded up: never reports less than it allows
+        (BucketLimit(rate=1, burst=2), (1, 2, True)),  # what is enforced, as it was set
+        (BucketLimit(rate=10, burst=10), (10, 10, True)),
     ],
 )
 def test_route_limit_as_rate_limit_config(limit, expected):

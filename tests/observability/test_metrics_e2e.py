@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ailb.observability.snapshot import MetricsSnapshot
+from ailb.ratelimit.route_bucket import BucketLimit
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer, Reply
 from tests.gateway import RunningGateway
@@ -373,13 +374,18 @@ def test_a_model_limit_and_a_budget_are_told_apart(
     gw = gateway_factory(config(primary.url, backup.url), {"AILB_MASTER_KEY": MASTER})
 
     async def limit_model() -> None:  # what gRPC ApplyRateLimit does
-        gw.runtime.limits.routes.set("m", 1, None)
+        gw.runtime.routes.set("m", BucketLimit(rate=1, burst=1))
 
     gw.call(limit_model())
     chat = client_for(gw, api_key=MASTER).chat.completions
     chat.create(model="m", messages=HI)
     with pytest.raises(openai.RateLimitError):
         chat.create(model="m", messages=HI)
+
+    async def unlimit_model() -> None:  # the route's bucket counts every caller
+        gw.runtime.routes.set("m", None)
+
+    gw.call(unlimit_model())
     made = httpx2.post(
         f"{gw.url}/api/keys",
         json={"name": "poor", "budget_usd": 0.000001},

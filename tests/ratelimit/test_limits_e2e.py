@@ -6,6 +6,7 @@ import httpx2
 import openai
 import pytest
 
+from ailb.ratelimit.route_bucket import BucketLimit
 from tests.gateway import create_key
 
 MASTER = "master-key-for-tests-0123456789"
@@ -115,17 +116,32 @@ def test_limits_change_at_run_time(gw, client_for):
         assert "x-ratelimit-limit-requests" not in ask(c).headers
 
 
-def test_route_limits_apply_to_every_key(gw, client_for):
-    gw.runtime.limits.routes.set("mock-b", 1, None)
+def test_route_limits_hold_every_caller_together(gw, client_for):
+    """The control plane's limit on a model (gRPC ApplyRateLimit) is a token bucket for the
+    model's total on this instance: whoever asks, keys' own limits aside."""
+
+    async def limit(rate: int, burst: int) -> None:
+        gw.runtime.routes.set("mock-b", BucketLimit(rate=rate, burst=burst))
+
+    gw.call(limit(1, 2))
     a = client_for(gw, api_key=create(gw)["key"])
     b = client_for(gw, api_key=create(gw)["key"])
-    for c in (a, b):
-        assert ask(c, "mock-b").headers["x-ratelimit-limit-requests"] == "1"
+    master = client_for(gw, api_key=MASTER)
+    assert ask(a, "mock-b").parse().choices
+    assert ask(b, "mock-b").parse().choices
+    for c in (a, b, master):
         with pytest.raises(openai.RateLimitError) as e:
             ask(c, "mock-b")
-        assert "model" in e.value.message
-        assert ask(c, "mock-a").parse().choices
-    gw.runtime.limits.routes.set("mock-b", None, None)
+        assert "model" in e.value.message and e.value.body["code"] == "rate_limit_exceeded"
+        assert e.value.response.headers["retry-after"] == "1"
+    assert ask(a, "mock-a").parse().choices  # another model is not limited
+    with pytest.raises(openai.NotFoundError):
+        ask(a, "made-up")  # names nobody serves get no bucket, and stay 404s
+
+    async def unlimit() -> None:
+        gw.runtime.routes.set("mock-b", None)
+
+    gw.call(unlimit())
     assert ask(a, "mock-b").parse().choices
 
 

@@ -1,6 +1,6 @@
-"""LimitPolicy with in-process counters admits through plans compiled per key and model: what
-invalidates a plan (a changed key, a changed route limit, a new budget period, counters swept)
-must never let a request through that the limits forbid, nor lose a charge."""
+"""LimitPolicy with in-process counters admits through plans compiled per key: what invalidates
+a plan (a changed key, a new budget period, counters swept) must never let a request through
+that the limits forbid, nor lose a charge."""
 
 from __future__ import annotations
 
@@ -40,19 +40,15 @@ def policy(clock: Clock) -> LimitPolicy:
     return LimitPolicy(LocalAdmitter(clock), None, None, clock=clock)
 
 
-async def admit(
-    p: LimitPolicy, k: ApiKey | None, model: str = "m", tokens: int = 10, usd: float = 0.0
-) -> Granted:
-    return await p.admit(principal(k), "r", model, None, tokens, usd)
+async def admit(p: LimitPolicy, k: ApiKey | None, tokens: int = 10, usd: float = 0.0) -> Granted:
+    return await p.admit(principal(k), "r", None, tokens, usd)
 
 
-async def admitted(
-    p: LimitPolicy, k: ApiKey | None, n: int, model: str = "m", usd: float = 0.0
-) -> int:
+async def admitted(p: LimitPolicy, k: ApiKey | None, n: int, usd: float = 0.0) -> int:
     ok = 0
     for _ in range(n):
         try:
-            g = await admit(p, k, model, usd=usd)
+            g = await admit(p, k, usd=usd)
         except RateLimited:
             continue
         ok += 1
@@ -78,22 +74,6 @@ def test_a_changed_key_is_checked_against_its_new_limits() -> None:
     run(body())
 
 
-def test_a_route_limit_set_after_a_plan_was_made_applies_at_once() -> None:
-    async def body() -> None:
-        clock = Clock()
-        p = policy(clock)
-        k = key(tpm_limit=10**9)
-        assert await admitted(p, k, 3) == 3
-        p.routes.set("m", 2, None)
-        assert await admitted(p, k, 5) == 2
-        assert await admitted(p, None, 5) == 2  # the master key too (its own window)
-        assert await admitted(p, k, 5, model="other") == 5
-        p.routes.set("m", None, None)
-        assert await admitted(p, k, 5) == 5
-
-    run(body())
-
-
 def test_a_new_budget_period_starts_a_new_counter() -> None:
     async def body() -> None:
         clock = Clock()
@@ -111,8 +91,7 @@ def test_a_new_budget_period_starts_a_new_counter() -> None:
 
 def test_counters_swept_under_a_plan_keep_every_charge() -> None:
     """A sweep of idle counters makes plans look their counters up again: the live window of a
-    key keeps its count across it, the idle one starts afresh, and two plans of one key (two
-    models) still share its window rather than each keeping a copy."""
+    key keeps its count across it, and the idle one starts afresh."""
 
     async def body() -> None:
         clock = Clock()
@@ -124,8 +103,7 @@ def test_counters_swept_under_a_plan_keep_every_charge() -> None:
         assert await admitted(p, busy, 2) == 2
         assert await admitted(p, other, SWEEP_EVERY) == SWEEP_EVERY  # a sweep happens
         assert await admitted(p, busy, 3) == 1
-        assert await admitted(p, idle, 2, model="n") == 2  # a second plan, made after the sweep
+        assert await admitted(p, idle, 2) == 2  # bound again after the sweep
         assert await admitted(p, idle, 5) == 1
-        assert await admitted(p, idle, 5, model="n") == 0
 
     run(body())

@@ -241,6 +241,11 @@ class ChatCompletionsEndpoint:
             if live.settings.env.log_content:
                 ex.messages = raw["messages"]
             _permit(principal, req)
+            routes = self.runtime.routes
+            if routes.active and req.model in router.models():
+                wait = routes.take(req.model)
+                if wait:
+                    raise route_limited(req.model, wait)
             needs = request_needs(req)
             upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
             reserved: Reservation | None = None
@@ -249,7 +254,6 @@ class ChatCompletionsEndpoint:
                 got = self.limits.admit_now(
                     principal,
                     ex.request_id,
-                    req.model,
                     req.user,
                     reserved.tokens,
                     reserved.usd,
@@ -261,7 +265,6 @@ class ChatCompletionsEndpoint:
                     else await self.limits.admit(
                         principal,
                         ex.request_id,
-                        req.model,
                         req.user,
                         reserved.tokens,
                         reserved.usd,
@@ -659,6 +662,18 @@ def _overhead(ex: Exchange, elapsed: float | None = None) -> tuple[bytes, bytes]
     overhead = elapsed - ex.upstream
     ex.overhead = overhead
     return (OVERHEAD_HEADER, b"%.3f" % (overhead * 1000))
+
+
+def route_limited(model: str, wait: float) -> RateLimited:
+    retry = str(max(1, math.ceil(wait)))
+    err = RateLimited(
+        f"Rate limit reached for model `{model}` on this gateway (requests per second set by "
+        f"the control plane). Retry after {retry} s.",
+        code="rate_limit_exceeded",
+        headers={"retry-after": retry},
+    )
+    err.reason = "route_requests"  # the metrics' label
+    return err
 
 
 def _cap_answer(upstream_body: dict[str, Any], needs: Needs, each: int) -> Needs:

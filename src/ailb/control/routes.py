@@ -7,13 +7,10 @@ MarchProxy sends the route's traffic to); `hosts` are the upstreams of the deplo
 the model (host:port of their base URL: never a credential, a path or a query; the built-in
 mock provider has none).
 
-Rate limits: AILB's limiter counts sliding 60-second windows (per-second buckets), per API key
-(per caller). `requests_per_second: r` becomes a limit of 60 x r requests in any 60 seconds for
-each key's requests to the model, which averages r a second but admits a burst of up to the whole
-minute's allowance. So `burst_size` is not a separate limit: GetRoutes reports the limit as it
-is enforced, `requests_per_second` = ceil(per-minute limit / 60) and `burst_size` = the
-per-minute limit (the largest burst it admits). With authentication off every caller is the
-same anonymous caller, so the limit is the model's total.
+Rate limits: as Envoy's local rate limit, a token bucket per route (ailb.ratelimit.route_bucket)
+of `burst_size` tokens refilled at `requests_per_second`, for the route's total on this instance
+(every caller together), enforced from the next request on; `burst_size` 0 means a bucket of
+one second's worth. GetRoutes reports the limit each route is held to ("*" included).
 """
 
 from __future__ import annotations
@@ -24,12 +21,11 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ailb.control.proto import module_service_pb2 as pb
-from ailb.ratelimit.policy import LimitPolicy, RouteLimit
+from ailb.ratelimit.route_bucket import ALL_ROUTES, BucketLimit
 from ailb.routing.deployment import DeploymentState
 from ailb.runtime import Runtime
 
 CHAT_PREFIX = "/v1/chat/completions"
-ALL_ROUTES = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -49,13 +45,11 @@ def hosts_of(deployments: Iterable[DeploymentState]) -> list[str]:
     return list(seen)
 
 
-def limit_config(limit: RouteLimit | None) -> pb.RateLimitConfig:
-    """A route limit as MarchProxy's RateLimitConfig (see the module's notes)."""
-    if limit is None or not limit.rpm:
+def limit_config(limit: BucketLimit | None) -> pb.RateLimitConfig:
+    """A route's limit as MarchProxy's RateLimitConfig: what is enforced."""
+    if limit is None:
         return pb.RateLimitConfig(enabled=False)
-    return pb.RateLimitConfig(
-        requests_per_second=math.ceil(limit.rpm / 60), burst_size=limit.rpm, enabled=True
-    )
+    return pb.RateLimitConfig(requests_per_second=limit.rate, burst_size=limit.burst, enabled=True)
 
 
 def in_cluster(runtime: Runtime, cluster_id: str) -> bool:
@@ -69,7 +63,7 @@ def route_configs(runtime: Runtime) -> list[pb.RouteConfig]:
     module_id = runtime.settings.module_id
     router = runtime.router
     timeout = math.ceil(runtime.failover.request_timeout)
-    routes = runtime.limits.routes if runtime.limits is not None else None
+    routes = runtime.routes
     return [
         pb.RouteConfig(
             name=model,
@@ -78,7 +72,7 @@ def route_configs(runtime: Runtime) -> list[pb.RouteConfig]:
             hosts=hosts_of(deployments),
             timeout_seconds=min(timeout, 2**31 - 1),
             enabled=any(router.weight(d, model) > 0 for d in deployments),
-            rate_limit=limit_config(routes.get(model) if routes is not None else None),
+            rate_limit=limit_config(routes.limit(model)),
         )
         for model, deployments in sorted(router.models().items())
     ]
@@ -108,17 +102,14 @@ class RouteVersion:
 def apply_rate_limit(
     runtime: Runtime, route_name: str, config: pb.RateLimitConfig
 ) -> tuple[bool, str]:
-    """Set (or with enabled=false remove) the request limit of a model or of every model
-    ("*"). Effective at once for every key's next request."""
-    limits: LimitPolicy | None = runtime.limits
-    if limits is None:
-        return False, "Rate limiting is not available on this gateway."
+    """Set (or with enabled=false remove) the limit of a model or of every model ("*"):
+    effective from the next request on."""
     if route_name != ALL_ROUTES and route_name not in runtime.router.models():
         served = ", ".join(sorted(runtime.router.models())) or "none"
         return False, f"Unknown route {route_name!r}: not a served model (served: {served})."
     where = "every model" if route_name == ALL_ROUTES else f"model {route_name!r}"
     if not config.enabled:
-        limits.routes.set(route_name, None, None)
+        runtime.routes.set(route_name, None)
         return True, f"Rate limit removed from {where}."
     if config.requests_per_second <= 0:
         return False, (
@@ -126,10 +117,9 @@ def apply_rate_limit(
         )
     if config.burst_size < 0:
         return False, "burst_size must not be negative."
-    rpm = config.requests_per_second * 60
-    limits.routes.set(route_name, rpm, None)
+    burst = config.burst_size or config.requests_per_second
+    runtime.routes.set(route_name, BucketLimit(config.requests_per_second, burst))
     return True, (
-        f"Rate limit on {where}: {rpm} requests per sliding 60 s for each API key "
-        f"({config.requests_per_second}/s on average; bursts up to {rpm} are admitted, "
-        "burst_size is not a separate limit)."
+        f"Rate limit on {where}: a token bucket of {burst} refilled at "
+        f"{config.requests_per_second}/s, for all callers together on this instance."
     )

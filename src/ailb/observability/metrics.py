@@ -49,7 +49,6 @@ RATE_LIMIT_REASONS = (
     "user_requests",
     "user_tokens",
     "route_requests",
-    "route_tokens",
     "budget",
     "deployment",
     "upstream",

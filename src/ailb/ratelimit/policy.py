@@ -1,9 +1,9 @@
 """Which limits a request is checked against, and what the client is told about them.
 
 A request touches at most: its key's requests and tokens windows, the same per end user (the
-`user` field) when the key sets user limits, a model's route limit (changed at run time), and its
-key's budget for the current period. All of them go to the admitter in one call; a request that
-touches none costs nothing here.
+`user` field) when the key sets user limits, and its key's budget for the current period. All
+of them go to the admitter in one call; a request that touches none costs nothing here. (The
+control plane's route limits are token buckets of their own: ailb.ratelimit.route_bucket.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
@@ -47,35 +46,6 @@ BREAKER_S = 1.0
 GRACE_TTL_S = 3600  # a period's counter outlives the period a little: late settles still land
 
 
-@dataclass(slots=True)
-class RouteLimit:
-    rpm: int | None = None
-    tpm: int | None = None
-
-
-class RouteLimits:
-    """Per-model limits applied to every key's requests for that model ("*": every model).
-    Changed at run time (admin API, gRPC ApplyRateLimit); read on every request."""
-
-    def __init__(self) -> None:
-        self._limits: dict[str, RouteLimit] = {}
-        self.version = 0  # changes with every set(): compiled plans check it
-
-    def set(self, model: str, rpm: int | None, tpm: int | None) -> None:
-        self.version += 1
-        if rpm is None and tpm is None:
-            self._limits.pop(model, None)
-        else:
-            self._limits[model] = RouteLimit(rpm, tpm)
-
-    @property
-    def active(self) -> bool:
-        return bool(self._limits)
-
-    def get(self, model: str) -> RouteLimit | None:
-        return self._limits.get(model) or self._limits.get("*")
-
-
 class Granted(msgspec.Struct):
     """An admitted request: the headers to send and what settling needs."""
 
@@ -92,7 +62,6 @@ Grant = Granted | LocalTicket
 
 class _Compiled(NamedTuple):
     key: ApiKey | None  # the key version the plan was made for
-    routes: int  # RouteLimits.version
     plan: Plan | None  # None: nothing to check (else it ends with the budget period)
 
 
@@ -127,11 +96,10 @@ class LimitPolicy:
         self.fallback = fallback  # in-process, used while Redis is down in fail-open mode
         self.store = store
         self.failure_mode = failure_mode
-        self.routes = RouteLimits()
-        # In-process counters only: requests are admitted through plans compiled per key and
-        # model, without awaiting (see LocalAdmitter.admit_now).
+        # In-process counters only: requests are admitted through plans compiled per key,
+        # without awaiting (see LocalAdmitter.admit_now).
         self.local = admitter if isinstance(admitter, LocalAdmitter) and fallback is None else None
-        self._plans: dict[tuple[str, str], _Compiled] = {}
+        self._plans: dict[str, _Compiled] = {}
         self._clock = clock
         self._seeds: dict[tuple[str, str], tuple[float, float, int]] = {}
         self._failing = False
@@ -140,9 +108,7 @@ class LimitPolicy:
         self._names: dict[str, tuple[ApiKey, str, str]] = {}
         self._settling: set[asyncio.Future[None]] = set()
 
-    def windows(
-        self, principal: Principal, model: str, user: str | None, tokens: int
-    ) -> list[RateWindow]:
+    def windows(self, principal: Principal, user: str | None, tokens: int) -> list[RateWindow]:
         out: list[RateWindow] = []
         key = principal.key
         kid = principal.key_id
@@ -162,12 +128,6 @@ class LimitPolicy:
                     out.append(RateWindow(f"u:{kid}:{u}:requests", key.user_rpm_limit, 1))
                 if key.user_tpm_limit:
                     out.append(RateWindow(f"u:{kid}:{u}:tokens", key.user_tpm_limit, tokens))
-        route = self.routes.get(model)
-        if route is not None:
-            if route.rpm:
-                out.append(RateWindow(f"r:{model}:{kid}:requests", route.rpm, 1))
-            if route.tpm:
-                out.append(RateWindow(f"r:{model}:{kid}:tokens", route.tpm, tokens))
         return out
 
     async def quota(self, key: ApiKey | None, tokens: int, usd: float) -> Quota | None:
@@ -223,26 +183,21 @@ class LimitPolicy:
         self,
         principal: Principal,
         request_id: str,
-        model: str,
         user: str | None,
         tokens: int,
         usd: float,
         flex: Flex | None = None,
     ) -> Grant | None:
-        """`admit` without awaiting, through a plan compiled earlier for the key and model (the
-        usual request with in-process counters); None when it takes `admit`."""
+        """`admit` without awaiting, through a plan compiled earlier for the key (the usual
+        request with in-process counters); None when it takes `admit`."""
         key = principal.key
-        if key is None and not self.routes.active:
-            return NOTHING  # the master key or an open gateway, and no model limits
+        if key is None:
+            return NOTHING  # the master key or an open gateway: no key limits
         local = self.local
         if local is None or _per_user(key, user):
             return None
-        compiled = self._plans.get((principal.key_id, model))
-        if (
-            compiled is None
-            or compiled.key is not key  # any change to a key is a new object
-            or compiled.routes != self.routes.version
-        ):
+        compiled = self._plans.get(principal.key_id)
+        if compiled is None or compiled.key is not key:  # any change to a key is a new object
             return None
         plan = compiled.plan
         if plan is None:
@@ -265,7 +220,6 @@ class LimitPolicy:
         self,
         principal: Principal,
         request_id: str,
-        model: str,
         user: str | None,
         tokens: int,
         usd: float,
@@ -274,17 +228,17 @@ class LimitPolicy:
         """Admit a request estimated at `tokens` and `usd` (its prompt, and its completion
         limit when it has one), or raise the refusal. `flex`: the request has no completion
         limit; the grant's `extra` is the one its tokens limits leave room for."""
-        granted = self.admit_now(principal, request_id, model, user, tokens, usd, flex)
+        granted = self.admit_now(principal, request_id, user, tokens, usd, flex)
         if granted is not None:
             return granted
         if self.local is not None and not _per_user(principal.key, user):
-            # No plan yet, or one for an earlier key version, routes or period; compiled again
-            # should the route limits change while the budget's seed is read.
+            # No plan yet, or one for an earlier key version or period; compiled again should
+            # the key change while the budget's seed is read.
             while granted is None:
-                await self._compile(principal, model)
-                granted = self.admit_now(principal, request_id, model, user, tokens, usd, flex)
+                await self._compile(principal)
+                granted = self.admit_now(principal, request_id, user, tokens, usd, flex)
             return granted
-        windows = self.windows(principal, model, user, tokens)
+        windows = self.windows(principal, user, tokens)
         quota = await self.quota(principal.key, tokens, usd)
         if not windows and quota is None:
             return NOTHING
@@ -324,9 +278,9 @@ class LimitPolicy:
             raise refusal(adm, [])
         return Granted([], adm.ticket, admitter)
 
-    async def _compile(self, principal: Principal, model: str) -> _Compiled:
+    async def _compile(self, principal: Principal) -> _Compiled:
         key = principal.key
-        windows = self.windows(principal, model, None, PER_REQUEST)
+        windows = self.windows(principal, None, PER_REQUEST)
         quota = await self.quota(key, 0, 0.0)
         until = math.inf
         if quota is not None and key is not None:
@@ -334,10 +288,10 @@ class LimitPolicy:
         plan = None
         if windows or quota is not None:
             plan = Plan(windows, quota, principal.key_id if key is not None else None, until)
-        compiled = _Compiled(key, self.routes.version, plan)
+        compiled = _Compiled(key, plan)
         if len(self._plans) > 100_000:
             self._plans.clear()
-        self._plans[(principal.key_id, model)] = compiled
+        self._plans[principal.key_id] = compiled
         return compiled
 
     async def check(
@@ -435,9 +389,7 @@ def refusal(adm: Admission, headers: list[tuple[bytes, bytes]]) -> APIError:
     name = adm.denied_by or ""
     kind = "tokens" if name.endswith(":tokens") else "requests"
     prefix = name.split(":", 1)[0]
-    scope = {"k": "API key", "u": "end user", "r": "model", "d": "deployment"}.get(
-        prefix, "API key"
-    )
+    scope = {"k": "API key", "u": "end user", "d": "deployment"}.get(prefix, "API key")
     extra["retry-after"] = str(max(1, math.ceil(adm.retry_after)))
     err = RateLimited(
         f"Rate limit reached for this {scope}: {kind} per minute. "
@@ -449,7 +401,7 @@ def refusal(adm: Admission, headers: list[tuple[bytes, bytes]]) -> APIError:
     return err
 
 
-_LIMITS = {"k": "key", "u": "user", "r": "route", "d": "deployment"}
+_LIMITS = {"k": "key", "u": "user", "d": "deployment"}
 
 
 class DeploymentGate:
