@@ -315,6 +315,9 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         },
     )
     api.state.runtime = runtime
+    # Starlette answers a path with a stray slash with a redirect to an absolute URL built
+    # from the client's Host header (an open redirect). Envoy matches paths strictly: so here.
+    api.router.redirect_slashes = False
     return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control)
 
 

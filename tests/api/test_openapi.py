@@ -119,3 +119,20 @@ def test_openapi_describes_both_model_lists_and_the_admin_only_stats(
         (entry,) = httpx2.get(f"{gw.url}/v1/models", headers=headers).json()["data"]
         assert set(model["required"]) <= set(entry) <= set(model["properties"])
         assert ("deployments" in entry) is has_deployments
+
+
+def patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for v in node.values() for p in patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in patterns(v)]
+    return []
+
+
+def test_openapi_patterns_are_json_schemas_dialect(gateway_factory: Any) -> None:
+    """The validating patterns end in Python's \\Z (`$` lets a final newline through); JSON
+    Schema's patterns are ECMA 262, which has no \\Z and whose `$` is already the very end."""
+    found = patterns(fetch(gateway_factory).json())
+    assert len(found) >= 8 and not [p for p in found if "\\Z" in p], found
+    assert r"^[a-zA-Z0-9._-]{3,512}$" in found  # a collection name, as validated

@@ -209,6 +209,53 @@ def test_invalid_bytes_in_the_request_line_and_headers_are_4xx(gw: GatewayProces
     assert answer.status == 400, answer
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz/", "/livez/", "/openapi.json/", "/metrics/", "/api/keys/", "/api/routing/stats/",
+     "/api/usage/", "/v1/models/", "/api/rag/collections/"],
+)  # fmt: skip
+def test_no_redirect_is_built_from_the_host_header(gw: GatewayProcess, path: str) -> None:
+    """Starlette redirects a path with a stray slash to the one without, to an absolute URL
+    built from the client's Host header: an open redirect anyone could aim with a forged Host
+    (and a cache in front would keep it). A path with a slash too many is an unknown path."""
+    with connect(gw.port) as s:
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+            f"Authorization: Bearer {MASTER}\r\n\r\n".encode()
+        )
+        answer = read_answer(s)
+    assert answer.header(b"location") is None, answer
+    assert answer.status == 404, answer
+    assert error_of(answer)["type"] == "invalid_request_error"
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_name(gw: GatewayProcess) -> None:
+    """Patterns ending in `$` (msgspec's `pattern`, re.match) accept one newline after the
+    match: `docs\n` passed as a collection name, a session id, a document id ... and a newline
+    in a name can start a line of its own wherever the name is written (a prompt, a log)."""
+    chat = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+    tool = {"type": "function", "function": {"name": "f\n", "parameters": {}}}
+    assert send_request(gw.port, "POST", "/api/rag/collections", b'{"name": "nl-docs"}',
+                        AUTH).status == 200  # fmt: skip
+    docs = "/api/rag/collections/nl-docs/documents"
+    refused = [
+        ("POST", CHAT, {**chat, "session_id": "s1\n"}),
+        ("POST", CHAT, {**chat, "tools": [tool]}),
+        ("POST", "/api/rag/collections", {"name": "docs\n"}),
+        ("POST", docs, {"documents": [{"id": "a.md\n", "text": "x"}]}),
+        ("POST", docs, {"documents": [{"id": "a.md", "text": "x", "metadata": {"k\n": "v"}}]}),
+        ("POST", "/api/keys", {"name": "n", "scopes": ["admin\n"]}),
+        ("POST", "/api/keys", {"name": "n", "scopes": ["collection:docs\n"]}),
+        ("GET", "/api/rag/collections/nl-docs%0A", None),
+        ("GET", "/api/sessions/s1%0A", None),
+    ]
+    for method, path, body in refused:
+        raw = json.dumps(body).encode() if body is not None else b""
+        answer = send_request(gw.port, method, path, raw, AUTH)
+        assert answer.status == 400, (method, path, body, answer)
+        assert error_of(answer)["type"] == "invalid_request_error"
+
+
 def test_a_huge_message_count_is_answered_in_bounded_time_and_memory(gw: GatewayProcess) -> None:
     """As many messages as the body limit allows (about 35,000 in 1 MiB)."""
     one = b'{"role": "user", "content": "x"},'
