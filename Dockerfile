@@ -30,7 +30,7 @@ RUN uv sync --locked --no-dev --no-editable \
 FROM python:3.11-slim-bookworm AS runtime
 RUN groupadd --system --gid 10001 ailb \
  && useradd --system --uid 10001 --gid ailb --home-dir /app --shell /usr/sbin/nologin ailb \
- && mkdir -p /app/ailb_memory \
+ && mkdir -p -m 0700 /app/ailb_memory \
  && chown ailb:ailb /app/ailb_memory
 # Owned by root: the code is read-only to the process that runs it.
 COPY --from=builder /app/.venv /app/.venv

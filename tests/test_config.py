@@ -549,11 +549,19 @@ INVALID_FILE = [
     ("deployments:\n  - {provider: mock}\n", "deployments[0].name: required field is missing"),
     (
         "deployments:\n  - {name: 'a b', provider: mock}\n",
-        "deployments[0].name: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'",
+        r"deployments[0].name: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z'",
+    ),
+    (  # `$` would have let a final newline through
+        'deployments:\n  - {name: "a\\n", provider: mock}\n',
+        r"deployments[0].name: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z'",
+    ),
+    (
+        dep('    models: ["m\\n"]\n'),
+        r"deployments[0].models[0]: Expected `str` matching regex '^\\S(.*\\S)?\\Z'",
     ),
     (
         dep("    api_key_env: 1BAD\n", "openai"),
-        "deployments[0].api_key_env: Expected `str` matching regex '^[A-Za-z_][A-Za-z0-9_]*$'",
+        r"deployments[0].api_key_env: Expected `str` matching regex '^[A-Za-z_][A-Za-z0-9_]*\\Z'",
     ),
     ("deployments: {a: 1}\n", "deployments: Expected `array`, got `object`"),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -46,6 +47,7 @@ from ailb.auth.principal import SCOPE_KEY
 from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
+from ailb.datadir import secure_data_dir
 from ailb.embeddings import build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.live import build_live
@@ -275,6 +277,8 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Before any store opens: what an older version or a hand left readable is not.
+        await asyncio.to_thread(secure_data_dir, env.data_dir)
         if control is not None:  # first: a gRPC port in use stops start-up before anything runs
             runtime.grpc_port = await control.start()
         await _start_accounts(runtime)
@@ -311,6 +315,9 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         },
     )
     api.state.runtime = runtime
+    # Starlette answers a path with a stray slash with a redirect to an absolute URL built
+    # from the client's Host header (an open redirect). Envoy matches paths strictly: so here.
+    api.router.redirect_slashes = False
     return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ailb import __version__
 from ailb.config import ConfigError, Settings, load_settings
+from ailb.datadir import UMASK
 from ailb.observability.logging import configure_logging
 
 
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from ailb.rag.ingest_cli import ingest
 
         return ingest(args)
+    if command in ("serve", "keys"):
+        # Whatever these create in AILB_DATA_DIR, SQLite's and Chroma's files included, is the
+        # owner's alone (ailb.datadir); nothing else they write is meant for others either.
+        os.umask(UMASK)
     if command == "keys":
         from ailb.auth.keys_cli import run
 

@@ -60,9 +60,10 @@ DEFAULT_EMBEDDING_MODELS: dict[str, str] = {
 # Where Settings.credentials keeps the embedder's key: no deployment can be named so.
 EMBEDDER_CREDENTIAL = "@embedder"
 
-Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-ModelName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
+# Patterns end in \Z, not $: `$` also matches before a final newline ("name\n" would pass).
+Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^\S(.*\S)?\Z")]
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
 
@@ -202,11 +203,11 @@ class EnvSettings(_Strict, frozen=True):
     # The provider embedder's model and URL hold the resolved values (defaults filled in by
     # load_settings); empty with the local embedder.
     embedder: EmbedderType = "local"
-    embedding_model: Annotated[str, Meta(max_length=256, pattern=r"^(\S(.*\S)?)?$")] = ""
+    embedding_model: Annotated[str, Meta(max_length=256, pattern=r"^(\S(.*\S)?)?\Z")] = ""
     embedding_base_url: str = ""
     embedding_dimensions: Annotated[int, Meta(ge=1, le=16384)] | None = None
-    database_schema: Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "ailb"
-    redis_prefix: Annotated[str, Meta(max_length=64, pattern=r"^\S*$")] = "ailb:"
+    database_schema: Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}\Z")] = "ailb"
+    redis_prefix: Annotated[str, Meta(max_length=64, pattern=r"^\S*\Z")] = "ailb:"
     redis_failure_mode: Literal["open", "closed"] = "open"
     key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
     signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0

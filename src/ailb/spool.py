@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ailb.billing.records import UsageRecord
+from ailb.datadir import private_dir
 
 R = TypeVar("R")
 
@@ -65,7 +66,7 @@ class Spool:
         self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     def open(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
+        private_dir(self.directory)
         self._roll()
 
     @property

@@ -97,3 +97,42 @@ def test_openapi_document_describes_what_the_endpoints_answer(gateway_factory: A
         answer = httpx2.get(f"{gw.url}{path}").json()
         assert set(schemas[name]["required"]) <= set(answer), path
         assert set(answer) <= set(schemas[name]["properties"]), path
+
+
+def test_openapi_describes_both_model_lists_and_the_admin_only_stats(
+    gateway_factory: Any,
+) -> None:
+    """A plain key's /v1/models (ids only) and an admin's (with deployments) both fit the one
+    documented schema; /api/routing/stats documents its 403."""
+    master = "master-key-openapi-models-0123"
+    gw = gateway_factory(
+        "deployments:\n  - {name: demo, provider: mock, models: [mock]}\n",
+        {"AILB_MASTER_KEY": master},
+    )
+    doc = httpx2.get(f"{gw.url}/openapi.json").json()
+    model = doc["components"]["schemas"]["Model"]
+    assert "deployments" in model["properties"] and "deployments" not in model["required"]
+    assert "403" in doc["paths"]["/api/routing/stats"]["get"]["responses"]
+    admin = {"Authorization": f"Bearer {master}"}
+    plain = httpx2.post(f"{gw.url}/api/keys", json={"name": "p"}, headers=admin).json()["key"]
+    for headers, has_deployments in ((admin, True), ({"Authorization": f"Bearer {plain}"}, False)):
+        (entry,) = httpx2.get(f"{gw.url}/v1/models", headers=headers).json()["data"]
+        assert set(model["required"]) <= set(entry) <= set(model["properties"])
+        assert ("deployments" in entry) is has_deployments
+
+
+def patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for v in node.values() for p in patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in patterns(v)]
+    return []
+
+
+def test_openapi_patterns_are_json_schemas_dialect(gateway_factory: Any) -> None:
+    """The validating patterns end in Python's \\Z (`$` lets a final newline through); JSON
+    Schema's patterns are ECMA 262, which has no \\Z and whose `$` is already the very end."""
+    found = patterns(fetch(gateway_factory).json())
+    assert len(found) >= 8 and not [p for p in found if "\\Z" in p], found
+    assert r"^[a-zA-Z0-9._-]{3,512}$" in found  # a collection name, as validated

@@ -226,6 +226,22 @@ def test_signed_keys_need_a_fresh_valid_signature(gw):
     assert r.status_code == 401 and r.json()["error"]["code"] == "signature_expired"
 
 
+def test_what_a_signature_does_not_cover_is_what_the_readme_says(gw):
+    """README, Signed requests: no nonce, so a captured request is accepted again within the
+    window; and the method and path are not signed, so an empty body's signature serves every
+    body-less request of the key. If either changes, the README must change with it."""
+    made = create(gw, signed=True)
+    now = str(int(time.time()))
+    headers = {
+        "authorization": f"Bearer {made['key']}",
+        "x-ailb-timestamp": now,
+        "x-ailb-signature": sign(made["signing_secret"], now, b""),
+    }
+    for _ in range(2):  # the same request twice
+        assert httpx2.get(gw.url + "/v1/models", headers=headers).status_code == 200
+    assert httpx2.get(gw.url + "/api/usage", headers=headers).status_code == 200
+
+
 def test_audit_log_names_key_ids_never_keys(gw, caplog):
     made = create(gw)
     caplog.set_level(logging.INFO, logger="ailb.audit")

@@ -74,6 +74,8 @@ def test_runtime_runs_unprivileged_with_health_volume_and_ports() -> None:
     [health] = args_of(runtime, "HEALTHCHECK")
     assert "/livez" in health and "HTTP_PORT" in health
     assert args_of(runtime, "VOLUME") == ["/app/ailb_memory"]
+    # A new volume copies the directory's mode: the data directory is the owner's alone.
+    assert any("mkdir -p -m 0700 /app/ailb_memory" in r for r in args_of(runtime, "RUN"))
     assert "AILB_DATA_DIR=/app/ailb_memory" in " ".join(args_of(runtime, "ENV"))
     assert args_of(runtime, "EXPOSE") == ["8080 50051"]
     assert args_of(runtime, "ENTRYPOINT") == ['["ailb"]']

@@ -371,6 +371,16 @@ def test_openai_failures_raise_embedding_error_without_the_key(
     assert KEY not in text and KEY not in repr(info.value)
 
 
+def test_a_key_across_the_cut_of_an_error_text_is_redacted_before_the_cut(
+    oai: FakeServer,
+) -> None:
+    """Error texts are cut to 500 characters: redacting the key after the cut left its head."""
+    oai.script(Reply(status=401, error=openai_error("x" * 490 + KEY)))
+    with pytest.raises(EmbeddingError) as info:
+        using(embedder_for(oai, OPENAI), lambda e: e.embed(["x"]))
+    assert KEY[:10] not in str(info.value) and "[redacted]" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("reply", "problem"),
     [

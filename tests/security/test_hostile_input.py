@@ -209,6 +209,53 @@ def test_invalid_bytes_in_the_request_line_and_headers_are_4xx(gw: GatewayProces
     assert answer.status == 400, answer
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz/", "/livez/", "/openapi.json/", "/metrics/", "/api/keys/", "/api/routing/stats/",
+     "/api/usage/", "/v1/models/", "/api/rag/collections/"],
+)  # fmt: skip
+def test_no_redirect_is_built_from_the_host_header(gw: GatewayProcess, path: str) -> None:
+    """Starlette redirects a path with a stray slash to the one without, to an absolute URL
+    built from the client's Host header: an open redirect anyone could aim with a forged Host
+    (and a cache in front would keep it). A path with a slash too many is an unknown path."""
+    with connect(gw.port) as s:
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+            f"Authorization: Bearer {MASTER}\r\n\r\n".encode()
+        )
+        answer = read_answer(s)
+    assert answer.header(b"location") is None, answer
+    assert answer.status == 404, answer
+    assert error_of(answer)["type"] == "invalid_request_error"
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_name(gw: GatewayProcess) -> None:
+    """Patterns ending in `$` (msgspec's `pattern`, re.match) accept one newline after the
+    match: `docs\n` passed as a collection name, a session id, a document id ... and a newline
+    in a name can start a line of its own wherever the name is written (a prompt, a log)."""
+    chat = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+    tool = {"type": "function", "function": {"name": "f\n", "parameters": {}}}
+    assert send_request(gw.port, "POST", "/api/rag/collections", b'{"name": "nl-docs"}',
+                        AUTH).status == 200  # fmt: skip
+    docs = "/api/rag/collections/nl-docs/documents"
+    refused = [
+        ("POST", CHAT, {**chat, "session_id": "s1\n"}),
+        ("POST", CHAT, {**chat, "tools": [tool]}),
+        ("POST", "/api/rag/collections", {"name": "docs\n"}),
+        ("POST", docs, {"documents": [{"id": "a.md\n", "text": "x"}]}),
+        ("POST", docs, {"documents": [{"id": "a.md", "text": "x", "metadata": {"k\n": "v"}}]}),
+        ("POST", "/api/keys", {"name": "n", "scopes": ["admin\n"]}),
+        ("POST", "/api/keys", {"name": "n", "scopes": ["collection:docs\n"]}),
+        ("GET", "/api/rag/collections/nl-docs%0A", None),
+        ("GET", "/api/sessions/s1%0A", None),
+    ]
+    for method, path, body in refused:
+        raw = json.dumps(body).encode() if body is not None else b""
+        answer = send_request(gw.port, method, path, raw, AUTH)
+        assert answer.status == 400, (method, path, body, answer)
+        assert error_of(answer)["type"] == "invalid_request_error"
+
+
 def test_a_huge_message_count_is_answered_in_bounded_time_and_memory(gw: GatewayProcess) -> None:
     """As many messages as the body limit allows (about 35,000 in 1 MiB)."""
     one = b'{"role": "user", "content": "x"},'
@@ -357,6 +404,87 @@ def test_many_slow_clients_do_not_hold_the_gateway(gw: GatewayProcess) -> None:
     assert all(a.status == 408 and a.closed for a in answers)
     time.sleep(0.3)
     assert open_fds(pid(gw)) <= fds_before + 2
+
+
+EARLY = 1_000_000  # a body the gateway answers before reading (a refused key)
+WRONG_KEY = {"Authorization": "Bearer not-a-key", "Content-Type": "application/json"}
+
+
+def early_answer(s: Any, path: str = CHAT) -> Any:
+    """A request with a 1,000,000-byte body whose head alone is refused (401): the answer comes
+    while the body is still unsent, on a connection kept alive."""
+    s.sendall(request_head("POST", path, WRONG_KEY, **{"Content-Length": str(EARLY)}))
+    answer = read_answer(s)
+    assert answer.status == 401 and not answer.closed, answer
+    return answer
+
+
+@pytest.mark.parametrize("path", [CHAT, "/api/keys"])
+def test_an_unread_body_that_stalls_after_an_early_answer_is_closed(
+    gw: GatewayProcess, path: str
+) -> None:
+    """After the answer, uvicorn keeps reading (and discarding) the body so the connection can
+    serve the next request; a client that sends one more byte and then nothing held it open
+    forever. The rest of the body must arrive within the client timeout of the answer."""
+    with connect(gw.port) as s:
+        early_answer(s, path)
+        s.sendall(b"x")
+        started = time.monotonic()
+        answer = read_answer(s, started)
+    assert answer.status is None and answer.closed and answer.head == b"", answer
+    assert answer.seconds < TIMEOUT + 1.5
+
+
+def test_many_stalled_bodies_after_early_answers_release_their_connections(
+    gw: GatewayProcess,
+) -> None:
+    fds_before = open_fds(pid(gw))
+    stalled = [connect(gw.port) for _ in range(50)]
+    try:
+        for s in stalled:
+            early_answer(s)
+            s.sendall(b"x" * 1000)
+        time.sleep(TIMEOUT + 1.5)
+        assert all(read_answer(s).closed for s in stalled)
+    finally:
+        for s in stalled:
+            s.close()
+    time.sleep(0.3)
+    assert open_fds(pid(gw)) <= fds_before + 2
+
+
+def test_a_body_sent_whole_after_an_early_answer_keeps_the_connection_usable(
+    gw: GatewayProcess,
+) -> None:
+    """Discarding is what lets the connection live on: a client that sends its whole body
+    (in pieces, within the timeout) after the 401 gets its next request answered on the same
+    connection."""
+    with connect(gw.port) as s:
+        early_answer(s)
+        for _ in range(4):
+            s.sendall(b"x" * (EARLY // 4))
+            time.sleep(TIMEOUT / 5)
+        body = chat_body()
+        s.sendall(request_head("POST", CHAT, AUTH, **{"Content-Length": str(len(body))}) + body)
+        answer = read_answer(s)
+    assert answer.status == 200 and not answer.closed, answer
+
+
+def test_a_connection_idle_after_a_discarded_body_gets_the_keep_alive_timeout(
+    gateway_factory: Any,
+) -> None:
+    """Any data cancels uvicorn's keep-alive timer, and the end of a body discarded after its
+    answer never set it again: a client that sent its whole body and then went quiet held the
+    connection forever. It is now idle like any other (uvicorn's 5 s here; the client timeout,
+    30 s, is not what closes it)."""
+    gw = gateway_factory(None, env={"AILB_MASTER_KEY": MASTER, "AILB_CLIENT_TIMEOUT": "30"})
+    with connect(gw.port, timeout=15) as s:
+        early_answer(s)
+        s.sendall(b"x" * EARLY)
+        started = time.monotonic()
+        answer = read_answer(s, started)
+    assert answer.status is None and answer.closed, answer
+    assert 4 < answer.seconds < 8
 
 
 # --- what the limits must not touch ---------------------------------------------------------

@@ -28,8 +28,11 @@ import httpx2
 import pytest
 
 from ailb.auth.authenticator import sign
+from tests.fakes.anthropic import anthropic_error, fake_anthropic
 from tests.fakes.echo import fake_echo
-from tests.fakes.server import FakeServer
+from tests.fakes.ollama import fake_ollama, ollama_error
+from tests.fakes.openai import fake_openai, openai_error
+from tests.fakes.server import FakeServer, Reply
 from tests.processes import GatewayProcess
 
 
@@ -276,3 +279,78 @@ def drive_traffic(ask: Recorder, master: str, metrics_token: str) -> dict[str, s
     assert broken["status"] == "down" and "401" in broken["detail"], broken
     assert ask("GET", "/metrics", headers={"Authorization": f"Bearer {metrics_token}"}).is_success
     return created
+
+
+def straddling(secret: str, limit: int) -> str:
+    """A text whose `secret` starts 10 characters before `limit`: cut there before redacting,
+    its first 10 characters would survive (and the whole value no longer match)."""
+    return "x" * (limit - 10) + secret + " was not accepted"
+
+
+def test_a_secret_straddling_the_cut_of_an_upstream_error_is_redacted_whole(
+    tmp_path: Path,
+) -> None:
+    """Upstream error texts are cut (message 500 characters, code 100, param 200, an Ollama
+    stream error 300) and redacted of the configured credentials: in that order, a credential
+    across the cut lost its tail, no longer matched, and its head reached the client and the
+    log. Each provider, as an HTTP error and as an error in a stream."""
+    keys = {"openai": token("oa-"), "anthropic": token("an-"), "ollama header": token("ol-")}
+    oa, an, ol = fake_openai().start(), fake_anthropic().start(), fake_ollama().start()
+    ol.models = ["m-ol"]
+    oa.script(
+        Reply(status=400, error=openai_error(straddling(keys["openai"], 500),
+              param=straddling(keys["openai"], 200), code=straddling(keys["openai"], 100))),
+        Reply(stream_error=openai_error(straddling(keys["openai"], 500))),
+    )  # fmt: skip
+    an.script(
+        Reply(status=400, error=anthropic_error("invalid_request_error",
+                                                straddling(keys["anthropic"], 500))),
+        Reply(stream_error=anthropic_error("overloaded_error", straddling(keys["anthropic"], 500))),
+    )  # fmt: skip
+    ol.script(
+        Reply(status=400, error=ollama_error(straddling(keys["ollama header"], 500))),
+        Reply(stream_error=ollama_error(straddling(keys["ollama header"], 300))),
+    )
+    (tmp_path / "ailb.yaml").write_text(
+        f"""
+deployments:
+  - {{name: oa, provider: openai, base_url: '{oa.url}/v1', api_key_env: OA_KEY, models: [m-oa]}}
+  - {{name: an, provider: anthropic, base_url: '{an.url}', api_key_env: AN_KEY, models: [m-an]}}
+  - name: ol
+    provider: ollama
+    base_url: '{ol.url}'
+    models: [m-ol]
+    headers: {{X-Custom-Auth: '{keys["ollama header"]}'}}
+"""
+    )
+    gw = GatewayProcess(
+        {
+            "AILB_CONFIG": str(tmp_path / "ailb.yaml"),
+            "AILB_DATA_DIR": str(tmp_path / "data"),
+            "AILB_LOG_LEVEL": "DEBUG",
+            "OA_KEY": keys["openai"],
+            "AN_KEY": keys["anthropic"],
+            "ENABLE_MEMORY": "false",
+        },
+        tmp_path / "gateway.log",
+    ).start()
+    ask = Recorder(gw.url)
+    try:
+        for model in ("m-oa", "m-an", "m-ol"):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            assert ask("POST", "/v1/chat/completions", json=body).status_code == 400, model
+            text = ask.stream("/v1/chat/completions", json={**body, "stream": True})
+            assert '"error"' in text, (model, text)
+    finally:
+        ask.client.close()
+        gw.stop()
+        for server in (oa, an, ol):
+            server.stop()
+    places = [*ask.answers, ("the gateway's log", gw.log())]
+    found = [
+        f"the head of the {name} key in {where}"
+        for name, secret in keys.items()
+        for where, place in places
+        if secret[:10] in place
+    ]
+    assert not found, "\n".join(found)

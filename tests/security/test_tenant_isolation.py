@@ -219,3 +219,35 @@ def test_a_non_admin_key_reads_no_key_at_all(world: dict[str, Any]) -> None:
     # B's key still works: nothing A tried changed it.
     r = c.get("/v1/models", headers=world["hb"])
     assert r.status_code == 200
+
+
+def test_a_non_admin_key_sees_no_routing_internals(
+    world: dict[str, Any], openai_upstream: FakeServer, client_for: Any
+) -> None:
+    """Deployment names, upstream hosts, probe errors and every tenant's totals are the
+    operator's: /api/routing/stats is admin-only, and /v1/models shows a plain key the model
+    ids alone (in OpenAI's shape, which the SDK reads)."""
+    c, gw, a = world["c"], world["gw"], world["a"]
+    host = openai_upstream.url.removeprefix("http://")
+    for headers in (world["ha"], world["hb"]):
+        r = c.get("/api/routing/stats", headers=headers)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", r.text
+        assert '"up"' not in r.text and host not in r.text
+        r = c.get("/v1/models", headers=headers)
+        assert r.status_code == 200
+        assert r.json()["data"] == [
+            {"id": "gpt-test", "object": "model", "created": r.json()["data"][0]["created"],
+             "owned_by": "ailb"}
+        ]  # fmt: skip
+        assert "deployments" not in r.text and '"up"' not in r.text and "openai" not in r.text
+    models = client_for(gw, api_key=a["key"]).models.list()
+    assert [m.id for m in models.data] == ["gpt-test"]
+    # The master key and an admin-scoped key see everything, as before.
+    master = {"Authorization": f"Bearer {MASTER}"}
+    admin_key = c.post("/api/keys", json={"name": "ops", "scopes": ["admin"]}, headers=master)
+    for headers in (master, {"Authorization": f"Bearer {admin_key.json()['key']}"}):
+        stats = c.get("/api/routing/stats", headers=headers)
+        assert stats.status_code == 200 and "up" in stats.json()["deployments"]
+        listed = c.get("/v1/models", headers=headers).json()["data"]
+        assert listed[0]["owned_by"] == "openai"
+        assert listed[0]["deployments"] == [{"name": "up", "provider": "openai"}]

@@ -12,11 +12,16 @@ connection -- and a file descriptor, and buffers -- for as long as it likes. Thi
   first byte gets 408 and the connection is closed; a new connection that sends nothing for
   that long is closed without an answer. Waiting for the application (a long stream, an
   upstream) never counts, nor does a body the application is not reading yet, and idle
-  keep-alive connections are uvicorn's own `timeout_keep_alive`.
+  keep-alive connections are uvicorn's own `timeout_keep_alive`;
+- a request answered before its body was read (a refused key, a 413): uvicorn keeps reading the
+  rest to discard it, so the connection can serve the next request. That rest too must arrive
+  within `read_timeout`, or the connection is closed (nginx too discards such a body under a
+  read timeout before it keeps the connection); once it has, the connection idles under
+  uvicorn's keep-alive timeout again.
 
 Cost on the hot path: a few attribute reads and a dict lookup per `data_received` (about
-65 ns); the deadlines are checked by one timer per server, once a second at most, only while
-connections are open.
+65 ns), a call and two attribute reads per request's end; the deadlines are checked by one
+timer per server, once a second at most, only while connections are open.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def guarded_protocol(base: type[Any], read_timeout: float) -> type[asyncio.Proto
         _head_bytes = 0
         _waiting_for: Any = None  # what the deadline is running for (identity)
         _since = 0.0
+        timeout_keep_alive_task: asyncio.TimerHandle | None  # uvicorn's
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # uvicorn makes the cycle inline; its head is then written in one pass
@@ -86,6 +92,15 @@ def guarded_protocol(base: type[Any], read_timeout: float) -> type[asyncio.Proto
             ):  # a whole head in one large read (uvloop reads up to 256 KiB)
                 self._refuse(431, "request_head_too_large", self.cycle)
 
+        def on_message_complete(self, _complete: Any = base.on_message_complete) -> None:
+            _complete(self)
+            cycle = self.cycle
+            if cycle is not None and cycle.response_complete and cycle.more_body:
+                # The end of a body discarded after its answer: uvicorn leaves `more_body` set,
+                # and the reads cancelled its keep-alive timer (set again in `_check`: here the
+                # next request may already follow in the same read).
+                cycle.more_body = False
+
         def _head_size(self) -> int:
             return len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
 
@@ -114,8 +129,19 @@ def guarded_protocol(base: type[Any], read_timeout: float) -> type[asyncio.Proto
                 and not self.flow.read_paused  # paused: the application is not reading yet
             ):
                 waiting = cycle  # the rest of the body
+            elif cycle is not None and cycle.response_complete and cycle.more_body:
+                waiting = cycle  # the rest of a body answered early, read to be discarded
             else:
                 self._waiting_for = None  # the application's turn, or an idle keep-alive
+                if (
+                    cycle is not None
+                    and cycle.response_complete
+                    and self.timeout_keep_alive_task is None
+                    and not self.pipeline
+                ):  # idle after a discarded body, with no keep-alive timer (see above)
+                    self.timeout_keep_alive_task = self.loop.call_later(
+                        self.timeout_keep_alive, self.timeout_keep_alive_handler
+                    )
                 return
             if waiting is not self._waiting_for:
                 self._waiting_for, self._since = waiting, now
@@ -125,6 +151,9 @@ def guarded_protocol(base: type[Any], read_timeout: float) -> type[asyncio.Proto
                     transport.close()
                 elif waiting is scope:
                     self._refuse(408, "client_timeout_head", None)
+                elif cycle.response_complete:  # answered: nothing more to say
+                    log.info("client_timeout", extra={"waiting_for": "discarded body"})
+                    transport.close()
                 else:
                     self._refuse(408, "client_timeout_body", cycle)
 

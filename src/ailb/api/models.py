@@ -1,4 +1,9 @@
-"""GET /v1/models: every served model (aliases included) with the deployments serving it."""
+"""GET /v1/models: every served model (aliases included); for the operator (the master key, an
+admin-scoped key, or anyone on an open gateway) with the deployments serving it.
+
+Which deployments serve a model, and the providers behind them, are the operator's business: a
+plain key sees the model ids it may use, `owned_by` "ailb" (OpenAI's format requires the field),
+and nothing else."""
 
 from __future__ import annotations
 
@@ -19,12 +24,12 @@ class ModelDeployment(msgspec.Struct):
     provider: str
 
 
-class Model(msgspec.Struct):
+class Model(msgspec.Struct, omit_defaults=True):
     id: str
     object: Literal["model"]
     created: int
-    owned_by: str
-    deployments: list[ModelDeployment]
+    owned_by: str  # the first deployment's provider; "ailb" for a plain key
+    deployments: list[ModelDeployment] | msgspec.UnsetType = msgspec.UNSET  # the operator's
 
 
 class ModelList(msgspec.Struct):
@@ -33,8 +38,10 @@ class ModelList(msgspec.Struct):
 
 
 def model_list(runtime: Runtime, principal: Principal | None = None) -> ModelList:
-    """The served models; with a principal, only those its key may use."""
+    """The served models; with a principal, only those its key may use, and without the
+    deployments unless it is the operator."""
     created = int(runtime.started_at)
+    operator = principal is None or principal.admin or not runtime.auth.enabled
     return ModelList(
         object="list",
         data=[
@@ -45,6 +52,8 @@ def model_list(runtime: Runtime, principal: Principal | None = None) -> ModelLis
                 owned_by=deps[0].config.provider,
                 deployments=[ModelDeployment(d.name, d.config.provider) for d in deps],
             )
+            if operator
+            else Model(id=model, object="model", created=created, owned_by="ailb")
             for model, deps in sorted(runtime.router.models().items())
             if principal is None or principal.may_use_model(model)
         ],
@@ -62,7 +71,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
             Operation(
                 "GET",
                 "/v1/models",
-                "List the models this gateway serves",
+                "List the models this gateway serves (the deployments: for an admin key)",
                 "OpenAI-compatible",
                 response=ModelList,
                 errors=(),

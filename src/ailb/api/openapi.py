@@ -137,9 +137,28 @@ def document(
                 "content": {"application/json": {"schema": schema_of[id(op.request)]}},
             }
         paths.setdefault(op.path, {})[op.method.lower()] = entry
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": title, "version": version, "description": description},
-        "paths": paths,
-        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
-    }
+    doc: dict[str, Any] = ecma_patterns(
+        {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version, "description": description},
+            "paths": paths,
+            "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+        }
+    )
+    return doc
+
+
+def ecma_patterns(node: Any) -> Any:
+    """`node` with each `pattern` in JSON Schema's dialect (ECMA 262). The validating patterns
+    end in Python's `\\Z` (the end of the text: `$` would also match before a final newline);
+    ECMA has no `\\Z`, and its `$` already means exactly that end."""
+    if isinstance(node, dict):
+        return {
+            k: v[:-2] + "$"
+            if k == "pattern" and isinstance(v, str) and v.endswith("\\Z")
+            else ecma_patterns(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [ecma_patterns(v) for v in node]
+    return node

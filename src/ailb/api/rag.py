@@ -22,10 +22,10 @@ from ailb.rag.service import Collection, DocumentIn, RagService
 from ailb.runtime import Runtime
 from ailb.vectorstore.chroma import StoreUnavailable
 
-DocumentId = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f#]+$")]
-MetaKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+DocumentId = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f#]+\Z")]
+MetaKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 MetaValue = Annotated[str, Meta(max_length=2048)] | int | float | bool
-_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,512}$")
+_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,512}\Z")
 MAX_DOCUMENTS = 1000
 MAX_OFFSET = 2**31
 
@@ -295,7 +295,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     docs = one + "/documents"
     name_schema = {"type": "string", "minLength": 3, "maxLength": 512, "pattern": _NAME.pattern}
     doc_schema = {"type": "string", "minLength": 1, "maxLength": 512}
-    doc_schema["pattern"] = r"^[^\x00-\x1f#]+$"  # as DocumentId
+    doc_schema["pattern"] = r"^[^\x00-\x1f#]+\Z"  # as DocumentId
     name_param = [path_param("name", "The collection's name", name_schema)]
     doc_params = [*name_param, path_param("doc_id", "The document's id", doc_schema)]
     page_params = [

@@ -14,8 +14,9 @@ from ailb.errors import InvalidRequest
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 UnitFloat = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
-SessionId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:@-]+$")]
-CollectionName = Annotated[str, Meta(min_length=3, max_length=512, pattern=r"^[a-zA-Z0-9._-]+$")]
+# Patterns end in \Z, not $: `$` also matches before a final newline ("docs\n" would pass).
+SessionId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:@-]+\Z")]
+CollectionName = Annotated[str, Meta(min_length=3, max_length=512, pattern=r"^[a-zA-Z0-9._-]+\Z")]
 
 
 class ChatMessage(msgspec.Struct, omit_defaults=True):
@@ -31,7 +32,7 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
 
 
 class FunctionDef(msgspec.Struct, omit_defaults=True):
-    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+\Z")]
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None

@@ -17,7 +17,7 @@ from ailb.memory.service import MemoryService
 from ailb.runtime import Runtime
 from ailb.vectorstore.chroma import StoreUnavailable
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")  # as the chat request's session_id
+SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,256}\Z")  # as the chat request's session_id
 
 
 class SessionTurn(msgspec.Struct):

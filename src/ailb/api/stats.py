@@ -1,4 +1,8 @@
-"""GET /api/routing/stats: per deployment and per model routing figures."""
+"""GET /api/routing/stats: per deployment and per model routing figures, for the operator.
+
+Deployment names, upstream health and probe errors, and every tenant's traffic together: with
+authentication on, only the master key and admin-scoped keys read them (403 otherwise, as
+/api/keys); a key's own figures are in /api/usage."""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
+from ailb.api.keys import require_admin
 from ailb.api.openapi import Operation
 from ailb.runtime import Runtime
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
-    async def routing_stats(_: Request) -> JSONResponse:
+    async def routing_stats(request: Request) -> JSONResponse:
+        if runtime.auth.enabled:
+            require_admin(request)
         router = runtime.router
         return JSONResponse(
             {
@@ -34,9 +41,9 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 "GET",
                 "/api/routing/stats",
                 "Requests, errors, latency, health, tokens and cost per deployment; strategy "
-                "and selections per model",
+                "and selections per model (admin)",
                 "Operations",
-                errors=(),
+                errors=(403,),
             )
         ],
     )

@@ -22,7 +22,7 @@ PositiveInt = Annotated[int, Meta(gt=0)]
 Money = Annotated[float, Meta(ge=0)]
 KeyName = Annotated[str, Meta(min_length=1, max_length=128)]
 Pattern = Annotated[str, Meta(min_length=1, max_length=256)]
-Scope = Annotated[str, Meta(pattern=r"^(admin|collection:\S{1,256})$")]
+Scope = Annotated[str, Meta(pattern=r"^(admin|collection:\S{1,256})\Z")]
 Period = Literal["day", "month", "total"]
 DateTime = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]  # ISO 8601
 Grace = Annotated[int, Meta(ge=0, le=30 * 86400)]

@@ -25,7 +25,7 @@ from ailb.embeddings.minilm import Array
 from ailb.embeddings.wordpiece import WordPieceCounter
 from ailb.providers.base import UpstreamError
 from ailb.providers.http import Pool
-from ailb.providers.transport import encode, status_error
+from ailb.providers.transport import credentials_in, encode, status_error
 
 # Inputs are cut to this many characters. OpenAI refuses (400) an input over its models' 8192
 # tokens instead of truncating, and a refused memory turn would be retried for ever; even at two
@@ -196,6 +196,7 @@ class ProviderEmbedder:
         }
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self._secrets = credentials_in(headers)  # scrubbed from error texts before the cut
         self._pool = Pool(
             base_url,
             name=f"embeddings-{wire.provider}",
@@ -244,7 +245,9 @@ class ProviderEmbedder:
                     self._head, body, first_byte=t.first_byte, idle=t.idle, total=t.total
                 )
                 try:
-                    failure = await status_error(resp) if resp.status >= 300 else None
+                    failure = None
+                    if resp.status >= 300:
+                        failure = await status_error(resp, self._secrets)
                     raw = b"" if failure is not None else await resp.read()
                 finally:
                     resp.release()

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ailb.datadir import private_dir, private_file
 from ailb.embeddings.minilm import Array
 from ailb.vectorstore.chroma import Record, StoreUnavailable, Where
 
@@ -105,7 +106,8 @@ class SqliteTurnStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            private_file(self.path)  # SQLite's -wal and -shm files take this file's mode
             db = sqlite3.connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed write

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ailb.config import DeploymentConfig, Secret
@@ -350,11 +350,12 @@ def to_completion(msg: Any, schema_tool: str | None = None) -> dict[str, Any]:
     }
 
 
-def stream_error(payload: Any) -> UpstreamError:
-    """An `error` event in a stream as the UpstreamError its HTTP status would have made."""
+def stream_error(payload: Any, secrets: Sequence[str] = ()) -> UpstreamError:
+    """An `error` event in a stream as the UpstreamError its HTTP status would have made
+    (its text scrubbed of `secrets`, the upstream's credentials)."""
     err = payload.get("error") if isinstance(payload, dict) else None
     kind = err.get("type") if isinstance(err, dict) else None
-    msg, code, _ = error_message_from(payload)
+    msg, code, _ = error_message_from(payload, secrets)
     status = ERROR_STATUSES.get(kind or "", 502)
     return UpstreamError(
         "status",
@@ -368,8 +369,11 @@ def stream_error(payload: Any) -> UpstreamError:
 class StreamTranslator:
     """Anthropic SSE events in, OpenAI chunks out. `done` turns true at `message_stop`."""
 
-    def __init__(self, model: str, schema_tool: str | None = None) -> None:
+    def __init__(
+        self, model: str, schema_tool: str | None = None, secrets: Sequence[str] = ()
+    ) -> None:
         self.schema_tool = schema_tool
+        self.secrets = secrets  # scrubbed from an error event
         self.base: dict[str, Any] = {
             "id": "msg",
             "object": "chat.completion.chunk",
@@ -418,7 +422,7 @@ class StreamTranslator:
             out = [] if self._finish else [self._chunk({}, "stop")]
             return [*out, {**self.base, "choices": [], "usage": to_usage(self.usage)}]
         if kind == "error":
-            raise stream_error(obj)
+            raise stream_error(obj, self.secrets)
         return []  # ping, content_block_stop and event types added later
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
@@ -481,7 +485,9 @@ class AnthropicProvider:
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
         payload = self._request({**body, "stream": True})
         resp = await self.upstream.send(self._messages_stream, payload)
-        translator = StreamTranslator(body.get("model", ""), schema_tool_name(body))
+        translator = StreamTranslator(
+            body.get("model", ""), schema_tool_name(body), self.upstream.secrets
+        )
         try:
             decoder = SSEDecoder()
             async for data in resp.iter_chunks():

@@ -8,11 +8,12 @@ returns an OpenAI `chat.completion` (complete) or batches of `chat.completion.ch
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Literal, Protocol
 
 from ailb.config import DeploymentConfig
 from ailb.errors import InvalidRequest
+from ailb.observability.logging import redact
 
 Chunk = dict[str, Any]
 """One OpenAI `chat.completion.chunk` object."""
@@ -103,13 +104,17 @@ _SECRETISH = re.compile(
 )
 
 
-def scrub(text: str, limit: int = 500) -> str:
-    """Upstream error text made safe to show: no keys, tokens or URLs, bounded length."""
-    return _SECRETISH.sub("[redacted]", text)[:limit]
+def scrub(text: str, limit: int = 500, secrets: Sequence[str] = ()) -> str:
+    """Upstream error text made safe to show: without `secrets` (the credentials this upstream
+    is sent, whatever their shape), keys, tokens or URLs, and only then cut to `limit`: a
+    secret across the cut would no longer match, and its head would be shown."""
+    return _SECRETISH.sub("[redacted]", redact(text, secrets))[:limit]
 
 
-def error_message_from(payload: Any) -> tuple[str | None, str | None, str | None]:
-    """(message, code, param) from an OpenAI, Anthropic or Ollama error body."""
+def error_message_from(
+    payload: Any, secrets: Sequence[str] = ()
+) -> tuple[str | None, str | None, str | None]:
+    """(message, code, param) from an OpenAI, Anthropic or Ollama error body, scrubbed."""
     if not isinstance(payload, dict):
         return None, None, None
     err = payload.get("error")
@@ -118,12 +123,12 @@ def error_message_from(payload: Any) -> tuple[str | None, str | None, str | None
         code = err.get("code") or err.get("type")
         param = err.get("param")
         return (  # code and param too: a server may put anything there, the key included
-            scrub(msg) if isinstance(msg, str) else None,
-            scrub(code, 100) if isinstance(code, str) else None,
-            scrub(param, 200) if isinstance(param, str) else None,
+            scrub(msg, 500, secrets) if isinstance(msg, str) else None,
+            scrub(code, 100, secrets) if isinstance(code, str) else None,
+            scrub(param, 200, secrets) if isinstance(param, str) else None,
         )
     if isinstance(err, str):
-        return scrub(err), None, None
+        return scrub(err, 500, secrets), None, None
     return None, None, None
 
 

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ailb.config import DeploymentConfig, Secret
 from ailb.errors import InvalidRequest
-from ailb.providers.base import ChunkBatch, UnsupportedFeature, UpstreamError, message_text
+from ailb.providers.base import (
+    ChunkBatch,
+    UnsupportedFeature,
+    UpstreamError,
+    message_text,
+    scrub,
+)
 from ailb.providers.transport import NDJSONDecoder, Upstream, decode_json, encode
 
 OPTION_NAMES = {
@@ -170,17 +176,19 @@ def _finish(obj: dict[str, Any], had_calls: bool) -> str:
     return "length" if obj.get("done_reason") == "length" else "stop"
 
 
-def _check(obj: Any) -> dict[str, Any]:
+def _check(obj: Any, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """`obj` as a reply line; an error line raises (its text scrubbed of `secrets`, the
+    upstream's credentials)."""
     if not isinstance(obj, dict):
         raise UpstreamError("protocol", "upstream line is not a JSON object")
     if "error" in obj:
-        err = obj["error"]
-        raise UpstreamError("status", f"upstream error mid-stream: {str(err)[:300]}", status=502)
+        err = scrub(str(obj["error"]), 300, secrets)
+        raise UpstreamError("status", f"upstream error mid-stream: {err}", status=502)
     return obj
 
 
-def to_completion(obj: Any, model: str) -> dict[str, Any]:
-    obj = _check(obj)
+def to_completion(obj: Any, model: str, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    obj = _check(obj, secrets)
     msg = obj.get("message")
     if not isinstance(msg, dict) or not obj.get("done"):
         raise UpstreamError("protocol", "upstream answer is not a finished /api/chat reply")
@@ -208,7 +216,8 @@ def to_completion(obj: Any, model: str) -> dict[str, Any]:
 class StreamTranslator:
     """Ollama NDJSON lines in, OpenAI chunks out; `done` turns true at the `done: true` line."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, secrets: Sequence[str] = ()) -> None:
+        self.secrets = secrets  # scrubbed from an error line
         self.base = {
             "id": f"chatcmpl-ollama{time.time_ns()}",
             "object": "chat.completion.chunk",
@@ -226,7 +235,7 @@ class StreamTranslator:
         }
 
     def feed(self, obj: Any) -> list[dict[str, Any]]:
-        obj = _check(obj)
+        obj = _check(obj, self.secrets)
         out = []
         if not self._started:
             self._started = True
@@ -262,11 +271,12 @@ class OllamaProvider:
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = await self.upstream.fetch(self._chat, encode(to_chat_request(body, stream=False)))
-        return to_completion(decode_json(raw, "chat reply"), body.get("model", ""))
+        reply = decode_json(raw, "chat reply")
+        return to_completion(reply, body.get("model", ""), self.upstream.secrets)
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
         resp = await self.upstream.send(self._chat, encode(to_chat_request(body, stream=True)))
-        translator = StreamTranslator(body.get("model", ""))
+        translator = StreamTranslator(body.get("model", ""), self.upstream.secrets)
         try:
             decoder = NDJSONDecoder()
             async for data in resp.iter_chunks():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,16 +38,18 @@ def prepare_stream_body(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "stream": True, "stream_options": opts}
 
 
-def parse_stream_event(event: str | None, data: str) -> dict[str, Any] | None:
+def parse_stream_event(
+    event: str | None, data: str, secrets: Sequence[str] = ()
+) -> dict[str, Any] | None:
     """One SSE event of an OpenAI stream: a chunk, or None for `[DONE]`; an error event
-    raises UpstreamError."""
+    raises UpstreamError (its text scrubbed of `secrets`, the upstream's credentials)."""
     if data == "[DONE]":
         return None
     obj = decode_json(data.encode(), "stream event")
     if not isinstance(obj, dict):
         raise UpstreamError("protocol", "stream event is not a JSON object")
     if "error" in obj or event == "error":
-        msg, code, _ = error_message_from(obj)
+        msg, code, _ = error_message_from(obj, secrets)
         raise UpstreamError(
             "status", f"upstream error mid-stream: {msg or 'unknown'}", status=502, code=code
         )
@@ -92,7 +94,7 @@ class OpenAIProvider:
             async for data in resp.iter_chunks():
                 batch: ChunkBatch = []
                 for event, payload in decoder.feed(data):
-                    chunk = parse_stream_event(event, payload)
+                    chunk = parse_stream_event(event, payload, self.upstream.secrets)
                     if chunk is None:
                         if batch:
                             yield batch

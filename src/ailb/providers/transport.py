@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from ailb.config import DeploymentConfig
-from ailb.observability.logging import MIN_SECRET, redact
+from ailb.observability.logging import MIN_SECRET
 from ailb.providers.base import UpstreamError, error_message_from
 from ailb.providers.http import Pool, Response
 
@@ -129,7 +129,7 @@ async def status_error(resp: Response, secrets: tuple[str, ...] = ()) -> Upstrea
         payload = _decode(raw) if raw else None
     except (UpstreamError, msgspec.DecodeError):
         payload = None
-    msg, code, param = (x if x is None else redact(x, secrets) for x in error_message_from(payload))
+    msg, code, param = error_message_from(payload, secrets)
     status = resp.status
     return UpstreamError(
         "status",

@@ -21,6 +21,7 @@ import msgspec
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
+from ailb.datadir import private_dir, private_file
 from ailb.storage import StoreUnavailable, usage_row
 from ailb.storage import sqlite_ledger as ledger
 
@@ -156,7 +157,8 @@ class SqliteStore:
 
     def _open(self) -> None:
         with self._errors():
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(self._path).parent)
+            private_file(self._path)  # SQLite's -wal and -shm files take this file's mode
             for attempt in range(OPEN_ATTEMPTS):
                 try:
                     self._open_once()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ailb.datadir import private_dir
 from ailb.embeddings.minilm import Array
 
 log = logging.getLogger("ailb.store")
@@ -80,6 +81,7 @@ class VectorStore:
                         settings=settings,
                     )
                 else:
+                    private_dir(self.data_dir)  # before Chroma makes it with the umask's mode
                     self._client = chromadb.PersistentClient(path=self.data_dir, settings=settings)
             return self._client
 
