@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install native run test lint format bench clean
+.PHONY: install native run test test-fast lint format bench clean
 
 # The accounting hot path (keys, rate limits, usage recording) compiled to C with mypyc where a
 # C compiler is present: it runs on every request with a key, and compiled it costs about a
@@ -48,6 +48,9 @@ run: install  ## start the gateway (demo mode with the mock provider when nothin
 
 test: install  ## the whole test suite
 	$(BIN)/pytest
+
+test-fast: install  ## the quick loop (about a minute): no gateways, services or processes
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -13,6 +13,34 @@ from tests.fakes.server import FakeServer
 from tests.gateway import RunningGateway, env_for
 from tests.services import pg_schema, postgres_dsn, redis_url  # noqa: F401
 
+# The slow tier: tests that run a gateway (in this process or another), talk to PostgreSQL or
+# Redis, start other processes, or fault-inject. `make test` runs everything (so does CI);
+# `make test-fast` leaves these out for a loop of about a minute.
+SLOW_FIXTURES = frozenset(
+    ("gateway_factory", "openai_upstream", "redis_url", "postgres_dsn", "pg_schema")
+)
+SLOW_MODULE_NAMES = ("GatewayProcess", "RunningGateway", "subprocess", "FakeServer")
+SLOW_DIRECTORIES = ("faults", "deploy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        names = vars(module) if module is not None else {}
+        if (
+            SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or any(name in names for name in SLOW_MODULE_NAMES)
+            or item.path.parent.name in SLOW_DIRECTORIES
+            or _on_a_service(item)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
+def _on_a_service(item: pytest.Item) -> bool:
+    """A case parametrized onto Redis or PostgreSQL (its fixture is asked for inside)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(s in callspec.id for s in ("redis", "postgres"))
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     stale = stale_builds()
