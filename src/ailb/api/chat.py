@@ -29,6 +29,7 @@ from ailb.api.asgi import read_body as read_request_body
 from ailb.api.schemas import AILB_FIELDS, ChatCompletionRequest, bad_json, parse_chat_request
 from ailb.auth.authenticator import OPEN
 from ailb.auth.identity import ANONYMOUS, caller_id
+from ailb.auth.keys import ApiKey
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.billing.records import UsageRecord
 from ailb.billing.usage import UsageRecorder
@@ -249,8 +250,9 @@ class ChatCompletionsEndpoint:
             needs = request_needs(req)
             upstream_body = {k: v for k, v in raw.items() if k not in AILB_FIELDS}
             reserved: Reservation | None = None
-            if self.limits is not None:
-                reserved = self._reservation(router, principal, req, len(body), needs)
+            key = principal.key
+            if self.limits is not None and key is not None:  # no key (master, open): no limits
+                reserved = self._reservation(router, key, req, len(body), needs)
                 got = self.limits.admit_now(
                     principal,
                     ex.request_id,
@@ -429,16 +431,12 @@ class ChatCompletionsEndpoint:
     def _reservation(
         self,
         router: Router,
-        principal: Principal,
+        key: ApiKey,
         req: ChatCompletionRequest,
         body_size: int,
         needs: Needs,
     ) -> Reservation:
-        """What the request holds of its key's limits until it settles (ailb.ratelimit.reserve);
-        nothing is counted for a request no key limits."""
-        key = principal.key
-        if key is None:
-            return Reservation(0, 0.0, None, 1)
+        """What the request holds of its key's limits until it settles (ailb.ratelimit.reserve)."""
         return reservation(
             prompt_ceiling(req.messages, body_size),
             max(req.max_tokens or 0, req.max_completion_tokens or 0),
