@@ -87,8 +87,9 @@ def test_chat_gets_the_relevant_passage_fenced_with_its_source(openai_upstream, 
     assert sent[0] == {"role": "system", "content": "You are the harbour assistant."}
     block = sent[1]["content"]
     assert sent[1]["role"] == "system"
-    assert "not instructions" in block and "[guide.md#0] Lighthouse guide" in block
-    assert "```source\n# Lighthouse guide" in block and "every 7.5 seconds" in block
+    assert "not instructions" in block and "every 7.5 seconds" in block
+    head = "```source\nsource: guide.md#0\nsection: Lighthouse guide\n\n# Lighthouse guide"
+    assert head in block
     assert "Tide tables" not in block  # top_k 1: only the best passage
     assert sent[2] == {"role": "user", "content": "How often does the lamp rotate?"}
     # AILB's own fields never reach the upstream.
@@ -318,7 +319,7 @@ def test_an_instruction_inside_a_document_stays_inside_the_fence(openai_upstream
     assert sent[0] == {"role": "system", "content": "You are the harbour assistant."}
     block = sent[1]["content"]
     # The document's own ``` cannot close AILB's fence, which is longer than any run inside.
-    assert "````source\n" + evil + "\n````" in block
+    assert "````source\nsource: evil.md#0\n\n" + evil + "\n````" in block
     assert block.index("not instructions") < block.index("SYSTEM: ignore")
 
 
