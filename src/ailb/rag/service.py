@@ -3,7 +3,10 @@
 Everything lives in Chroma, so several instances sharing one Chroma server see the same
 collections: each AILB collection is one Chroma collection whose metadata records its owner,
 public name, description and sharing. Chroma names are derived from (owner, name), so two keys
-can each have a collection called `docs` and neither learns the other's exists.
+can each have a collection called `docs` and neither learns the other's exists; how a request
+names one, and how they are found and listed, is in ailb.rag.registry.
+
+Each key has quotas (collections, documents, bytes of text in one ingestion request).
 
 Search is hybrid: the nearest chunks by embedding, re-ranked with BM25 over those candidates
 (ailb.rag.ranking; the measurements behind it are in bench/retrieval/README.md).
@@ -12,27 +15,26 @@ Search is hybrid: the nearest chunks by embedding, re-ranked with BM25 over thos
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ailb.embeddings import Embedder
-from ailb.errors import APIError
+from ailb.errors import APIError, open_gateway_owners
 from ailb.rag.chunk_cache import ChunkCache, content_id
 from ailb.rag.chunking import Chunk, ChunkSettings, Format, chunk_document
 from ailb.rag.extract import html_to_markdown
 from ailb.rag.ranking import Lexicon, rerank
+from ailb.rag.registry import Collection, Registry, chroma_name, split_reference
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import CollectionMissing, Hit, VectorStore
 
 log = logging.getLogger("ailb.rag")
 
-PREFIX = "ailb-rag-"
 USER_META = "m."  # user metadata keys are stored under this prefix: ours cannot collide
-REGISTRY_TTL = 2.0  # seconds another instance's new or shared collection may take to show
 EMBED_BATCH = 256
 SEARCH_POOL = 50  # dense candidates re-ranked lexically (measured: 50 > 30 on recall)
 
@@ -41,12 +43,47 @@ class CollectionNotFound(APIError):
     status = 404
     type = "invalid_request_error"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, open_gateway: bool = False) -> None:
         super().__init__(
-            f"No RAG collection `{name}` for this API key.",
+            f"No RAG collection `{name}` for this API key. A bare name is the key's own "
+            "collection; another key's shared one is `<owner id>/<name>` (GET "
+            "/api/rag/collections lists them)."
+            + (open_gateway_owners("collections") if open_gateway else ""),
             param="rag_collection",
             code="collection_not_found",
         )
+
+
+class QuotaExceeded(APIError):
+    """A per-key quota: 403, which clients do not retry (a 429 would be, to no avail)."""
+
+    status = 403
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+
+
+class IngestTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"The documents hold {size} bytes of text; one ingestion request may carry at most "
+            f"{limit} (AILB_RAG_MAX_INGEST_BYTES). Send them in smaller requests.",
+            param="documents",
+            code="ingest_too_large",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RagLimits:
+    """Per key (AILB_RAG_MAX_COLLECTIONS, AILB_RAG_MAX_DOCUMENTS, AILB_RAG_MAX_INGEST_BYTES)."""
+
+    collections: int = 100
+    documents: int = 10_000  # all of the key's collections together
+    ingest_bytes: int = 1024 * 1024  # UTF-8 bytes of document text in one request
 
 
 class CollectionExists(APIError):
@@ -87,29 +124,6 @@ class EmbedderMismatch(APIError):
 
 
 @dataclass(frozen=True, slots=True)
-class Collection:
-    name: str
-    owner: str
-    chroma: str
-    description: str
-    shared: bool
-    created_at: float
-    embedder: str
-
-    @staticmethod
-    def from_meta(chroma: str, meta: Mapping[str, Any]) -> Collection:
-        return Collection(
-            name=str(meta.get("ailb_name", "")),
-            owner=str(meta.get("ailb_owner", "")),
-            chroma=chroma,
-            description=str(meta.get("description", "")),
-            shared=bool(meta.get("shared", False)),
-            created_at=float(meta.get("created_at", 0.0)),
-            embedder=str(meta.get("embedder", "")),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class DocumentIn:
     id: str
     text: str
@@ -146,18 +160,24 @@ class DocumentInfo:
     metadata: dict[str, Any]
 
 
-def chroma_name(owner: str, name: str) -> str:
-    return PREFIX + hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:40]
-
-
 class RagService:
-    def __init__(self, backend: VectorBackend[VectorStore], chunks: ChunkSettings) -> None:
+    def __init__(
+        self,
+        backend: VectorBackend[VectorStore],
+        chunks: ChunkSettings,
+        limits: RagLimits | None = None,
+        open_gateway: bool = False,
+    ) -> None:
         self.backend = backend
         self.chunks = chunks
+        self.limits = limits or RagLimits()
+        self.open_gateway = open_gateway  # said in a 404: the presented key is the owner
+        self.registry = Registry(backend.store)
         self._lexicon: Lexicon | None = None
-        self._registry: list[Collection] = []
-        self._registry_at = -1e9
-        self._registry_lock = asyncio.Lock()
+        # Collections being created and new documents being ingested, by owner: counted with
+        # the indexed ones, so concurrent requests cannot pass a quota together.
+        self._creating: Counter[str] = Counter()
+        self._ingesting: Counter[str] = Counter()
         self.chunk_texts = ChunkCache()
         self.stats = {"searches": 0, "hits": 0, "misses": 0, "degraded": 0, "chunks_ingested": 0}
 
@@ -171,55 +191,67 @@ class RagService:
             self._lexicon = Lexicon()
         return self._lexicon
 
-    # --- registry ---------------------------------------------------------------------------
+    # --- collections ------------------------------------------------------------------------
 
-    async def _collections(self, fresh: bool = False) -> list[Collection]:
+    async def _ready(self) -> None:
         await self.backend.wait_ready()
-        async with self._registry_lock:
-            if fresh or time.monotonic() - self._registry_at > REGISTRY_TTL:
-                listed = await self.backend.store.list_collections(PREFIX)
-                self._registry = [Collection.from_meta(n, m) for n, m in listed]
-                self._registry_at = time.monotonic()
-            return self._registry
+        await self.registry.ensure_index()
 
     async def visible(self, owner: str) -> list[Collection]:
-        """The caller's collections and those shared by others, by name."""
-        cols = await self._collections()
-        return sorted(
-            (c for c in cols if c.owner == owner or c.shared),
-            key=lambda c: (c.name, c.owner != owner),
-        )
+        """The caller's collections and those other keys share, with their indexed counts."""
+        await self._ready()
+        own = await self.registry.owned(owner)
+        shared = [c for c in await self.registry.shared() if c.owner != owner]
+        return sorted([*own, *shared], key=lambda c: (c.name, c.owner != owner, c.owner))
 
-    async def resolve(self, owner: str, name: str, write: bool = False) -> Collection:
-        for fresh in (False, True):  # a miss is re-checked once against the store itself
-            cols = await self._collections(fresh)
-            own = next((c for c in cols if c.owner == owner and c.name == name), None)
-            if own is not None:
-                return own
-            shared = [c for c in cols if c.shared and c.name == name]
-            if shared:
-                if write:
-                    raise NotOwner(name)
-                return min(shared, key=lambda c: c.created_at)
-        raise CollectionNotFound(name)
+    async def resolve(self, owner: str, reference: str, write: bool = False) -> Collection:
+        """The collection `reference` names for `owner`: a bare name is the caller's own;
+        `<owner id>/<name>` is that owner's, if it is the caller's or shared. Anything else is
+        the same 404 as a collection that does not exist."""
+        await self._ready()
+        parts = split_reference(reference)
+        if parts is None:
+            raise self._not_found(reference)
+        named, name = parts
+        coll = await self.registry.lookup(owner if named is None else named, name)
+        if coll is None or (coll.owner != owner and not coll.shared):
+            raise self._not_found(reference)
+        if write and coll.owner != owner:
+            raise NotOwner(reference)
+        return coll
+
+    def _not_found(self, reference: str) -> CollectionNotFound:
+        return CollectionNotFound(reference, self.open_gateway)
 
     async def create(self, owner: str, name: str, description: str, shared: bool) -> Collection:
-        await self.backend.wait_ready()
-        chroma = chroma_name(owner, name)
-        meta = {
-            "ailb_kind": "rag",
-            "ailb_owner": owner,
-            "ailb_name": name,
-            "description": description,
-            "shared": shared,
-            "created_at": time.time(),
-            "embedder": self.embedder.name,
-        }
-        if not await self.backend.store.create_collection(chroma, meta):
-            raise CollectionExists(name)
-        self._registry_at = -1e9
+        await self._ready()
+        limit = self.limits.collections
+        if len(await self.registry.owned(owner)) + self._creating[owner] >= limit:
+            raise QuotaExceeded(
+                f"This API key has {limit} RAG collections, its limit "
+                "(AILB_RAG_MAX_COLLECTIONS); delete one to create another.",
+                code="collection_quota_exceeded",
+                param="name",
+            )
+        coll = Collection(
+            name, owner, chroma_name(owner, name), description, shared, time.time(),
+            self.embedder.name,
+        )  # fmt: skip
+        self._creating[owner] += 1
+        try:
+            if not await self.backend.store.create_collection(coll.chroma, coll.meta()):
+                raise CollectionExists(name)
+            try:
+                await self.registry.put(coll)
+            except Exception:
+                await self.backend.store.drop(coll.chroma)  # unindexed, it would escape quotas
+                raise
+        finally:
+            self._creating[owner] -= 1
+            if not self._creating[owner]:
+                del self._creating[owner]
         log.info("rag_collection_created", extra={"collection": name, "shared": shared})
-        return Collection.from_meta(chroma, meta)
+        return coll
 
     async def update(
         self, owner: str, name: str, description: str | None, shared: bool | None
@@ -232,29 +264,39 @@ class RagService:
             changes["shared"] = shared
         if changes:
             await self._on(coll, self.backend.store.set_metadata(coll.chroma, changes))
-            self._registry_at = -1e9
-        return await self.resolve(owner, name, write=True)
+            coll = replace(coll, **changes)
+            self.registry.forget(coll)
+            await self._count(coll)
+        return coll
 
     async def delete(self, owner: str, name: str) -> None:
         coll = await self.resolve(owner, name, write=True)
         await self.backend.store.drop(coll.chroma)
+        await self.registry.remove(coll)
         self.chunk_texts.drop_collection(coll.chroma)
-        self._registry_at = -1e9
         log.info("rag_collection_deleted", extra={"collection": name})
 
     async def counts(self, coll: Collection) -> tuple[int, int]:
-        """(documents, chunks)."""
+        """(documents, chunks), counted in the store now."""
         store = self.backend.store
         chunks = await self._on(coll, store.count(coll.chroma, create=False))
         firsts = await self._on(coll, store.ids(coll.chroma, {"chunk": 0}, create=False))
         return len(firsts), chunks
 
+    async def _count(self, coll: Collection) -> Collection:
+        """Count the collection again and index it with its counts (which also indexes one
+        whose creation was cut short before it was indexed)."""
+        documents, chunks = await self.counts(coll)
+        counted = replace(coll, documents=documents, chunks=chunks)
+        await self.registry.put(counted)
+        return counted
+
     async def _on(self, coll: Collection, aw: Any) -> Any:
         try:
             return await aw
         except CollectionMissing:
-            self._registry_at = -1e9  # dropped meanwhile, perhaps by another instance
-            raise CollectionNotFound(coll.name) from None
+            self.registry.forget(coll)  # dropped meanwhile, perhaps by another instance
+            raise self._not_found(coll.name) from None
 
     def _check_embedder(self, coll: Collection) -> None:
         if coll.embedder and coll.embedder != self.embedder.name:
@@ -267,11 +309,44 @@ class RagService:
         (document id, chunks) for each document."""
         coll = await self.resolve(owner, name, write=True)
         self._check_embedder(coll)
-        planned = await asyncio.to_thread(self._chunk_all, docs)
+        size = sum(len(d.text.encode()) for d in docs)
+        if size > self.limits.ingest_bytes:
+            raise IngestTooLarge(size, self.limits.ingest_bytes)
         store = self.backend.store
         old = await self._on(
             coll, store.ids(coll.chroma, {"doc_id": {"$in": [d.id for d in docs]}}, create=False)
         )
+        present = {i.rpartition("#")[0] for i in old}  # chunk ids are `<doc id>#<n>[@digest]`
+        new = len({d.id for d in docs} - present)
+        self._ingesting[owner] += new  # first: a request checking meanwhile counts these
+        try:
+            await self._check_documents(owner, new)
+            planned = await self._ingest(coll, docs, old)
+            await self._count(coll)
+        finally:
+            self._ingesting[owner] -= new
+            if not self._ingesting[owner]:
+                del self._ingesting[owner]
+        return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
+
+    async def _check_documents(self, owner: str, new: int) -> None:
+        limit = self.limits.documents
+        if not new:
+            return
+        held = sum(c.documents for c in await self.registry.owned(owner))
+        if held + self._ingesting[owner] > limit:
+            raise QuotaExceeded(
+                f"This API key holds {held} documents in its RAG collections; {new} more would "
+                f"pass its limit of {limit} (AILB_RAG_MAX_DOCUMENTS). Delete some first.",
+                code="document_quota_exceeded",
+                param="documents",
+            )
+
+    async def _ingest(
+        self, coll: Collection, docs: Sequence[DocumentIn], old: Sequence[str]
+    ) -> list[list[Chunk]]:
+        planned = await asyncio.to_thread(self._chunk_all, docs)
+        store = self.backend.store
         now = time.time()
         ids: list[str] = []
         texts: list[str] = []
@@ -310,7 +385,7 @@ class RagService:
         if stale:  # a new version with fewer chunks: drop the old tail
             await self._on(coll, store.delete(coll.chroma, ids=stale, create=False))
         self.stats["chunks_ingested"] += len(ids)
-        return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
+        return planned
 
     def _chunk_all(self, docs: Sequence[DocumentIn]) -> list[list[Chunk]]:
         e = self.embedder
@@ -350,6 +425,7 @@ class RagService:
         ids = await self._on(coll, store.ids(coll.chroma, {"doc_id": doc_id}, create=False))
         if ids:
             await self._on(coll, store.delete(coll.chroma, ids=ids, create=False))
+            await self._count(coll)
         return len(ids)
 
     # --- search -----------------------------------------------------------------------------
