@@ -233,7 +233,12 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
                 overlap_tokens=env.rag_chunk_overlap,
                 min_tokens=min(32, env.rag_chunk_tokens // 4),
             ),
-            RagLimits(env.rag_max_collections, env.rag_max_documents, env.rag_max_ingest_bytes),
+            RagLimits(
+                collections=env.rag_max_collections,
+                documents=env.rag_max_documents,
+                bytes=env.rag_max_bytes,
+                ingest_bytes=env.rag_max_ingest_bytes,
+            ),
             open_gateway=settings.master_key is None,
         )
         if env.enable_rag and vectors

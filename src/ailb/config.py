@@ -196,6 +196,7 @@ class EnvSettings(_Strict, frozen=True):
     rag_chunk_overlap: Annotated[int, Meta(ge=0, le=128)] = 32
     rag_max_collections: Annotated[int, Meta(ge=1)] = 100
     rag_max_documents: Annotated[int, Meta(ge=1)] = 10_000
+    rag_max_bytes: Annotated[int, Meta(ge=1)] = 100 * 1024 * 1024
     rag_max_ingest_bytes: Annotated[int, Meta(ge=1)] = 1024 * 1024
     # The provider embedder's model and URL hold the resolved values (defaults filled in by
     # load_settings); empty with the local embedder.
@@ -408,6 +409,12 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "rag_max_documents",
         "10000",
         "Documents one key may hold in all its RAG collections (403 document_quota_exceeded).",
+    ),
+    "AILB_RAG_MAX_BYTES": (
+        "rag_max_bytes",
+        "104857600",
+        "Bytes of document text one key may hold in all its RAG collections "
+        "(403 storage_quota_exceeded).",
     ),
     "AILB_RAG_MAX_INGEST_BYTES": (
         "rag_max_ingest_bytes",

@@ -110,3 +110,28 @@ def test_bytes_per_ingestion_request(gw: Any) -> None:
         assert r.status_code == 200, r.text
         info = c.get("/api/rag/collections/one", headers=ALICE).json()
         assert info["documents"] == 1
+
+
+def test_stored_bytes_per_key(openai_upstream: Any, gateway_factory: Any) -> None:
+    env = {"ENABLE_RAG": "true", "AILB_RAG_MAX_BYTES": "2000"}
+    gw = gateway_factory(gateway_config(openai_upstream.url), env)
+
+    def put(name: str, doc_id: str, size: int) -> httpx2.Response:
+        text = ("Harbour lamps. " * 200)[:size]
+        return c.post(f"/api/rag/collections/{name}/documents", headers=ALICE,
+                      json={"documents": [{"id": doc_id, "text": text}]})  # fmt: skip
+
+    with httpx2.Client(base_url=gw.url, timeout=30) as c:
+        for name in ("one", "two"):
+            assert c.post("/api/rag/collections", json={"name": name}, headers=ALICE).is_success
+        assert put("one", "a.md", 900).is_success
+        assert put("two", "b.md", 900).is_success
+        message = error(put("two", "c.md", 300), 403, "storage_quota_exceeded")
+        assert "1800 bytes" in message and "AILB_RAG_MAX_BYTES" in message
+        assert put("one", "a.md", 1100).is_success  # a replaced document counts once
+        error(put("one", "a.md", 1101), 403, "storage_quota_exceeded")
+        info = {x["name"]: x["bytes"] for x in
+                c.get("/api/rag/collections", headers=ALICE).json()["data"]}  # fmt: skip
+        assert info == {"one": 1100, "two": 900}
+        assert c.delete("/api/rag/collections/one/documents/a.md", headers=ALICE).is_success
+        assert put("two", "c.md", 1000).is_success

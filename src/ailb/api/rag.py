@@ -56,6 +56,7 @@ class CollectionOut(msgspec.Struct):
     embedder: str
     documents: int
     chunks: int
+    bytes: int  # of its documents' text
 
 
 class CollectionList(msgspec.Struct):
@@ -179,11 +180,10 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
             raise ServiceUnavailable("RAG is disabled (ENABLE_RAG=false).")
         return runtime.rag
 
-    def out(c: Collection, owner: str, counts: tuple[int, int] | None = None) -> CollectionOut:
-        docs, chunks = counts or (c.documents, c.chunks)
+    def out(c: Collection, owner: str) -> CollectionOut:
         return CollectionOut(
             c.reference, c.name, "rag.collection", c.owner_id, c.description, c.shared,
-            c.owner == owner, c.created_at, c.embedder, docs, chunks,
+            c.owner == owner, c.created_at, c.embedder, c.documents, c.chunks, c.bytes,
         )  # fmt: skip
 
     def guarded(handler: Any) -> Any:
@@ -224,7 +224,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         rag = service()
         owner = caller_id(request.scope)
         c = await rag.resolve(owner, _name(request))
-        return JSONResponse(out(c, owner, await rag.counts(c)))
+        return JSONResponse(out(await rag.counts(c), owner))
 
     @guarded
     async def update(request: Request) -> JSONResponse:
@@ -233,7 +233,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         body = await parse_body(request, UpdateCollection)
         owner = caller_id(request.scope)
         c = await rag.update(owner, name, body.description, body.shared)
-        return JSONResponse(out(c, owner, await rag.counts(c)))
+        return JSONResponse(out(await rag.counts(c), owner))
 
     @guarded
     async def delete(request: Request) -> JSONResponse:

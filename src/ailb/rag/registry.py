@@ -54,6 +54,12 @@ def owner_of_id(public: str) -> str:
     return KEY_OWNER + public if _KEY_ID.fullmatch(public) else public
 
 
+def text_bytes(first_chunk_meta: Mapping[str, Any]) -> int:
+    """A stored document's size from its first chunk's metadata (`chars` before sizes were
+    recorded in bytes)."""
+    return int(first_chunk_meta.get("bytes", first_chunk_meta.get("chars", 0)))
+
+
 def split_reference(reference: str) -> tuple[str | None, str] | None:
     """(the owner it names, or None for the caller's own; the name), or None if malformed."""
     m = REFERENCE.match(reference)
@@ -73,6 +79,7 @@ class Collection:
     embedder: str
     documents: int = 0  # as the index last counted them (listings and quotas)
     chunks: int = 0
+    bytes: int = 0  # of its documents' text (UTF-8)
 
     @property
     def owner_id(self) -> str:
@@ -95,6 +102,7 @@ class Collection:
             embedder=str(meta.get("embedder", "")),
             documents=int(meta.get("documents", 0)),
             chunks=int(meta.get("chunks", 0)),
+            bytes=int(meta.get("bytes", 0)),
         )
 
     def meta(self) -> dict[str, Any]:
@@ -160,16 +168,20 @@ class Registry:
         ]
         counted = []
         for c in colls:
-            docs = await self.store.ids(c.chroma, {"chunk": 0}, create=False)
+            firsts = await self.store.metadatas(c.chroma, {"chunk": 0}, create=False)
             chunks = await self.store.count(c.chroma, create=False)
-            counted.append(replace(c, documents=len(docs), chunks=chunks))
+            size = sum(text_bytes(m) for _, m in firsts)
+            counted.append(replace(c, documents=len(firsts), chunks=chunks, bytes=size))
         await self.put(*counted)
 
     async def put(self, *colls: Collection) -> None:
         """Index (or re-index) collections with their counts."""
         if not colls:
             return
-        metas = [{**c.meta(), "documents": c.documents, "chunks": c.chunks} for c in colls]
+        metas = [
+            {**c.meta(), "documents": c.documents, "chunks": c.chunks, "bytes": c.bytes}
+            for c in colls
+        ]
         await self.store.upsert(
             INDEX,
             [c.chroma for c in colls],

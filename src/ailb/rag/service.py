@@ -30,7 +30,7 @@ from ailb.rag.chunk_cache import ChunkCache, content_id
 from ailb.rag.chunking import Chunk, ChunkSettings, Format, chunk_document
 from ailb.rag.extract import html_to_markdown
 from ailb.rag.ranking import Lexicon, rerank
-from ailb.rag.registry import Collection, Registry, chroma_name, split_reference
+from ailb.rag.registry import Collection, Registry, chroma_name, split_reference, text_bytes
 from ailb.rag.turns import FairTurns
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import CollectionMissing, Hit, VectorStore
@@ -38,10 +38,10 @@ from ailb.vectorstore.chroma import CollectionMissing, Hit, VectorStore
 log = logging.getLogger("ailb.rag")
 
 USER_META = "m."  # user metadata keys are stored under this prefix: ours cannot collide
-# Chunks written to the store at once. Embedded Chroma holds the GIL while it writes
+# Chunks written or deleted in one store call. Embedded Chroma holds the GIL while it writes
 # (chroma-core/chroma#3873 freed it for reads only), so a write stops the event loop: about
-# 30 ms a call plus 1-1.5 ms a chunk measured here. 256 at once stopped it for 0.4 s; 32 for
-# about 70 ms. A Chroma server (CHROMA_URL) writes in its own process.
+# 30 ms a call plus 1-1.5 ms a chunk measured here (256 at once: 0.4 s; deleting 128: 0.4 s);
+# 32 stop it for up to about 70 ms. A Chroma server (CHROMA_URL) writes in its own process.
 STORE_BATCH = 32
 INGEST_SLICE = 16  # chunks embedded in one ingestion turn (about a second on one core)
 SEARCH_POOL = 50  # dense candidates re-ranked lexically (measured: 50 > 30 on recall)
@@ -87,11 +87,14 @@ class IngestTooLarge(APIError):
 
 @dataclass(frozen=True, slots=True)
 class RagLimits:
-    """Per key (AILB_RAG_MAX_COLLECTIONS, AILB_RAG_MAX_DOCUMENTS, AILB_RAG_MAX_INGEST_BYTES)."""
+    """Per key: AILB_RAG_MAX_COLLECTIONS, AILB_RAG_MAX_DOCUMENTS, AILB_RAG_MAX_BYTES and
+    AILB_RAG_MAX_INGEST_BYTES. Documents and bytes count all of a key's collections together;
+    bytes are of document text (UTF-8)."""
 
     collections: int = 100
-    documents: int = 10_000  # all of the key's collections together
-    ingest_bytes: int = 1024 * 1024  # UTF-8 bytes of document text in one request
+    documents: int = 10_000
+    bytes: int = 100 * 1024 * 1024
+    ingest_bytes: int = 1024 * 1024  # in one request
 
 
 class CollectionExists(APIError):
@@ -182,10 +185,11 @@ class RagService:
         self.open_gateway = open_gateway  # said in a 404: the presented key is the owner
         self.registry = Registry(backend.store)
         self._lexicon: Lexicon | None = None
-        # Collections being created and new documents being ingested, by owner: counted with
-        # the indexed ones, so concurrent requests cannot pass a quota together.
+        # Collections being created, and documents and bytes being ingested, by owner: counted
+        # with the indexed ones, so concurrent requests cannot pass a quota together.
         self._creating: Counter[str] = Counter()
         self._ingesting: Counter[str] = Counter()
+        self._ingesting_bytes: Counter[str] = Counter()
         self._turns = FairTurns()  # ingestion's turns at the encoder, by key
         self.chunk_texts = ChunkCache()
         self.stats = {"searches": 0, "hits": 0, "misses": 0, "degraded": 0, "chunks_ingested": 0}
@@ -285,18 +289,18 @@ class RagService:
         self.chunk_texts.drop_collection(coll.chroma)
         log.info("rag_collection_deleted", extra={"collection": name})
 
-    async def counts(self, coll: Collection) -> tuple[int, int]:
-        """(documents, chunks), counted in the store now."""
+    async def counts(self, coll: Collection) -> Collection:
+        """`coll` with its documents, chunks and bytes counted in the store now."""
         store = self.backend.store
         chunks = await self._on(coll, store.count(coll.chroma, create=False))
-        firsts = await self._on(coll, store.ids(coll.chroma, {"chunk": 0}, create=False))
-        return len(firsts), chunks
+        firsts = await self._on(coll, store.metadatas(coll.chroma, {"chunk": 0}, create=False))
+        size = sum(text_bytes(m) for _, m in firsts)
+        return replace(coll, documents=len(firsts), chunks=chunks, bytes=size)
 
     async def _count(self, coll: Collection) -> Collection:
         """Count the collection again and index it with its counts (which also indexes one
         whose creation was cut short before it was indexed)."""
-        documents, chunks = await self.counts(coll)
-        counted = replace(coll, documents=documents, chunks=chunks)
+        counted = await self.counts(coll)
         await self.registry.put(counted)
         return counted
 
@@ -322,32 +326,45 @@ class RagService:
         if size > self.limits.ingest_bytes:
             raise IngestTooLarge(size, self.limits.ingest_bytes)
         store = self.backend.store
-        old = await self._on(
-            coll, store.ids(coll.chroma, {"doc_id": {"$in": [d.id for d in docs]}}, create=False)
-        )
-        present = {i.rpartition("#")[0] for i in old}  # chunk ids are `<doc id>#<n>[@digest]`
-        new = len({d.id for d in docs} - present)
-        self._ingesting[owner] += new  # first: a request checking meanwhile counts these
+        where = {"doc_id": {"$in": [d.id for d in docs]}}
+        old = await self._on(coll, store.metadatas(coll.chroma, where, create=False))
+        present = {str(m.get("doc_id")) for _, m in old}
+        replaced = sum(text_bytes(m) for _, m in old if m.get("chunk") == 0)
+        new, grown = len({d.id for d in docs} - present), max(0, size - replaced)
+        # Counted first: a request checking meanwhile sees these.
+        self._ingesting[owner] += new
+        self._ingesting_bytes[owner] += grown
         try:
-            await self._check_documents(owner, new)
-            planned = await self._ingest(coll, docs, old)
+            await self._check_quotas(owner, new, grown)
+            planned = await self._ingest(coll, docs, [i for i, _ in old])
             await self._count(coll)
         finally:
-            self._ingesting[owner] -= new
-            if not self._ingesting[owner]:
-                del self._ingesting[owner]
+            for pending, n in ((self._ingesting, new), (self._ingesting_bytes, grown)):
+                pending[owner] -= n
+                if not pending[owner]:
+                    del pending[owner]
         return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
 
-    async def _check_documents(self, owner: str, new: int) -> None:
-        limit = self.limits.documents
-        if not new:
+    async def _check_quotas(self, owner: str, new: int, grown: int) -> None:
+        if not new and not grown:
             return
-        held = sum(c.documents for c in await self.registry.owned(owner))
-        if held + self._ingesting[owner] > limit:
+        owned = await self.registry.owned(owner)
+        held = sum(c.documents for c in owned)
+        limit = self.limits.documents
+        if new and held + self._ingesting[owner] > limit:
             raise QuotaExceeded(
                 f"This API key holds {held} documents in its RAG collections; {new} more would "
                 f"pass its limit of {limit} (AILB_RAG_MAX_DOCUMENTS). Delete some first.",
                 code="document_quota_exceeded",
+                param="documents",
+            )
+        held = sum(c.bytes for c in owned)
+        limit = self.limits.bytes
+        if grown and held + self._ingesting_bytes[owner] > limit:
+            raise QuotaExceeded(
+                f"This API key's RAG collections hold {held} bytes of text; {grown} more would "
+                f"pass its limit of {limit} (AILB_RAG_MAX_BYTES). Delete some first.",
+                code="storage_quota_exceeded",
                 param="documents",
             )
 
@@ -372,6 +389,7 @@ class RagService:
                     "start": c.start,
                     "end": c.end,
                     "chars": len(doc.text),
+                    "bytes": len(doc.text.encode()),
                     "title": title,
                     "section": " > ".join(c.headings),
                 }
@@ -396,10 +414,15 @@ class RagService:
             self.chunk_texts.put(coll.chroma, i, text, meta)
         kept = set(ids)
         stale = [i for i in old if i not in kept]
-        if stale:  # a new version with fewer chunks: drop the old tail
-            await self._on(coll, store.delete(coll.chroma, ids=stale, create=False))
+        await self._delete(coll, stale)  # the old version's chunks that are not in the new
         self.stats["chunks_ingested"] += len(ids)
         return planned
+
+    async def _delete(self, coll: Collection, ids: Sequence[str]) -> None:
+        store = self.backend.store
+        for start in range(0, len(ids), STORE_BATCH):
+            batch = ids[start : start + STORE_BATCH]
+            await self._on(coll, store.delete(coll.chroma, ids=batch, create=False))
 
     def _chunk_all(self, docs: Sequence[DocumentIn]) -> list[list[Chunk]]:
         e = self.embedder
@@ -438,7 +461,7 @@ class RagService:
         store = self.backend.store
         ids = await self._on(coll, store.ids(coll.chroma, {"doc_id": doc_id}, create=False))
         if ids:
-            await self._on(coll, store.delete(coll.chroma, ids=ids, create=False))
+            await self._delete(coll, ids)
             await self._count(coll)
         return len(ids)
 

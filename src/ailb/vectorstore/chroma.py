@@ -271,6 +271,18 @@ class VectorStore:
 
         return await self._call(run)  # type: ignore[no-any-return]
 
+    async def metadatas(
+        self, collection: str, where: Where, create: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(id, metadata) of the matching records, without their texts."""
+
+        def run() -> list[tuple[str, dict[str, Any]]]:
+            res = self._collection(collection, create).get(where=dict(where), include=["metadatas"])
+            metas = res["metadatas"] or [{}] * len(res["ids"])
+            return [(i, dict(m or {})) for i, m in zip(res["ids"], metas, strict=True)]
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
     async def ids(self, collection: str, where: Where, create: bool = True) -> list[str]:
         """Ids of the matching records, without their texts or metadata."""
 
