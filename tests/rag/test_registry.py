@@ -13,7 +13,7 @@ import pytest
 from ailb.embeddings import LocalEmbedder
 from ailb.rag.chunking import ChunkSettings
 from ailb.rag.registry import chroma_name, owner_id, owner_of_id, split_reference
-from ailb.rag.service import CollectionNotFound, RagService
+from ailb.rag.service import CollectionNotFound, QuotaExceeded, RagLimits, RagService
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
 
@@ -112,6 +112,39 @@ def test_a_store_from_before_the_index_is_indexed_once(tmp_path: Any) -> None:
         again = service(store)  # another instance, or a restart: the index is there
         assert [c.name for c in await again.visible(KEY_A)] == ["handbook"]
         assert store.listings == 1
+        await rag.backend.stop()
+
+    asyncio.run(main())
+
+
+def test_concurrent_creates_are_counted_against_the_quota_together(tmp_path: Any) -> None:
+    """However slow the index read, requests checking the quota at once see each other."""
+
+    async def main() -> None:
+        rag = RagService(
+            VectorBackend(VectorStore(str(tmp_path)), LocalEmbedder(loader=object)),
+            CHUNKS,
+            RagLimits(collections=2),
+        )
+        owned = rag.registry.owned
+        reads = [0]
+
+        async def slow_owned(owner: str) -> Any:
+            found = await owned(owner)
+            reads[0] += 1
+            # Each read longer than the last: one request's collection is made and its
+            # reservation released while the next is between its read and its check.
+            await asyncio.sleep(0.05 * reads[0])
+            return found
+
+        rag.registry.owned = slow_owned  # type: ignore[method-assign]
+        results = await asyncio.gather(
+            *(rag.create(KEY_A, f"c-{i}", "", False) for i in range(5)), return_exceptions=True
+        )
+        made = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, QuotaExceeded)]
+        assert (len(made), len(refused)) == (2, 3), results
+        assert len(await owned(KEY_A)) == 2
         await rag.backend.stop()
 
     asyncio.run(main())

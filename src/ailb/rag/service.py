@@ -186,7 +186,12 @@ class RagService:
         self.registry = Registry(backend.store)
         self._lexicon: Lexicon | None = None
         # Collections being created, and documents and bytes being ingested, by owner: counted
-        # with the indexed ones, so concurrent requests cannot pass a quota together.
+        # with the indexed ones, checked and reserved one request at a time (a lock held for a
+        # read of the index), so concurrent requests cannot pass a quota together. A request
+        # releases its reservation once the index counts its work; `_releases` tells a check
+        # that one did while it was reading.
+        self._quota = asyncio.Lock()
+        self._releases = 0
         self._creating: Counter[str] = Counter()
         self._ingesting: Counter[str] = Counter()
         self._ingesting_bytes: Counter[str] = Counter()
@@ -238,19 +243,20 @@ class RagService:
 
     async def create(self, owner: str, name: str, description: str, shared: bool) -> Collection:
         await self._ready()
-        limit = self.limits.collections
-        if len(await self.registry.owned(owner)) + self._creating[owner] >= limit:
-            raise QuotaExceeded(
-                f"This API key has {limit} RAG collections, its limit "
-                "(AILB_RAG_MAX_COLLECTIONS); delete one to create another.",
-                code="collection_quota_exceeded",
-                param="name",
-            )
         coll = Collection(
             name, owner, chroma_name(owner, name), description, shared, time.time(),
             self.embedder.name,
         )  # fmt: skip
-        self._creating[owner] += 1
+        async with self._quota:
+            limit = self.limits.collections
+            if len(await self._held(owner)) + self._creating[owner] >= limit:
+                raise QuotaExceeded(
+                    f"This API key has {limit} RAG collections, its limit "
+                    "(AILB_RAG_MAX_COLLECTIONS); delete one to create another.",
+                    code="collection_quota_exceeded",
+                    param="name",
+                )
+            self._creating[owner] += 1
         try:
             if not await self.backend.store.create_collection(coll.chroma, coll.meta()):
                 raise CollectionExists(name)
@@ -263,6 +269,7 @@ class RagService:
             self._creating[owner] -= 1
             if not self._creating[owner]:
                 del self._creating[owner]
+            self._releases += 1
         log.info("rag_collection_created", extra={"collection": name, "shared": shared})
         return coll
 
@@ -331,11 +338,11 @@ class RagService:
         present = {str(m.get("doc_id")) for _, m in old}
         replaced = sum(text_bytes(m) for _, m in old if m.get("chunk") == 0)
         new, grown = len({d.id for d in docs} - present), max(0, size - replaced)
-        # Counted first: a request checking meanwhile sees these.
-        self._ingesting[owner] += new
-        self._ingesting_bytes[owner] += grown
-        try:
+        async with self._quota:
             await self._check_quotas(owner, new, grown)
+            self._ingesting[owner] += new
+            self._ingesting_bytes[owner] += grown
+        try:
             planned = await self._ingest(coll, docs, [i for i, _ in old])
             await self._count(coll)
         finally:
@@ -343,15 +350,25 @@ class RagService:
                 pending[owner] -= n
                 if not pending[owner]:
                     del pending[owner]
+            self._releases += 1
         return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
+
+    async def _held(self, owner: str) -> list[Collection]:
+        """The owner's indexed collections, read again if a request released its reservation
+        meanwhile (its counts may have reached the index after this read began)."""
+        while True:
+            releases = self._releases
+            owned = await self.registry.owned(owner)
+            if self._releases == releases:
+                return owned
 
     async def _check_quotas(self, owner: str, new: int, grown: int) -> None:
         if not new and not grown:
             return
-        owned = await self.registry.owned(owner)
+        owned = await self._held(owner)
         held = sum(c.documents for c in owned)
         limit = self.limits.documents
-        if new and held + self._ingesting[owner] > limit:
+        if new and held + self._ingesting[owner] + new > limit:
             raise QuotaExceeded(
                 f"This API key holds {held} documents in its RAG collections; {new} more would "
                 f"pass its limit of {limit} (AILB_RAG_MAX_DOCUMENTS). Delete some first.",
@@ -360,7 +377,7 @@ class RagService:
             )
         held = sum(c.bytes for c in owned)
         limit = self.limits.bytes
-        if grown and held + self._ingesting_bytes[owner] > limit:
+        if grown and held + self._ingesting_bytes[owner] + grown > limit:
             raise QuotaExceeded(
                 f"This API key's RAG collections hold {held} bytes of text; {grown} more would "
                 f"pass its limit of {limit} (AILB_RAG_MAX_BYTES). Delete some first.",
