@@ -68,6 +68,7 @@ class CachedEmbedder:
     def __init__(self, inner: LocalEmbedder, path: Path) -> None:
         self.inner = inner
         self.name, self.dimensions, self.max_tokens = inner.name, inner.dimensions, inner.max_tokens
+        self.bulk_slice = inner.bulk_slice
         self.path = path
         self.vectors: dict[str, np.ndarray[Any, Any]] = {}
         if path.exists():

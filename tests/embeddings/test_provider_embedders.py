@@ -295,6 +295,7 @@ def test_ingestion_never_takes_the_last_connection() -> None:
         return await openai_embeddings(server, req, reply, body)
 
     async def work(e: ProviderEmbedder) -> float:
+        assert e.bulk_slice == 2 * 256  # an ingestion turn fills the two connections it may use
         bulk = asyncio.create_task(e.embed(TEXTS[:256] * 6, bulk=True))  # six calls
         await asyncio.sleep(0.1)  # the bulk calls are out
         started = time.perf_counter()

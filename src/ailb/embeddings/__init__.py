@@ -39,6 +39,7 @@ class Embedder(Protocol):
     name: str
     dimensions: int
     max_tokens: int  # what one text may hold before the model ignores the rest
+    bulk_slice: int  # texts one ingestion turn embeds (`embed(..., bulk=True)`)
 
     async def embed(self, texts: Sequence[str], *, bulk: bool = False) -> Array:
         """(len(texts), dimensions) float32, rows of unit length. `bulk`: ingestion, which
@@ -104,6 +105,7 @@ class LocalEmbedder:
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Array]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.bulk_threads = bulk_threads or max(1, usable_cores() // 2)
+        self.bulk_slice = max(16, BULK_SLICE * self.bulk_threads)  # about a second a turn
         self._bulk: ThreadPoolExecutor | None = None
 
     def _load(self) -> object:

@@ -208,6 +208,8 @@ class ProviderEmbedder:
         # ingestion (bulk) never takes the last one: a search's query always finds a slot.
         self._slots = asyncio.Semaphore(concurrency)
         self._bulk_slots = asyncio.Semaphore(max(1, concurrency - 1))
+        # An ingestion turn: full calls on every connection ingestion may use.
+        self.bulk_slice = wire.max_batch * max(1, concurrency - 1)
         self._counter = WordPieceCounter()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

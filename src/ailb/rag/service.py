@@ -43,7 +43,6 @@ USER_META = "m."  # user metadata keys are stored under this prefix: ours cannot
 # 30 ms a call plus 1-1.5 ms a chunk measured here (256 at once: 0.4 s; deleting 128: 0.4 s);
 # 32 stop it for up to about 70 ms. A Chroma server (CHROMA_URL) writes in its own process.
 STORE_BATCH = 32
-INGEST_SLICE = 16  # chunks embedded in one ingestion turn (about a second on one core)
 SEARCH_POOL = 50  # dense candidates re-ranked lexically (measured: 50 > 30 on recall)
 
 
@@ -415,18 +414,25 @@ class RagService:
                 metas.append({**meta, "created_at": now})
         # Embedded in the encoder's bulk lane, a slice per turn, keys taking turns: another
         # key's ingestion waits for one slice, not for this whole request. Stored in batches.
-        for start in range(0, len(ids), STORE_BATCH):
-            end = min(start + STORE_BATCH, len(ids))
-            parts = []
-            for first in range(start, end, INGEST_SLICE):
-                async with self._turns.turn(coll.owner):
-                    piece = texts[first : min(first + INGEST_SLICE, end)]
-                    parts.append(await self.embedder.embed(piece, bulk=True))
-            await self._on(
-                coll,
-                store.upsert(coll.chroma, ids[start:end], np.concatenate(parts),
-                             texts[start:end], metas[start:end], create=False),
-            )  # fmt: skip
+        step = self.embedder.bulk_slice
+        embedded: list[Any] = []  # vectors of the chunks from `stored` on
+        stored = 0
+        for first in range(0, len(ids), step):
+            last = min(first + step, len(ids))
+            async with self._turns.turn(coll.owner):
+                embedded.append(await self.embedder.embed(texts[first:last], bulk=True))
+            if last - stored < STORE_BATCH and last < len(ids):
+                continue
+            vectors = np.concatenate(embedded)
+            for start in range(stored, last, STORE_BATCH):
+                end = min(start + STORE_BATCH, last)
+                batch = vectors[start - stored : end - stored]
+                await self._on(
+                    coll,
+                    store.upsert(coll.chroma, ids[start:end], batch, texts[start:end],
+                                 metas[start:end], create=False),
+                )  # fmt: skip
+            embedded, stored = [], last
         for i, text, meta in zip(ids, texts, metas, strict=True):
             self.chunk_texts.put(coll.chroma, i, text, meta)
         kept = set(ids)
