@@ -68,6 +68,7 @@ class CachedEmbedder:
     def __init__(self, inner: LocalEmbedder, path: Path) -> None:
         self.inner = inner
         self.name, self.dimensions, self.max_tokens = inner.name, inner.dimensions, inner.max_tokens
+        self.bulk_slice = inner.bulk_slice
         self.path = path
         self.vectors: dict[str, np.ndarray[Any, Any]] = {}
         if path.exists():
@@ -80,11 +81,11 @@ class CachedEmbedder:
     def key(text: str) -> str:
         return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - a cache key
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray[Any, Any]:
+    async def embed(self, texts: Sequence[str], *, bulk: bool = False) -> np.ndarray[Any, Any]:
         keys = [self.key(t) for t in texts]
         todo = [i for i, k in enumerate(keys) if not self.use_cache or k not in self.vectors]
         if todo:
-            fresh = await self.inner.embed([texts[i] for i in todo])
+            fresh = await self.inner.embed([texts[i] for i in todo], bulk=bulk)
             self.live += len(todo)
             for i, v in zip(todo, fresh, strict=True):
                 self.vectors[keys[i]] = v

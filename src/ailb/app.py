@@ -57,7 +57,7 @@ from ailb.observability.access_log import AccessLog
 from ailb.observability.connections import counting_protocol
 from ailb.observability.metrics import GatewayMetrics
 from ailb.rag.chunking import ChunkSettings
-from ailb.rag.service import RagService
+from ailb.rag.service import RagLimits, RagService
 from ailb.ratelimit import Admitter
 from ailb.ratelimit.local import LocalAdmitter
 from ailb.ratelimit.policy import LimitPolicy
@@ -235,6 +235,13 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
                 overlap_tokens=env.rag_chunk_overlap,
                 min_tokens=min(32, env.rag_chunk_tokens // 4),
             ),
+            RagLimits(
+                collections=env.rag_max_collections,
+                documents=env.rag_max_documents,
+                bytes=env.rag_max_bytes,
+                ingest_bytes=env.rag_max_ingest_bytes,
+            ),
+            open_gateway=settings.master_key is None,
         )
         if env.enable_rag and vectors
         else None,

@@ -200,6 +200,10 @@ class EnvSettings(_Strict, frozen=True):
     memory_cache_mb: Annotated[int, Meta(ge=0)] = 32
     rag_chunk_tokens: Annotated[int, Meta(ge=16, le=254)] = 250
     rag_chunk_overlap: Annotated[int, Meta(ge=0, le=128)] = 32
+    rag_max_collections: Annotated[int, Meta(ge=1)] = 100
+    rag_max_documents: Annotated[int, Meta(ge=1)] = 10_000
+    rag_max_bytes: Annotated[int, Meta(ge=1)] = 100 * 1024 * 1024
+    rag_max_ingest_bytes: Annotated[int, Meta(ge=1)] = 1024 * 1024
     # The provider embedder's model and URL hold the resolved values (defaults filled in by
     # load_settings); empty with the local embedder.
     embedder: EmbedderType = "local"
@@ -440,6 +444,27 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "rag_chunk_overlap",
         "32",
         "Tokens of whole sentences repeated between consecutive chunks of a long section.",
+    ),
+    "AILB_RAG_MAX_COLLECTIONS": (
+        "rag_max_collections",
+        "100",
+        "RAG collections one key may own (403 collection_quota_exceeded beyond).",
+    ),
+    "AILB_RAG_MAX_DOCUMENTS": (
+        "rag_max_documents",
+        "10000",
+        "Documents one key may hold in all its RAG collections (403 document_quota_exceeded).",
+    ),
+    "AILB_RAG_MAX_BYTES": (
+        "rag_max_bytes",
+        "104857600",
+        "Bytes of document text one key may hold in all its RAG collections "
+        "(403 storage_quota_exceeded).",
+    ),
+    "AILB_RAG_MAX_INGEST_BYTES": (
+        "rag_max_ingest_bytes",
+        "1048576",
+        "Bytes of document text (UTF-8) in one ingestion request (413 ingest_too_large).",
     ),
     "AILB_EMBEDDER": (
         "embedder",

@@ -9,6 +9,16 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 
 
+def open_gateway_owners(what: str) -> str:
+    """Said in a 404 for sessions or collections on an open gateway, where their owner is a
+    hash of whatever key the client presents: a client that sends another key, or none (a bare
+    curl, where the openai SDK always sends one), is another owner and finds nothing."""
+    return (
+        f" Authentication is off on this gateway: {what} belong to the API key the client "
+        "presents (a different key, or none, is a different owner)."
+    )
+
+
 class APIError(Exception):
     """An error answered to the client. Messages never carry credentials or upstream URLs."""
 

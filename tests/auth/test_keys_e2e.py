@@ -273,3 +273,13 @@ def test_collection_scope_covers_the_collections_api(gateway_factory):
     assert admin(gw, "POST", "/api/rag/collections", {"name": "other", "shared": True}).is_success
     names = [c["name"] for c in call("GET", "/api/rag/collections").json()["data"]]
     assert names == ["docs-a"]
+    # A pattern matches the name as the request gives it: `docs*` is the key's own docs-...
+    # collections, not another owner's shared `docs-x` (that would take `master/docs-x`).
+    assert admin(gw, "POST", "/api/rag/collections", {"name": "docs-x", "shared": True}).is_success
+    r = call("GET", "/api/rag/collections/docs-x?owner=master")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "collection_not_allowed"
+    names = [c["id"] for c in call("GET", "/api/rag/collections").json()["data"]]
+    assert names == [f"{key.split('-')[2]}/docs-a"]
+    wide = create(gw, scopes=["collection:docs*", "collection:master/docs-*"])["key"]
+    r = admin(gw, "GET", "/api/rag/collections/docs-x?owner=master", key=wide)
+    assert r.status_code == 200 and r.json()["owner"] == "master"

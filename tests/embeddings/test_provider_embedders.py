@@ -4,6 +4,7 @@ functions table by table, then the embedder against the fake servers over real H
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -278,6 +279,39 @@ def test_calls_of_one_embed_run_concurrently_but_bounded() -> None:
     assert got.shape == (1024, 64)
     assert len(server.calls("/v1/embeddings")) == 4
     assert peak[0] == 2
+
+
+def test_ingestion_never_takes_the_last_connection() -> None:
+    """A bulk embed (RAG ingestion) uses at most all but one of the calls at once, so a
+    search's query is sent at once instead of waiting behind a whole document."""
+    in_flight = [0]
+    peak = [0]
+
+    async def slow(server: FakeServer, req: web.Request, reply: Reply, body: Any) -> Any:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.6)
+        in_flight[0] -= 1
+        return await openai_embeddings(server, req, reply, body)
+
+    async def work(e: ProviderEmbedder) -> float:
+        assert e.bulk_slice == 2 * 256  # an ingestion turn fills the two connections it may use
+        bulk = asyncio.create_task(e.embed(TEXTS[:256] * 6, bulk=True))  # six calls
+        await asyncio.sleep(0.1)  # the bulk calls are out
+        started = time.perf_counter()
+        await e.embed(["How often does the lamp turn?"])
+        waited = time.perf_counter() - started
+        await bulk
+        return waited
+
+    server = FakeServer({("POST", "/v1/embeddings"): slow}).start()
+    try:
+        slow_ok = Timeouts(connect=2, first_byte=3, idle=3, total=10)
+        waited = using(embedder_for(server, OPENAI, concurrency=3, timeouts=slow_ok), work)
+    finally:
+        server.stop()
+    assert peak[0] == 3  # two bulk calls and the query
+    assert waited < 0.9, waited  # its own call's time, not the ingestion's calls' first
 
 
 def test_dimensions_are_sent_and_named(oai: FakeServer) -> None:

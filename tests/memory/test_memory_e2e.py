@@ -91,7 +91,13 @@ def test_sessions_belong_to_their_key(openai_upstream, gw, client_for):
     assert "4321" not in memory_block(openai_upstream)
     eve = {"Authorization": "Bearer sk-eve"}  # never used this session id
     with httpx2.Client(base_url=gw.url, timeout=10) as http:
-        assert http.get("/api/sessions/s1", headers=eve).status_code == 404
+        nobody = http.get("/api/sessions/s1", headers=eve)
+        assert nobody.status_code == 404
+        # On an open gateway the 404 says why a session made with another key (or none, as
+        # with a bare curl) is not found: the presented key is the owner.
+        for headers in (eve, {}):
+            message = http.get("/api/sessions/s1", headers=headers).json()["error"]["message"]
+            assert "Authentication is off" in message and "a different key, or none" in message
         assert http.delete("/api/sessions/s1", headers=eve).status_code == 404
         theirs = http.get("/api/sessions/s1", headers={"Authorization": "Bearer sk-mallory"})
         assert "4321" not in theirs.text

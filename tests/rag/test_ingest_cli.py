@@ -129,3 +129,15 @@ def test_a_gateway_error_is_shown(gw, docs, capsys):
     err = capsys.readouterr().err
     assert err.startswith("ailb rag ingest: Invalid request body: Expected `str` of length >= 3")
     assert "Traceback" not in err
+
+
+def test_requests_stay_within_the_gateways_ingestion_limit(gateway_factory, docs, capsys):
+    gw = gateway_factory(None, {"ENABLE_RAG": "true", "AILB_RAG_MAX_INGEST_BYTES": "120"},
+                         demo=True)  # fmt: skip
+    (docs / "big.md").write_text("# Big\n\n" + "The big buoy is yellow. " * 10)  # 247 bytes
+    # guide.md (48 bytes), notes.txt (40), the page (about 45): not all in one request.
+    assert run(gw, "docs", "--collection", "harbour", "--max-bytes", "120") == 0
+    err = capsys.readouterr().err
+    assert "skipped docs/big.md: 247 bytes of text" in err and "AILB_RAG_MAX_INGEST_BYTES" in err
+    assert set(listed(gw)) == {"docs/guide.md", "docs/notes.txt", "docs/sub/page.html",
+                               "docs/sub/manual.pdf"}  # fmt: skip

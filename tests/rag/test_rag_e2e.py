@@ -87,8 +87,9 @@ def test_chat_gets_the_relevant_passage_fenced_with_its_source(openai_upstream, 
     assert sent[0] == {"role": "system", "content": "You are the harbour assistant."}
     block = sent[1]["content"]
     assert sent[1]["role"] == "system"
-    assert "not instructions" in block and "[guide.md#0] Lighthouse guide" in block
-    assert "```source\n# Lighthouse guide" in block and "every 7.5 seconds" in block
+    assert "not instructions" in block and "every 7.5 seconds" in block
+    head = "```source\nsource: guide.md#0\nsection: Lighthouse guide\n\n# Lighthouse guide"
+    assert head in block
     assert "Tide tables" not in block  # top_k 1: only the best passage
     assert sent[2] == {"role": "user", "content": "How often does the lamp rotate?"}
     # AILB's own fields never reach the upstream.
@@ -153,13 +154,24 @@ def test_another_key_gets_404_everywhere(gw, client_for):
 
 
 def test_a_shared_collection_is_readable_by_all_and_writable_by_its_owner(gw, client_for):
+    """On an open gateway too, another key's shared collection is named by its owner: the
+    listing gives it (`k_` and a hash of the key the owner presents)."""
     with http(gw) as c:
         setup_docs(c)
         r = c.patch("/api/rag/collections/harbour", json={"shared": True}, headers=ALICE)
         assert r.json()["shared"] is True
+        alice = r.json()["owner"]
+        assert alice.startswith("k_") and "sk-alice" not in r.text
         mine = c.get("/api/rag/collections", headers=BOB).json()["data"]
-        assert [(x["name"], x["owned"], x["shared"]) for x in mine] == [("harbour", False, True)]
+        seen = [(x["id"], x["owner"], x["owned"], x["shared"], x["documents"]) for x in mine]
+        assert seen == [(f"{alice}/harbour", alice, False, True, 2)]
+        # The bare name is Bob's own, and he has none.
         q = c.post("/api/rag/collections/harbour/query", json={"query": "lamp"}, headers=BOB)
+        assert q.status_code == 404
+        message = q.json()["error"]["message"]
+        assert "`<owner id>/<name>`" in message and "Authentication is off" in message
+        q = c.post("/api/rag/collections/harbour/query", params={"owner": alice},
+                   json={"query": "lamp"}, headers=BOB)  # fmt: skip
         assert q.status_code == 200 and q.json()["data"]
         for method, path, body in [
             ("POST", "/api/rag/collections/harbour/documents",
@@ -167,12 +179,16 @@ def test_a_shared_collection_is_readable_by_all_and_writable_by_its_owner(gw, cl
             ("DELETE", "/api/rag/collections/harbour", None),
             ("PATCH", "/api/rag/collections/harbour", {"shared": False}),
         ]:  # fmt: skip
-            r = c.request(method, path, json=body, headers=BOB)
+            r = c.request(method, path, params={"owner": alice}, json=body, headers=BOB)
             assert r.status_code == 403, (method, r.text)
             assert r.json()["error"]["code"] == "not_collection_owner"
+        r = c.get("/api/rag/collections/harbour", params={"owner": "not/an-owner"}, headers=BOB)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "owner"
     bob = client_for(gw, api_key="sk-bob")
-    resp = ask(bob, "Replace the bulb when?", rag_collection="harbour")
+    resp = ask(bob, "Replace the bulb when?", rag_collection=f"{alice}/harbour")
     assert resp.headers["x-ailb-rag"] == "hit"
+    with pytest.raises(openai.NotFoundError):
+        ask(bob, "Replace the bulb when?", rag_collection="harbour")
 
 
 def test_same_id_replaces_the_document_and_delete_removes_it(gw):
@@ -318,7 +334,7 @@ def test_an_instruction_inside_a_document_stays_inside_the_fence(openai_upstream
     assert sent[0] == {"role": "system", "content": "You are the harbour assistant."}
     block = sent[1]["content"]
     # The document's own ``` cannot close AILB's fence, which is longer than any run inside.
-    assert "````source\n" + evil + "\n````" in block
+    assert "````source\nsource: evil.md#0\n\n" + evil + "\n````" in block
     assert block.index("not instructions") < block.index("SYSTEM: ignore")
 
 

@@ -1,5 +1,6 @@
 """/api/rag/collections...: create, list and delete collections; add, list and delete their
-documents; query them (to see what retrieval returns). Owned by the caller's key."""
+documents; query them (to see what retrieval returns). Owned by the caller's key; another key's
+shared collection is named by its owner too (`?owner=<owner id>`)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from ailb.auth.identity import caller_id
 from ailb.auth.principal import SCOPE_KEY, Principal
 from ailb.embeddings import EmbeddingError
 from ailb.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
-from ailb.rag.service import Collection, DocumentIn, RagService
+from ailb.rag.registry import NAME, OWNER_ID, Collection
+from ailb.rag.service import DocumentIn, RagService
 from ailb.runtime import Runtime
 from ailb.vectorstore.chroma import StoreUnavailable
 
 DocumentId = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f#]+\Z")]
 MetaKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 MetaValue = Annotated[str, Meta(max_length=2048)] | int | float | bool
-_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,512}\Z")
+_NAME = re.compile(rf"^{NAME}\Z")
+_OWNER = re.compile(rf"^{OWNER_ID}\Z")
 MAX_DOCUMENTS = 1000
 MAX_OFFSET = 2**31
 
@@ -42,8 +45,10 @@ class UpdateCollection(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CollectionOut(msgspec.Struct):
+    id: str  # `<owner>/<name>`: how another key names it (rag_collection, ?owner=)
     name: str
     object: Literal["rag.collection"]
+    owner: str  # the owner's id: a key id (with authentication on), `master`, ...
     description: str
     shared: bool
     owned: bool  # false: another key's collection shared with everyone (read-only)
@@ -51,6 +56,7 @@ class CollectionOut(msgspec.Struct):
     embedder: str
     documents: int
     chunks: int
+    bytes: int  # of its documents' text
 
 
 class CollectionList(msgspec.Struct):
@@ -132,11 +138,20 @@ class QueryResult(msgspec.Struct):
 
 
 def _name(request: Request) -> str:
+    """The collection the path names: the caller's own, or with `?owner=` that owner's
+    (`<owner>/<name>`, as rag_collection names it)."""
     name = str(request.path_params["name"])
     if not _NAME.match(name):
         raise InvalidRequest(
             "A collection name is 3-512 characters of a-z A-Z 0-9 . _ -", param="name"
         )
+    owner = request.query_params.get("owner")
+    if owner is not None:
+        if not _OWNER.match(owner):
+            raise InvalidRequest(
+                "owner is an owner id: 1-64 characters of a-z A-Z 0-9 _", param="owner"
+            )
+        name = f"{owner}/{name}"
     return _permitted(request, name)
 
 
@@ -165,11 +180,10 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
             raise ServiceUnavailable("RAG is disabled (ENABLE_RAG=false).")
         return runtime.rag
 
-    async def out(rag: RagService, c: Collection, owner: str) -> CollectionOut:
-        docs, chunks = await rag.counts(c)
+    def out(c: Collection, owner: str) -> CollectionOut:
         return CollectionOut(
-            c.name, "rag.collection", c.description, c.shared, c.owner == owner, c.created_at,
-            c.embedder, docs, chunks,
+            c.reference, c.name, "rag.collection", c.owner_id, c.description, c.shared,
+            c.owner == owner, c.created_at, c.embedder, c.documents, c.chunks, c.bytes,
         )  # fmt: skip
 
     def guarded(handler: Any) -> Any:
@@ -192,16 +206,16 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         _permitted(request, body.name)
         owner = caller_id(request.scope)
         c = await rag.create(owner, body.name, body.description, body.shared)
-        return JSONResponse(await out(rag, c, owner))
+        return JSONResponse(out(c, owner))
 
     @guarded
     async def list_collections(request: Request) -> JSONResponse:
         rag = service()
         owner = caller_id(request.scope)
-        cols = [
-            await out(rag, c, owner)
+        cols = [  # counted by the index: a listing costs two reads, however many it holds
+            out(c, owner)
             for c in await rag.visible(owner)
-            if _visible_to(request, c.name)
+            if _visible_to(request, c.name if c.owner == owner else c.reference)
         ]
         return JSONResponse(CollectionList("list", cols))
 
@@ -209,7 +223,8 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     async def get_collection(request: Request) -> JSONResponse:
         rag = service()
         owner = caller_id(request.scope)
-        return JSONResponse(await out(rag, await rag.resolve(owner, _name(request)), owner))
+        c = await rag.resolve(owner, _name(request))
+        return JSONResponse(out(await rag.counts(c), owner))
 
     @guarded
     async def update(request: Request) -> JSONResponse:
@@ -218,7 +233,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         body = await parse_body(request, UpdateCollection)
         owner = caller_id(request.scope)
         c = await rag.update(owner, name, body.description, body.shared)
-        return JSONResponse(await out(rag, c, owner))
+        return JSONResponse(out(await rag.counts(c), owner))
 
     @guarded
     async def delete(request: Request) -> JSONResponse:
@@ -296,7 +311,11 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
     name_schema = {"type": "string", "minLength": 3, "maxLength": 512, "pattern": _NAME.pattern}
     doc_schema = {"type": "string", "minLength": 1, "maxLength": 512}
     doc_schema["pattern"] = r"^[^\x00-\x1f#]+\Z"  # as DocumentId
-    name_param = [path_param("name", "The collection's name", name_schema)]
+    owner_schema = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _OWNER.pattern}
+    name_param = [
+        path_param("name", "The collection's name", name_schema),
+        query_param("owner", owner_schema, "Its owner's id, for another key's shared collection"),
+    ]
     doc_params = [*name_param, path_param("doc_id", "The document's id", doc_schema)]
     page_params = [
         query_param("limit", {"type": "integer"}, "Documents per page (1-1000, default 100)"),

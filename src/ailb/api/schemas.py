@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from ailb.errors import InvalidRequest
+from ailb.rag.registry import REFERENCE
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 UnitFloat = Annotated[float, Meta(ge=0, le=1)]
@@ -17,6 +18,8 @@ Penalty = Annotated[float, Meta(ge=-2, le=2)]
 # Patterns end in \Z, not $: `$` also matches before a final newline ("docs\n" would pass).
 SessionId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:@-]+\Z")]
 CollectionName = Annotated[str, Meta(min_length=3, max_length=512, pattern=r"^[a-zA-Z0-9._-]+\Z")]
+# A collection as a request names it: `name` (the caller's own) or `<owner id>/<name>`.
+CollectionReference = Annotated[str, Meta(min_length=3, max_length=577, pattern=REFERENCE.pattern)]
 
 
 class ChatMessage(msgspec.Struct, omit_defaults=True):
@@ -69,7 +72,7 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     session_id: SessionId | None = None
-    rag_collection: CollectionName | None = None
+    rag_collection: CollectionReference | None = None
     rag_top_k: Annotated[int, Meta(ge=1, le=20)] | None = None
 
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from ailb.api.common import JSONResponse
 from ailb.api.openapi import Operation, path_param
 from ailb.auth.identity import caller_id
-from ailb.errors import APIError, InvalidRequest, ServiceUnavailable
+from ailb.errors import APIError, InvalidRequest, ServiceUnavailable, open_gateway_owners
 from ailb.memory.service import MemoryService
 from ailb.runtime import Runtime
 from ailb.vectorstore.chroma import StoreUnavailable
@@ -43,9 +43,10 @@ class SessionNotFound(APIError):
     status = 404
     type = "invalid_request_error"
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, open_gateway: bool = False) -> None:
         super().__init__(
-            f"No stored session `{session_id}` for this API key.",
+            f"No stored session `{session_id}` for this API key."
+            + (open_gateway_owners("sessions") if open_gateway else ""),
             param="session_id",
             code="session_not_found",
         )
@@ -75,7 +76,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         except (StoreUnavailable, TimeoutError):
             raise ServiceUnavailable("The memory store is unavailable; try again.") from None
         if not turns:
-            raise SessionNotFound(sid)
+            raise SessionNotFound(sid, not runtime.auth.enabled)
         return JSONResponse(
             Session(
                 id=sid,
@@ -93,7 +94,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         except (StoreUnavailable, TimeoutError):
             raise ServiceUnavailable("The memory store is unavailable; try again.") from None
         if not n:
-            raise SessionNotFound(sid)
+            raise SessionNotFound(sid, not runtime.auth.enabled)
         return JSONResponse(SessionDeleted(id=sid, object="session", deleted=True, turns=n))
 
     path = "/api/sessions/{session_id}"

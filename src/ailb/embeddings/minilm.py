@@ -52,6 +52,9 @@ class MiniLM:
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.no_padding()  # batches are padded here, after sorting by length
+        # The tokenizer starts its thread pool on first use, and threads keep the CPU priority
+        # of the thread that starts them: start it now, not from a lower-priority bulk thread.
+        self._tokenizer.encode_batch(["warm", "up"])
         self._lock = threading.Lock()  # one tokenizer, shared by the callers' threads
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)

@@ -13,6 +13,7 @@ chunks are the same; they are far below the provider models' own input limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,8 +205,12 @@ class ProviderEmbedder:
             connect_timeout=timeouts.connect,
         )
         self._head = self._pool.head("POST", wire.path, headers)
-        # One embed() of many texts must not take every connection from the others.
+        # One embed() of many texts must not take every connection from the others, and
+        # ingestion (bulk) never takes the last one: a search's query always finds a slot.
         self._slots = asyncio.Semaphore(concurrency)
+        self._bulk_slots = asyncio.Semaphore(max(1, concurrency - 1))
+        # An ingestion turn: full calls on every connection ingestion may use.
+        self.bulk_slice = wire.max_batch * max(1, concurrency - 1)
         self._counter = WordPieceCounter()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -223,23 +228,25 @@ class ProviderEmbedder:
         except TimeoutError:
             raise self._error(f"no answer to the probe within {PROBE_TIMEOUT:g}s") from None
 
-    async def embed(self, texts: Sequence[str]) -> Array:
+    async def embed(self, texts: Sequence[str], *, bulk: bool = False) -> Array:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         ranges = batches(texts, self.wire.max_batch)
         if len(ranges) == 1:
-            return await self._call(texts)
+            return await self._call(texts, bulk)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._call(texts[r.start : r.stop])) for r in ranges]
+                tasks = [
+                    group.create_task(self._call(texts[r.start : r.stop], bulk)) for r in ranges
+                ]
         except* EmbeddingError as failed:  # the first failure; the other calls are cancelled
             raise failed.exceptions[0] from None
         return np.concatenate([t.result() for t in tasks])
 
-    async def _call(self, texts: Sequence[str]) -> Array:
+    async def _call(self, texts: Sequence[str], bulk: bool = False) -> Array:
         body = encode(self.wire.request(self.model, texts, self.requested_dimensions))
         t = self._timeouts
-        async with self._slots:
+        async with self._bulk_slots if bulk else contextlib.nullcontext(), self._slots:
             try:
                 resp = await self._pool.request(
                     self._head, body, first_byte=t.first_byte, idle=t.idle, total=t.total

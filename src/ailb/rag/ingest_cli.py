@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from ailb.rag.extract import SUFFIXES, read_file
 
-BATCH_BYTES = 4 * 1024 * 1024
+MAX_BYTES = 1024 * 1024  # the gateway's default AILB_RAG_MAX_INGEST_BYTES
 
 
 def add_parser(sub: Any) -> None:
@@ -49,6 +49,13 @@ def add_parser(sub: Any) -> None:
     )
     ingest.add_argument("--description", default="", help="for a new collection")
     ingest.add_argument("--batch", type=int, default=32, help="documents per request")
+    ingest.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_BYTES,
+        help="most bytes of text per request: the gateway's AILB_RAG_MAX_INGEST_BYTES "
+        f"(default {MAX_BYTES}); a larger file is skipped",
+    )
     ingest.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -153,14 +160,24 @@ def ingest(args: argparse.Namespace) -> int:
                 skipped += 1
                 bar.update(1)
                 continue
+            text_bytes = len(ex.text.encode())
+            if text_bytes > args.max_bytes:
+                print(f"\nailb rag ingest: skipped {path}: {text_bytes} bytes of text, more than "
+                      f"one request may carry ({args.max_bytes}, the gateway's "
+                      "AILB_RAG_MAX_INGEST_BYTES; --max-bytes)", file=sys.stderr)  # fmt: skip
+                skipped += 1
+                bar.update(1)
+                continue
+            if size + text_bytes > args.max_bytes and not send():
+                return 1
             meta = {"source": str(path)}
             if ex.title:
                 meta["title"] = ex.title[:2048]
             batch.append(
                 {"id": document_id(path), "text": ex.text, "format": ex.format, "metadata": meta}
             )
-            size += len(ex.text.encode())
-            if (len(batch) >= args.batch or size >= BATCH_BYTES) and not send():
+            size += text_bytes
+            if len(batch) >= args.batch and not send():
                 return 1
         if not send():
             return 1

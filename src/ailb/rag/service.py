@@ -3,7 +3,10 @@
 Everything lives in Chroma, so several instances sharing one Chroma server see the same
 collections: each AILB collection is one Chroma collection whose metadata records its owner,
 public name, description and sharing. Chroma names are derived from (owner, name), so two keys
-can each have a collection called `docs` and neither learns the other's exists.
+can each have a collection called `docs` and neither learns the other's exists; how a request
+names one, and how they are found and listed, is in ailb.rag.registry.
+
+Each key has quotas (collections, documents, bytes of text in one ingestion request).
 
 Search is hybrid: the nearest chunks by embedding, re-ranked with BM25 over those candidates
 (ailb.rag.ranking; the measurements behind it are in bench/retrieval/README.md).
@@ -12,28 +15,34 @@ Search is hybrid: the nearest chunks by embedding, re-ranked with BM25 over thos
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from ailb.embeddings import Embedder
-from ailb.errors import APIError
+from ailb.errors import APIError, open_gateway_owners
 from ailb.rag.chunk_cache import ChunkCache, content_id
 from ailb.rag.chunking import Chunk, ChunkSettings, Format, chunk_document
 from ailb.rag.extract import html_to_markdown
 from ailb.rag.ranking import Lexicon, rerank
+from ailb.rag.registry import Collection, Registry, chroma_name, split_reference, text_bytes
+from ailb.rag.turns import FairTurns
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import CollectionMissing, Hit, VectorStore
 
 log = logging.getLogger("ailb.rag")
 
-PREFIX = "ailb-rag-"
 USER_META = "m."  # user metadata keys are stored under this prefix: ours cannot collide
-REGISTRY_TTL = 2.0  # seconds another instance's new or shared collection may take to show
-EMBED_BATCH = 256
+# Chunks written or deleted in one store call. Embedded Chroma holds the GIL while it writes
+# (chroma-core/chroma#3873 freed it for reads only), so a write stops the event loop: about
+# 30 ms a call plus 1-1.5 ms a chunk measured here (256 at once: 0.4 s; deleting 128: 0.4 s);
+# 32 stop it for up to about 70 ms. A Chroma server (CHROMA_URL) writes in its own process.
+STORE_BATCH = 32
 SEARCH_POOL = 50  # dense candidates re-ranked lexically (measured: 50 > 30 on recall)
 
 
@@ -41,12 +50,50 @@ class CollectionNotFound(APIError):
     status = 404
     type = "invalid_request_error"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, open_gateway: bool = False) -> None:
         super().__init__(
-            f"No RAG collection `{name}` for this API key.",
+            f"No RAG collection `{name}` for this API key. A bare name is the key's own "
+            "collection; another key's shared one is `<owner id>/<name>` (GET "
+            "/api/rag/collections lists them)."
+            + (open_gateway_owners("collections") if open_gateway else ""),
             param="rag_collection",
             code="collection_not_found",
         )
+
+
+class QuotaExceeded(APIError):
+    """A per-key quota: 403, which clients do not retry (a 429 would be, to no avail)."""
+
+    status = 403
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+
+
+class IngestTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"The documents hold {size} bytes of text; one ingestion request may carry at most "
+            f"{limit} (AILB_RAG_MAX_INGEST_BYTES). Send them in smaller requests.",
+            param="documents",
+            code="ingest_too_large",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RagLimits:
+    """Per key: AILB_RAG_MAX_COLLECTIONS, AILB_RAG_MAX_DOCUMENTS, AILB_RAG_MAX_BYTES and
+    AILB_RAG_MAX_INGEST_BYTES. Documents and bytes count all of a key's collections together;
+    bytes are of document text (UTF-8)."""
+
+    collections: int = 100
+    documents: int = 10_000
+    bytes: int = 100 * 1024 * 1024
+    ingest_bytes: int = 1024 * 1024  # in one request
 
 
 class CollectionExists(APIError):
@@ -87,29 +134,6 @@ class EmbedderMismatch(APIError):
 
 
 @dataclass(frozen=True, slots=True)
-class Collection:
-    name: str
-    owner: str
-    chroma: str
-    description: str
-    shared: bool
-    created_at: float
-    embedder: str
-
-    @staticmethod
-    def from_meta(chroma: str, meta: Mapping[str, Any]) -> Collection:
-        return Collection(
-            name=str(meta.get("ailb_name", "")),
-            owner=str(meta.get("ailb_owner", "")),
-            chroma=chroma,
-            description=str(meta.get("description", "")),
-            shared=bool(meta.get("shared", False)),
-            created_at=float(meta.get("created_at", 0.0)),
-            embedder=str(meta.get("embedder", "")),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class DocumentIn:
     id: str
     text: str
@@ -146,18 +170,31 @@ class DocumentInfo:
     metadata: dict[str, Any]
 
 
-def chroma_name(owner: str, name: str) -> str:
-    return PREFIX + hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:40]
-
-
 class RagService:
-    def __init__(self, backend: VectorBackend[VectorStore], chunks: ChunkSettings) -> None:
+    def __init__(
+        self,
+        backend: VectorBackend[VectorStore],
+        chunks: ChunkSettings,
+        limits: RagLimits | None = None,
+        open_gateway: bool = False,
+    ) -> None:
         self.backend = backend
         self.chunks = chunks
+        self.limits = limits or RagLimits()
+        self.open_gateway = open_gateway  # said in a 404: the presented key is the owner
+        self.registry = Registry(backend.store)
         self._lexicon: Lexicon | None = None
-        self._registry: list[Collection] = []
-        self._registry_at = -1e9
-        self._registry_lock = asyncio.Lock()
+        # Collections being created, and documents and bytes being ingested, by owner: counted
+        # with the indexed ones, checked and reserved one request at a time (a lock held for a
+        # read of the index), so concurrent requests cannot pass a quota together. A request
+        # releases its reservation once the index counts its work; `_releases` tells a check
+        # that one did while it was reading.
+        self._quota = asyncio.Lock()
+        self._releases = 0
+        self._creating: Counter[str] = Counter()
+        self._ingesting: Counter[str] = Counter()
+        self._ingesting_bytes: Counter[str] = Counter()
+        self._turns = FairTurns()  # ingestion's turns at the encoder, by key
         self.chunk_texts = ChunkCache()
         self.stats = {"searches": 0, "hits": 0, "misses": 0, "degraded": 0, "chunks_ingested": 0}
 
@@ -171,55 +208,69 @@ class RagService:
             self._lexicon = Lexicon()
         return self._lexicon
 
-    # --- registry ---------------------------------------------------------------------------
+    # --- collections ------------------------------------------------------------------------
 
-    async def _collections(self, fresh: bool = False) -> list[Collection]:
+    async def _ready(self) -> None:
         await self.backend.wait_ready()
-        async with self._registry_lock:
-            if fresh or time.monotonic() - self._registry_at > REGISTRY_TTL:
-                listed = await self.backend.store.list_collections(PREFIX)
-                self._registry = [Collection.from_meta(n, m) for n, m in listed]
-                self._registry_at = time.monotonic()
-            return self._registry
+        await self.registry.ensure_index()
 
     async def visible(self, owner: str) -> list[Collection]:
-        """The caller's collections and those shared by others, by name."""
-        cols = await self._collections()
-        return sorted(
-            (c for c in cols if c.owner == owner or c.shared),
-            key=lambda c: (c.name, c.owner != owner),
-        )
+        """The caller's collections and those other keys share, with their indexed counts."""
+        await self._ready()
+        own = await self.registry.owned(owner)
+        shared = [c for c in await self.registry.shared() if c.owner != owner]
+        return sorted([*own, *shared], key=lambda c: (c.name, c.owner != owner, c.owner))
 
-    async def resolve(self, owner: str, name: str, write: bool = False) -> Collection:
-        for fresh in (False, True):  # a miss is re-checked once against the store itself
-            cols = await self._collections(fresh)
-            own = next((c for c in cols if c.owner == owner and c.name == name), None)
-            if own is not None:
-                return own
-            shared = [c for c in cols if c.shared and c.name == name]
-            if shared:
-                if write:
-                    raise NotOwner(name)
-                return min(shared, key=lambda c: c.created_at)
-        raise CollectionNotFound(name)
+    async def resolve(self, owner: str, reference: str, write: bool = False) -> Collection:
+        """The collection `reference` names for `owner`: a bare name is the caller's own;
+        `<owner id>/<name>` is that owner's, if it is the caller's or shared. Anything else is
+        the same 404 as a collection that does not exist."""
+        await self._ready()
+        parts = split_reference(reference)
+        if parts is None:
+            raise self._not_found(reference)
+        named, name = parts
+        coll = await self.registry.lookup(owner if named is None else named, name)
+        if coll is None or (coll.owner != owner and not coll.shared):
+            raise self._not_found(reference)
+        if write and coll.owner != owner:
+            raise NotOwner(reference)
+        return coll
+
+    def _not_found(self, reference: str) -> CollectionNotFound:
+        return CollectionNotFound(reference, self.open_gateway)
 
     async def create(self, owner: str, name: str, description: str, shared: bool) -> Collection:
-        await self.backend.wait_ready()
-        chroma = chroma_name(owner, name)
-        meta = {
-            "ailb_kind": "rag",
-            "ailb_owner": owner,
-            "ailb_name": name,
-            "description": description,
-            "shared": shared,
-            "created_at": time.time(),
-            "embedder": self.embedder.name,
-        }
-        if not await self.backend.store.create_collection(chroma, meta):
-            raise CollectionExists(name)
-        self._registry_at = -1e9
+        await self._ready()
+        coll = Collection(
+            name, owner, chroma_name(owner, name), description, shared, time.time(),
+            self.embedder.name,
+        )  # fmt: skip
+        async with self._quota:
+            limit = self.limits.collections
+            if len(await self._held(owner)) + self._creating[owner] >= limit:
+                raise QuotaExceeded(
+                    f"This API key has {limit} RAG collections, its limit "
+                    "(AILB_RAG_MAX_COLLECTIONS); delete one to create another.",
+                    code="collection_quota_exceeded",
+                    param="name",
+                )
+            self._creating[owner] += 1
+        try:
+            if not await self.backend.store.create_collection(coll.chroma, coll.meta()):
+                raise CollectionExists(name)
+            try:
+                await self.registry.put(coll)
+            except Exception:
+                await self.backend.store.drop(coll.chroma)  # unindexed, it would escape quotas
+                raise
+        finally:
+            self._creating[owner] -= 1
+            if not self._creating[owner]:
+                del self._creating[owner]
+            self._releases += 1
         log.info("rag_collection_created", extra={"collection": name, "shared": shared})
-        return Collection.from_meta(chroma, meta)
+        return coll
 
     async def update(
         self, owner: str, name: str, description: str | None, shared: bool | None
@@ -232,29 +283,39 @@ class RagService:
             changes["shared"] = shared
         if changes:
             await self._on(coll, self.backend.store.set_metadata(coll.chroma, changes))
-            self._registry_at = -1e9
-        return await self.resolve(owner, name, write=True)
+            coll = replace(coll, **changes)
+            self.registry.forget(coll)
+            await self._count(coll)
+        return coll
 
     async def delete(self, owner: str, name: str) -> None:
         coll = await self.resolve(owner, name, write=True)
         await self.backend.store.drop(coll.chroma)
+        await self.registry.remove(coll)
         self.chunk_texts.drop_collection(coll.chroma)
-        self._registry_at = -1e9
         log.info("rag_collection_deleted", extra={"collection": name})
 
-    async def counts(self, coll: Collection) -> tuple[int, int]:
-        """(documents, chunks)."""
+    async def counts(self, coll: Collection) -> Collection:
+        """`coll` with its documents, chunks and bytes counted in the store now."""
         store = self.backend.store
         chunks = await self._on(coll, store.count(coll.chroma, create=False))
-        firsts = await self._on(coll, store.ids(coll.chroma, {"chunk": 0}, create=False))
-        return len(firsts), chunks
+        firsts = await self._on(coll, store.metadatas(coll.chroma, {"chunk": 0}, create=False))
+        size = sum(text_bytes(m) for _, m in firsts)
+        return replace(coll, documents=len(firsts), chunks=chunks, bytes=size)
+
+    async def _count(self, coll: Collection) -> Collection:
+        """Count the collection again and index it with its counts (which also indexes one
+        whose creation was cut short before it was indexed)."""
+        counted = await self.counts(coll)
+        await self.registry.put(counted)
+        return counted
 
     async def _on(self, coll: Collection, aw: Any) -> Any:
         try:
             return await aw
         except CollectionMissing:
-            self._registry_at = -1e9  # dropped meanwhile, perhaps by another instance
-            raise CollectionNotFound(coll.name) from None
+            self.registry.forget(coll)  # dropped meanwhile, perhaps by another instance
+            raise self._not_found(coll.name) from None
 
     def _check_embedder(self, coll: Collection) -> None:
         if coll.embedder and coll.embedder != self.embedder.name:
@@ -267,11 +328,67 @@ class RagService:
         (document id, chunks) for each document."""
         coll = await self.resolve(owner, name, write=True)
         self._check_embedder(coll)
+        size = sum(len(d.text.encode()) for d in docs)
+        if size > self.limits.ingest_bytes:
+            raise IngestTooLarge(size, self.limits.ingest_bytes)
+        store = self.backend.store
+        where = {"doc_id": {"$in": [d.id for d in docs]}}
+        old = await self._on(coll, store.metadatas(coll.chroma, where, create=False))
+        present = {str(m.get("doc_id")) for _, m in old}
+        replaced = sum(text_bytes(m) for _, m in old if m.get("chunk") == 0)
+        new, grown = len({d.id for d in docs} - present), max(0, size - replaced)
+        async with self._quota:
+            await self._check_quotas(owner, new, grown)
+            self._ingesting[owner] += new
+            self._ingesting_bytes[owner] += grown
+        try:
+            planned = await self._ingest(coll, docs, [i for i, _ in old])
+            await self._count(coll)
+        finally:
+            for pending, n in ((self._ingesting, new), (self._ingesting_bytes, grown)):
+                pending[owner] -= n
+                if not pending[owner]:
+                    del pending[owner]
+            self._releases += 1
+        return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
+
+    async def _held(self, owner: str) -> list[Collection]:
+        """The owner's indexed collections, read again if a request released its reservation
+        meanwhile (its counts may have reached the index after this read began)."""
+        while True:
+            releases = self._releases
+            owned = await self.registry.owned(owner)
+            if self._releases == releases:
+                return owned
+
+    async def _check_quotas(self, owner: str, new: int, grown: int) -> None:
+        if not new and not grown:
+            return
+        owned = await self._held(owner)
+        held = sum(c.documents for c in owned)
+        limit = self.limits.documents
+        if new and held + self._ingesting[owner] + new > limit:
+            raise QuotaExceeded(
+                f"This API key holds {held} documents in its RAG collections; {new} more would "
+                f"pass its limit of {limit} (AILB_RAG_MAX_DOCUMENTS). Delete some first.",
+                code="document_quota_exceeded",
+                param="documents",
+            )
+        held = sum(c.bytes for c in owned)
+        limit = self.limits.bytes
+        if grown and held + self._ingesting_bytes[owner] + grown > limit:
+            raise QuotaExceeded(
+                f"This API key's RAG collections hold {held} bytes of text; {grown} more would "
+                f"pass its limit of {limit} (AILB_RAG_MAX_BYTES). Delete some first.",
+                code="storage_quota_exceeded",
+                param="documents",
+            )
+
+    async def _ingest(
+        self, coll: Collection, docs: Sequence[DocumentIn], old: Sequence[str]
+    ) -> list[list[Chunk]]:
         planned = await asyncio.to_thread(self._chunk_all, docs)
         store = self.backend.store
-        old = await self._on(
-            coll, store.ids(coll.chroma, {"doc_id": {"$in": [d.id for d in docs]}}, create=False)
-        )
         now = time.time()
         ids: list[str] = []
         texts: list[str] = []
@@ -288,29 +405,47 @@ class RagService:
                     "start": c.start,
                     "end": c.end,
                     "chars": len(doc.text),
+                    "bytes": len(doc.text.encode()),
                     "title": title,
                     "section": " > ".join(c.headings),
                 }
                 ids.append(content_id(doc.id, c.index, c.text, meta))
                 texts.append(c.text)
                 metas.append({**meta, "created_at": now})
-        # Embedded across documents in large batches: one model pass per batch, not per file.
-        for start in range(0, len(ids), EMBED_BATCH):
-            end = start + EMBED_BATCH
-            vectors = await self.embedder.embed(texts[start:end])
-            await self._on(
-                coll,
-                store.upsert(coll.chroma, ids[start:end], vectors, texts[start:end],
-                             metas[start:end], create=False),
-            )  # fmt: skip
+        # Embedded in the encoder's bulk lane, a slice per turn, keys taking turns: another
+        # key's ingestion waits for one slice, not for this whole request. Stored in batches.
+        step = self.embedder.bulk_slice
+        embedded: list[Any] = []  # vectors of the chunks from `stored` on
+        stored = 0
+        for first in range(0, len(ids), step):
+            last = min(first + step, len(ids))
+            async with self._turns.turn(coll.owner):
+                embedded.append(await self.embedder.embed(texts[first:last], bulk=True))
+            if last - stored < STORE_BATCH and last < len(ids):
+                continue
+            vectors = np.concatenate(embedded)
+            for start in range(stored, last, STORE_BATCH):
+                end = min(start + STORE_BATCH, last)
+                batch = vectors[start - stored : end - stored]
+                await self._on(
+                    coll,
+                    store.upsert(coll.chroma, ids[start:end], batch, texts[start:end],
+                                 metas[start:end], create=False),
+                )  # fmt: skip
+            embedded, stored = [], last
         for i, text, meta in zip(ids, texts, metas, strict=True):
             self.chunk_texts.put(coll.chroma, i, text, meta)
         kept = set(ids)
         stale = [i for i in old if i not in kept]
-        if stale:  # a new version with fewer chunks: drop the old tail
-            await self._on(coll, store.delete(coll.chroma, ids=stale, create=False))
+        await self._delete(coll, stale)  # the old version's chunks that are not in the new
         self.stats["chunks_ingested"] += len(ids)
-        return [(d.id, len(c)) for d, c in zip(docs, planned, strict=True)]
+        return planned
+
+    async def _delete(self, coll: Collection, ids: Sequence[str]) -> None:
+        store = self.backend.store
+        for start in range(0, len(ids), STORE_BATCH):
+            batch = ids[start : start + STORE_BATCH]
+            await self._on(coll, store.delete(coll.chroma, ids=batch, create=False))
 
     def _chunk_all(self, docs: Sequence[DocumentIn]) -> list[list[Chunk]]:
         e = self.embedder
@@ -349,7 +484,8 @@ class RagService:
         store = self.backend.store
         ids = await self._on(coll, store.ids(coll.chroma, {"doc_id": doc_id}, create=False))
         if ids:
-            await self._on(coll, store.delete(coll.chroma, ids=ids, create=False))
+            await self._delete(coll, ids)
+            await self._count(coll)
         return len(ids)
 
     # --- search -----------------------------------------------------------------------------

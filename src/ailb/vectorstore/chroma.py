@@ -53,6 +53,9 @@ def _missing(e: Exception) -> bool:
     return "does not exist" in text or "not found" in text or "notfound" in type(e).__name__.lower()
 
 
+HANDLES = 1024  # collection handles kept (a handle is a Chroma model object and its metadata)
+
+
 class VectorStore:
     def __init__(self, data_dir: str, chroma_url: str | None = None) -> None:
         self.data_dir = data_dir
@@ -95,8 +98,14 @@ class VectorStore:
                 )
             else:  # a missing collection becomes CollectionMissing in _call
                 coll = client.get_collection(name, embedding_function=None)
-            self._collections[name] = coll
+            self._keep(name, coll)
         return coll
+
+    def _keep(self, name: str, coll: Any) -> None:
+        with self._lock:  # worker threads share the dict
+            self._collections[name] = coll
+            if len(self._collections) > HANDLES:  # the oldest goes: they are re-read on demand
+                self._collections.pop(next(iter(self._collections)), None)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -135,8 +144,22 @@ class VectorStore:
                 if "already exists" in str(e).lower():
                     return False
                 raise
-            self._collections[name] = coll
+            self._keep(name, coll)
             return True
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def collection_metadata(self, name: str) -> dict[str, Any] | None:
+        """One collection's metadata, read from the store (None: no such collection)."""
+
+        def run() -> dict[str, Any] | None:
+            try:
+                coll = self._connect().get_collection(name, embedding_function=None)
+            except Exception as e:
+                if _missing(e):
+                    return None
+                raise
+            return dict(coll.metadata or {})
 
         return await self._call(run)  # type: ignore[no-any-return]
 
@@ -247,6 +270,18 @@ class VectorStore:
                 Record(i, d or "", dict(m or {}), e)
                 for i, d, m, e in zip(res["ids"], docs, metas, embs, strict=True)
             ]
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def metadatas(
+        self, collection: str, where: Where, create: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(id, metadata) of the matching records, without their texts."""
+
+        def run() -> list[tuple[str, dict[str, Any]]]:
+            res = self._collection(collection, create).get(where=dict(where), include=["metadatas"])
+            metas = res["metadatas"] or [{}] * len(res["ids"])
+            return [(i, dict(m or {})) for i, m in zip(res["ids"], metas, strict=True)]
 
         return await self._call(run)  # type: ignore[no-any-return]
 
