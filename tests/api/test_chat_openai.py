@@ -55,6 +55,37 @@ def test_non_streaming_answer_and_upstream_request(openai_upstream, gateway_fact
     assert "session_id" not in sent.body and "rag_top_k" not in sent.body
 
 
+def test_tools_of_any_type_pass_through_and_function_tools_are_checked(
+    openai_upstream, gateway_factory, client_for
+):
+    """OpenAI's `custom` tools (and whatever type comes next) reach an OpenAI-format upstream
+    untouched, with unknown fields; a malformed function tool is still a 400 naming it."""
+    gw = gateway_factory(config(openai_upstream.url), ENV)
+    client = client_for(gw)
+    tools = [
+        {"type": "custom", "custom": {"name": "code_exec", "description": "Runs Python.",
+                                      "format": {"type": "text"}}},
+        {"type": "function", "function": {"name": "get_weather", "parameters": {}},
+         "future_field": True},
+        {"type": "web_search_preview", "search_context_size": "low"},
+    ]  # fmt: skip
+    resp = client.chat.completions.create(
+        model="gpt-test", messages=MESSAGES, tools=tools, tool_choice="auto"
+    )
+    assert resp.choices[0].message.content
+    assert openai_upstream.calls("/v1/chat/completions")[-1].body["tools"] == tools
+    for bad, param in (
+        ({"type": "function", "function": {"name": "bad name"}}, "tools[1].function.name"),
+        ({"type": "function"}, "tools[1]"),
+        ({"function": {"name": "f"}}, "tools[1].type"),
+    ):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(
+                model="gpt-test", messages=MESSAGES, tools=[tools[1], bad]
+            )
+        assert e.value.body["param"] == param, e.value.body
+
+
 def test_streaming_assembles_and_honours_include_usage(
     openai_upstream, gateway_factory, client_for
 ):

@@ -41,9 +41,26 @@ class FunctionDef(msgspec.Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class Tool(msgspec.Struct, omit_defaults=True):
+class FunctionTool(msgspec.Struct, omit_defaults=True):
     type: Literal["function"]
     function: FunctionDef
+
+
+# A tool of any type: function tools are checked (FunctionTool) because every provider module
+# reads them; other types (OpenAI's `custom`, and whatever comes next) pass through untouched to
+# OpenAI-format upstreams, and a translation that cannot express one refuses it by name.
+ToolSpec = Annotated[
+    dict[str, Any],
+    Meta(
+        extra_json_schema={
+            "required": ["type"],
+            "properties": {"type": {"type": "string"}},
+            "description": "A tool: `{type: function, function: {name, description?, "
+            "parameters?, strict?}}`, or another type OpenAI defines (`custom` ...), passed "
+            "through to OpenAI-compatible upstreams.",
+        }
+    ),
+]
 
 
 class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
@@ -60,7 +77,7 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     max_completion_tokens: Annotated[int, Meta(ge=1)] | None = None
     n: Annotated[int, Meta(ge=1, le=128)] | None = None
     stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
-    tools: list[Tool] | None = None
+    tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
@@ -171,7 +188,10 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
     except msgspec.ValidationError as e:
         retried = with_integral_floats(raw, ChatCompletionRequest)
         if retried is not None:
-            return retried
+            req, raw = retried
+            if req.tools:
+                check_tools(req.tools)
+            return req, raw
         text = str(e)
         m = _AT.search(text)
         param = (m.group(1) or None) if m else None
@@ -189,7 +209,33 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
         ) from None
     except RecursionError as e:
         raise bad_json(e) from None
+    if req.tools:
+        check_tools(req.tools)
     return req, raw
+
+
+def check_tools(tools: list[dict[str, Any]]) -> None:
+    """Each tool names its type; function tools are whole (what every provider reads)."""
+    for i, tool in enumerate(tools):
+        kind = tool.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise InvalidRequest(
+                f"Invalid value for 'tools[{i}].type': a tool names its type.",
+                param=f"tools[{i}].type",
+                code="invalid_value",
+            )
+        if kind != "function":
+            continue
+        try:
+            msgspec.convert(tool, FunctionTool)
+        except msgspec.ValidationError as e:
+            text = str(e)
+            m = _AT.search(text)
+            param = f"tools[{i}]" + ("." + m.group(1) if m and m.group(1) else "")
+            detail = _AT.sub("", text).strip()
+            raise InvalidRequest(
+                f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
+            ) from None
 
 
 def bad_json(e: Exception) -> InvalidRequest:
