@@ -48,6 +48,7 @@ class Reply:
     hang: bool = False  # never answer (until the client gives up)
     stream_error: Any = None  # stream: send this provider-format error event after the events
     pieces: int = 3  # how many content deltas a streamed text is split into
+    reasoning: str = ""  # thinking text, given where the provider's request asks for it
     reorder: bool = False  # embeddings: list the vectors in reverse (OpenAI's carry an index)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -212,17 +213,23 @@ def test_anthropic_models(anth: FakeServer) -> None:
     assert (body["has_more"], body["first_id"], body["last_id"]) == (False, "claude-a", "claude-b")
 
 
+OLLAMA_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+
+
 @pytest.mark.parametrize(("finish", "reason"), [("stop", "stop"), ("length", "length")])
 def test_ollama_chat(oll: FakeServer, finish: str, reason: str) -> None:
-    oll.script(Reply(text="Hi", tool_calls=[TOOL], finish_reason=finish))
-    status, _, raw = fetch(f"{oll.url}/api/chat", {"model": "llama3.2", "stream": False})
+    oll.script(Reply(text="Hi", tool_calls=[TOOL], finish_reason=finish, reasoning="hmm"))
+    req = {"model": "llama3.2", "stream": False, "tools": OLLAMA_TOOLS}
+    status, _, raw = fetch(f"{oll.url}/api/chat", req)
     assert status == 200
     body = json.loads(raw)
-    assert body["message"] == {
-        "role": "assistant",
-        "content": "Hi",
-        "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+    (call,) = body["message"]["tool_calls"]
+    assert body["message"] == {"role": "assistant", "content": "Hi", "tool_calls": [call]}
+    assert call == {
+        "id": call["id"],
+        "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}},
     }
+    assert re.fullmatch(r"call_[a-z0-9]{8}", call["id"])
     assert (body["model"], body["done"], body["done_reason"]) == ("llama3.2", True, reason)
     assert (body["prompt_eval_count"], body["eval_count"]) == (11, 7)
     assert body["created_at"].endswith("Z")
@@ -230,10 +237,20 @@ def test_ollama_chat(oll: FakeServer, finish: str, reason: str) -> None:
         assert isinstance(body[key], int)
 
 
+def test_ollama_tool_calls_only_with_tools_and_ids_only_when_new(oll: Any) -> None:
+    oll.script(Reply(text="Hi", tool_calls=[TOOL]), Reply(tool_calls=[TOOL]))
+    _, _, raw = fetch(f"{oll.url}/api/chat", {"model": "m", "stream": False})
+    assert "tool_calls" not in json.loads(raw)["message"]
+    oll.tool_call_ids = False  # Ollama before 0.12.10
+    req = {"model": "m", "stream": False, "tools": OLLAMA_TOOLS}
+    _, _, raw = fetch(f"{oll.url}/api/chat", req)
+    assert "id" not in json.loads(raw)["message"]["tool_calls"][0]
+
+
 @pytest.mark.parametrize("stream", [True, None])
 def test_ollama_stream(oll: FakeServer, stream: bool | None) -> None:
     oll.script(Reply(text="Hello world", tool_calls=[TOOL]))
-    req: dict[str, Any] = {"model": "m"}
+    req: dict[str, Any] = {"model": "m", "tools": OLLAMA_TOOLS}
     if stream is not None:
         req["stream"] = stream
     status, ctype, raw = fetch(f"{oll.url}/api/chat", req)
@@ -248,6 +265,58 @@ def test_ollama_stream(oll: FakeServer, stream: bool | None) -> None:
         11,
         7,
     )
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"$ref": "#/$defs/Days"}},
+    "$defs": {"Days": {"type": "array", "items": {"type": "integer"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("reply", "fmt", "content"),
+    [
+        (Reply(text="not json", tool_calls=[TOOL]), SCHEMA, '{"city": "Paris"}'),
+        (Reply(text='{"a": 1}'), SCHEMA, '{"a": 1}'),
+        (Reply(text="not json"), SCHEMA, '{"city": "text", "days": [1]}'),
+        (Reply(text="not json"), "json", '{"text": "not json"}'),
+        (
+            Reply(tool_calls=[TOOL]),
+            {"anyOf": [{"properties": {"name": {"enum": ["get_weather"]}, "arguments": {}}}]},
+            '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+        ),
+        (Reply(text='{"city": "Paris"}', finish_reason="length"), SCHEMA, '{"city":'),
+    ],
+)
+def test_ollama_format_holds_the_answer_to_json(
+    oll: FakeServer, reply: Reply, fmt: Any, content: str
+) -> None:
+    oll.script(reply)
+    req = {"model": "m", "stream": False, "format": fmt, "tools": OLLAMA_TOOLS}
+    _, _, raw = fetch(f"{oll.url}/api/chat", req)
+    assert json.loads(raw)["message"] == {"role": "assistant", "content": content}
+
+
+def test_ollama_think_and_logprobs(oll: FakeServer) -> None:
+    oll.script(Reply(text="4", reasoning="2+2"), Reply(text="4", reasoning="2+2"))
+    _, _, raw = fetch(f"{oll.url}/api/chat", {"model": "m", "stream": False})
+    assert "thinking" not in json.loads(raw)["message"]
+    req = {"model": "m", "think": True, "logprobs": True, "top_logprobs": 2}
+    _, _, raw = fetch(f"{oll.url}/api/chat", req)
+    rows = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [r["message"].get("thinking") for r in rows[:3]] == ["2", "+", "2"]
+    assert rows[3]["message"]["content"] == "4"
+    (entry,) = rows[3]["logprobs"]
+    assert (entry["token"], len(entry["top_logprobs"])) == ("4", 2)
+    status, _, raw = fetch(f"{oll.url}/api/chat", {"model": "qwen3", "think": "high"})
+    assert (status, json.loads(raw)) == (
+        400,
+        {"error": 'think value "high" is not supported for this model'},
+    )
+    oll.script(Reply(text="4", reasoning="2+2"))
+    status, _, _ = fetch(f"{oll.url}/api/chat", {"model": "gpt-oss:20b", "think": "high"})
+    assert status == 200
 
 
 def test_ollama_stream_error_and_garbage(oll: FakeServer) -> None:
