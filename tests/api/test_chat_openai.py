@@ -55,6 +55,25 @@ def test_non_streaming_answer_and_upstream_request(openai_upstream, gateway_fact
     assert "session_id" not in sent.body and "rag_top_k" not in sent.body
 
 
+def test_names_other_servers_do_not_read_are_renamed_on_the_way(
+    openai_upstream, gateway_factory, client_for
+):
+    """A local OpenAI-compatible server (this fake is one: not api.openai.com) gets the
+    answer limit as `max_tokens` and `developer` instructions as a system message, streamed
+    or not; the client's other fields pass as they are."""
+    gw = gateway_factory(config(openai_upstream.url), ENV)
+    client = client_for(gw)
+    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    client.chat.completions.create(model="gpt-test", messages=messages, max_completion_tokens=30)
+    with client.chat.completions.create(
+        model="gpt-test", messages=messages, max_completion_tokens=30, stream=True
+    ) as stream:
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    for sent in openai_upstream.calls("/v1/chat/completions")[-2:]:
+        assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert sent.body["max_tokens"] == 30 and "max_completion_tokens" not in sent.body
+
+
 def test_tools_of_any_type_pass_through_and_function_tools_are_checked(
     openai_upstream, gateway_factory, client_for
 ):

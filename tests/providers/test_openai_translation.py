@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ailb.providers.openai import name_answer_limit, reads_max_completion_tokens
+from ailb.providers.openai import name_answer_limit, name_roles, reads_max_completion_tokens
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,26 @@ def test_the_answer_limit_is_named_for_the_upstream(
     base = {"model": "m", "messages": []}
     out = name_answer_limit({**base, **body}, completion_name)
     assert out == {**base, **(body if sent is None else sent)}
+
+
+DEV = {"role": "developer", "content": "Answer in French."}
+SYS = {"role": "system", "content": "Answer in French."}
+USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "openai_host", "sent"),
+    [
+        ([DEV, USER], True, [DEV, USER]),  # OpenAI's own API reads the role
+        ([DEV, USER], False, [SYS, USER]),
+        ([SYS, USER, {**DEV, "name": "x"}], False, [SYS, USER, {**SYS, "name": "x"}]),
+        ([SYS, USER], False, [SYS, USER]),
+    ],
+)
+def test_developer_messages_are_system_ones_off_openai(
+    messages: list[dict[str, Any]], openai_host: bool, sent: list[dict[str, Any]]
+) -> None:
+    body = {"model": "m", "messages": messages, "temperature": 0}
+    out = name_roles(body, openai_host)
+    assert out == {**body, "messages": sent}
+    assert body["messages"] == messages  # the client's body is not changed in place

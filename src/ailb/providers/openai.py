@@ -1,4 +1,5 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio ...): pass-through."""
+"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio ...): pass-through,
+except two names other servers do not read (`max_completion_tokens`, the `developer` role)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ def name_answer_limit(body: dict[str, Any], completion_name: bool) -> dict[str, 
     renamed = {k: v for k, v in body.items() if k != "max_completion_tokens"}
     renamed["max_tokens"] = body["max_completion_tokens"]
     return renamed
+
+
+def name_roles(body: dict[str, Any], openai_host: bool) -> dict[str, Any]:
+    """`developer` messages as `system` ones for servers other than OpenAI's own: the chat
+    templates of open models (vLLM, llama.cpp, LM Studio) know system, user, assistant and tool;
+    some refuse another role and some (Qwen's) silently leave its message out."""
+    messages = body.get("messages")
+    if openai_host or not isinstance(messages, list):
+        return body
+    if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        return body
+    renamed = [
+        {**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
+        for m in messages
+    ]
+    return {**body, "messages": renamed}
 
 
 def prepare_stream_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -74,15 +91,16 @@ class OpenAIProvider:
             "POST", "/chat/completions", {"Accept": "text/event-stream"}
         )
         self._models = self.upstream.head("GET", "/models")
-        self._completion_name = reads_max_completion_tokens(config.base_url)
+        self._openai_host = reads_max_completion_tokens(config.base_url)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        body = name_answer_limit(body, self._completion_name)
+        body = name_roles(name_answer_limit(body, self._openai_host), self._openai_host)
         raw = await self.upstream.fetch(self._chat, encode(body))
         return check_completion(decode_json(raw, "chat completion"))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
-        body = prepare_stream_body(name_answer_limit(body, self._completion_name))
+        body = name_roles(name_answer_limit(body, self._openai_host), self._openai_host)
+        body = prepare_stream_body(body)
         resp = await self.upstream.send(self._chat_stream, encode(body))
         try:
             if not resp.headers.get("content-type", "").startswith("text/event-stream"):
