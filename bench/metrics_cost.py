@@ -23,11 +23,12 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import ailb.api.chat
-from ailb.api.chat import Exchange, _overhead
 from ailb.app import create_app
 from ailb.config import DeploymentConfig, load_settings
 from ailb.observability.histogram import DURATION_BOUNDS, OVERHEAD_BOUNDS
 from ailb.observability.metrics import GatewayMetrics
+from ailb.pipeline.exchange import Exchange
+from ailb.pipeline.exchange import overhead as _overhead
 
 ROUNDS = 200_000
 REPEATS = 7
@@ -104,7 +105,7 @@ async def in_a_request(n: int = 3000, rounds: int = 20) -> tuple[float, float]:
     )
     app = create_app(settings)
     metrics = app.runtime.metrics
-    real = (metrics.finish, ailb.api.chat._overhead)
+    real = (metrics.finish, ailb.api.chat.overhead)
 
     def finish(ex: Any) -> None:
         metrics.in_flight -= 1
@@ -127,13 +128,13 @@ async def in_a_request(n: int = 3000, rounds: int = 20) -> tuple[float, float]:
             await app(dict(scope), receive, send)
         for _ in range(rounds):
             for on in (True, False):
-                metrics.finish, ailb.api.chat._overhead = real if on else (finish, header)  # type: ignore[method-assign]
+                metrics.finish, ailb.api.chat.overhead = real if on else (finish, header)  # type: ignore[method-assign]
                 gc.collect()
                 t = time.process_time()
                 for _ in range(n):
                     await app(dict(scope), receive, send)
                 times[on].append((time.process_time() - t) / n * 1e6)
-    ailb.api.chat._overhead = real[1]
+    ailb.api.chat.overhead = real[1]
     return statistics.median(times[True]), statistics.median(times[False])
 
 

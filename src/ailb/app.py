@@ -19,16 +19,6 @@ from starlette.routing import Route
 from ailb import __version__
 from ailb.api import health, keys, metrics, models, rag, sessions, stats, usage
 from ailb.api import reload as reload_api
-from ailb.api.asgi import (
-    ARRIVED,
-    ClientDisconnected,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-)
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
@@ -38,6 +28,16 @@ from ailb.api.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+)
+from ailb.asgi import (
+    ARRIVED,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
 )
 from ailb.auth.audit import AuditLog
 from ailb.auth.authenticator import Authenticator
@@ -56,6 +56,7 @@ from ailb.native import compiled_modules, stale_builds
 from ailb.observability.access_log import AccessLog
 from ailb.observability.connections import counting_protocol
 from ailb.observability.metrics import GatewayMetrics
+from ailb.pipeline.core import Pipeline
 from ailb.rag.chunking import ChunkSettings
 from ailb.rag.service import RagLimits, RagService
 from ailb.ratelimit import Admitter
@@ -248,9 +249,8 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     )
     _wire_accounts(runtime)
     access_log = AccessLog()
-    chat = ChatCompletionsEndpoint(
+    pipeline = Pipeline(
         runtime,
-        env.max_body_bytes,
         access_log,
         runtime.memory,
         runtime.rag,
@@ -258,6 +258,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         runtime.usage,
         settings.module_id,
     )
+    chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
     operations = [_chat_operation()]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ailb.api.chat import rounded
+from ailb.pipeline.exchange import rounded
 
 
 @pytest.mark.parametrize(

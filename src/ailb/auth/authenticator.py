@@ -11,7 +11,7 @@ import hmac
 import time
 from collections.abc import Callable
 
-from ailb.api.asgi import Scope, header
+from ailb.asgi import Scope, header
 from ailb.auth.audit import AuditLog
 from ailb.auth.identity import ANONYMOUS, presented_bytes
 from ailb.auth.keyring import KeyRing

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ailb.api.asgi import Scope
+from ailb.asgi import Scope
 from ailb.auth.principal import SCOPE_KEY, Principal
 
 ANONYMOUS = "anonymous"

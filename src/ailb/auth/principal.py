@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ailb.api.asgi import Scope
+from ailb.asgi import Scope
 from ailb.auth.keys import ApiKey
 
 SCOPE_KEY = "ailb.principal"

@@ -1,0 +1,1 @@
+"""The request pipeline all inbound APIs share (see ailb.pipeline.core)."""
