@@ -23,11 +23,11 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ailb.aio import cancel_and_wait
-from ailb.api.health import health_report
 from ailb.control.auth import BearerTokenInterceptor
 from ailb.control.proto import module_service_pb2_grpc as pb_grpc
 from ailb.control.service import SERVICE_NAME, ModuleService
 from ailb.control.tls import server_tls
+from ailb.observability.health import health_report
 from ailb.runtime import Runtime
 
 log = logging.getLogger("ailb.control")

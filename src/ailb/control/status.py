@@ -1,14 +1,15 @@
 """GetStatus and GetMetrics: the gateway's state and traffic figures as ModuleService messages.
 
-Health is the one /healthz computes (ailb.api.health), mapped: ok -> HEALTHY, degraded (some
-providers, or memory/RAG, down) -> DEGRADED, unhealthy (no provider can serve) -> UNHEALTHY.
+Health is the one /healthz computes (ailb.observability.health), mapped: ok -> HEALTHY,
+degraded (some providers, or memory/RAG, down) -> DEGRADED, unhealthy (no provider can serve)
+-> UNHEALTHY.
 """
 
 from __future__ import annotations
 
 from ailb import __version__
-from ailb.api.health import health_report
 from ailb.control.proto import module_service_pb2 as pb
+from ailb.observability.health import health_report
 from ailb.observability.snapshot import MetricsSnapshot
 from ailb.runtime import Runtime
 
