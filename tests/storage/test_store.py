@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -20,7 +21,7 @@ from ailb.auth.keys import ApiKey
 from ailb.billing.records import GroupBy, UsageQuery, UsageRecord, UsageRow
 from ailb.storage import Store, StoreUnavailable
 from ailb.storage import sqlite_ledger as ledger
-from ailb.storage.postgres import PostgresStore
+from ailb.storage.postgres import USAGE_COLUMNS, PostgresStore
 from ailb.storage.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -348,6 +349,37 @@ def test_postgres_skips_a_request_id_already_stored(postgres_dsn: str, pg_schema
     run(scenario())
 
 
+def test_postgres_ledger_from_before_the_api_column_gets_it(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """A ledger table made before records said which API they came through is given the
+    column when a gateway opens it: old rows read as chat, new ones keep theirs."""
+    old_columns = ", ".join(
+        f'"{name}" {type_} {constraint}'.rstrip()
+        for name, type_, constraint in USAGE_COLUMNS
+        if name != "api"
+    )
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+            await conn.execute(f'CREATE TABLE "{pg_schema}".usage ({old_columns})')
+            await conn.execute(f'CREATE INDEX usage_key_ts ON "{pg_schema}".usage (key_id, ts)')
+            await conn.execute(
+                f'INSERT INTO "{pg_schema}".usage VALUES '
+                "('old', 1, 'k', 'm', NULL, 1, 1, 0, 1, 200, false, false, NULL, NULL, NULL, '')"
+            )
+            async with opened(lambda: PostgresStore(postgres_dsn, schema=pg_schema)) as (store,):
+                await store.insert_usage([record("new", DAY1, api="responses")], "seg")
+            rows = await conn.fetch(f'SELECT request_id, api FROM "{pg_schema}".usage ORDER BY 1')
+            assert [tuple(r) for r in rows] == [("new", "responses"), ("old", "chat")]
+        finally:
+            await conn.close()
+
+    run(scenario())
+
+
 def test_a_large_batch(make_store: MakeStore) -> None:
     """A batch of a full spool segment: thousands of records over several minutes and keys
     (SQLite adds their totals in multi-row statements of at most 512 rows)."""
@@ -514,11 +546,12 @@ def test_sqlite_ledger_of_an_earlier_version_is_migrated(tmp_path: Path) -> None
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
         db.execute(V1_SCHEMA)
-        columns = ", ".join(f'"{f}"' for f in UsageRecord.__struct_fields__)
-        marks = ", ".join("?" * len(UsageRecord.__struct_fields__))
+        v1 = UsageRecord.__struct_fields__[:16]  # up to `instance`
+        columns = ", ".join(f'"{f}"' for f in v1)
+        marks = ", ".join("?" * len(v1))
         db.executemany(
             f"INSERT INTO usage ({columns}) VALUES ({marks})",
-            [msgspec.structs.astuple(r) for r in LEDGER],
+            [msgspec.structs.astuple(r)[:16] for r in LEDGER],
         )
     db.close()
 

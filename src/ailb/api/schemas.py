@@ -214,6 +214,12 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
     return req, raw
 
 
+def chat_request(raw: dict[str, Any]) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """A request another face (Responses, Messages, Completions) translated into chat terms,
+    validated as a chat request: the same checks, the same errors."""
+    return parse_chat_request(msgspec.json.encode(raw))
+
+
 def check_tools(tools: list[dict[str, Any]]) -> None:
     """Each tool names its type; function tools are whole (what every provider reads)."""
     for i, tool in enumerate(tools):

@@ -33,6 +33,7 @@ class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     session_id: str | None = None
     collection: str | None = None
     instance: str = ""
+    api: str = "chat"  # the inbound API (face) it came through: chat, responses, messages ...
 
 
 # A record's MessagePack encoding: what the spool holds and the embedded ledger stores as it is,

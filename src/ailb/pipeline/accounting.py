@@ -69,6 +69,7 @@ class Ledger:
             ex.session_id,
             ex.collection,
             self.instance,
+            ex.api,
         )
         if self.usage.record(record):
             return True

@@ -28,6 +28,7 @@ def rounded(x: float, scale: int) -> float:
 class Exchange:
     __slots__ = (
         "answer",
+        "api",
         "attempts",
         "collection",
         "completion_tokens",
@@ -58,6 +59,7 @@ class Exchange:
 
     def __init__(self, request_id: str, arrived: float | None = None) -> None:
         self.request_id = request_id
+        self.api = "chat"  # the face: chat, responses, messages, completions, embeddings
         self.started = time.perf_counter() if arrived is None else arrived
         self.ts = time.time()
         self.key_id = ANONYMOUS
@@ -90,6 +92,7 @@ class Exchange:
         plan = self.plan
         fields: dict[str, Any] = {
             "request_id": self.request_id,
+            "api": self.api,
             "key_id": self.key_id,
             "model": self.model,
             "provider": self.provider,

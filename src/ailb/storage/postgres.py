@@ -50,6 +50,7 @@ USAGE_COLUMNS = (
     ("session_id", "text", ""),
     ("collection", "text", ""),
     ("instance", "text", "NOT NULL"),
+    ("api", "text", "NOT NULL DEFAULT 'chat'"),
 )
 
 SCHEMA = (
@@ -63,8 +64,15 @@ SCHEMA = (
     )
     + ")",
     "CREATE INDEX IF NOT EXISTS usage_ts ON {s}.usage (ts)",
-    # Created last: when it exists, the whole schema does (it is made in one transaction).
     "CREATE INDEX IF NOT EXISTS usage_key_ts ON {s}.usage (key_id, ts)",
+    # Last: a ledger from before the column gets it; when it exists, the whole schema does (it
+    # is made in one transaction).
+    "ALTER TABLE {s}.usage ADD COLUMN IF NOT EXISTS api text NOT NULL DEFAULT 'chat'",
+)
+
+SCHEMA_DONE = (
+    "SELECT 1 FROM information_schema.columns"
+    " WHERE table_schema = $1 AND table_name = 'usage' AND column_name = 'api'"
 )
 
 # One statement for a whole batch: each column travels as one array parameter.
@@ -95,6 +103,7 @@ class PostgresStore:
     ) -> None:
         self._dsn = dsn
         self._schema = _quote_ident(schema)
+        self._schema_name = schema
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None
@@ -244,7 +253,7 @@ class PostgresStore:
 
     async def _create_schema(self, conn: Any) -> None:
         # Skipped when present, so a role without CREATE rights can use a prepared schema.
-        if await conn.fetchval("SELECT to_regclass($1)", f"{self._schema}.usage_key_ts"):
+        if await conn.fetchval(SCHEMA_DONE, self._schema_name):
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)

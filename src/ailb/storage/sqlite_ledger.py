@@ -282,7 +282,8 @@ def migrate_rows(conn: sqlite3.Connection) -> int:
     ).fetchone()
     if exists is None:
         return 0
-    fields = UsageRecord.__struct_fields__
+    # The v1 table's columns: fields added to records since then take their defaults.
+    fields = UsageRecord.__struct_fields__[: UsageRecord.__struct_fields__.index("instance") + 1]
     columns = ", ".join(f'"{f}"' for f in fields)
     moved = 0
     last = -1
