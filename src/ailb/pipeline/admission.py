@@ -7,7 +7,6 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from ailb.api.schemas import ChatCompletionRequest
 from ailb.auth.principal import Principal
 from ailb.errors import PermissionDenied, RateLimited
 from ailb.pipeline.call import Call
@@ -17,19 +16,19 @@ from ailb.ratelimit.route_bucket import RouteBuckets
 from ailb.routing.router import Needs, Router
 
 
-def permit(principal: Principal, req: ChatCompletionRequest) -> None:
+def permit(principal: Principal, model: str, collection: str | None) -> None:
     key = principal.key
     if key is None:
         return  # the master key, or an open gateway
-    if key.models is not None and not principal.may_use_model(req.model):
+    if key.models is not None and not principal.may_use_model(model):
         raise PermissionDenied(
-            f"This API key may not use the model `{req.model}`.",
+            f"This API key may not use the model `{model}`.",
             param="model",
             code="model_not_allowed",
         )
-    if req.rag_collection is not None and not principal.may_use_collection(req.rag_collection):
+    if collection is not None and not principal.may_use_collection(collection):
         raise PermissionDenied(
-            f"This API key may not use the collection `{req.rag_collection}`.",
+            f"This API key may not use the collection `{collection}`.",
             param="rag_collection",
             code="collection_not_allowed",
         )
@@ -61,42 +60,66 @@ class Admission:
         self._terms = TermsCache()  # what each model's deployments charge and allow
 
     async def admit(self, call: Call, router: Router) -> None:
-        """Refuses what the key may not do or has no room for; otherwise the request holds its
-        reservation (`call.granted`) until it settles."""
+        """A chat-shaped request (every face but embeddings): see `admit_for`."""
         req = call.req
         assert req is not None and call.needs is not None
+        await self.admit_for(
+            call,
+            router,
+            req.model,
+            req.rag_collection,
+            req.user,
+            prompt_ceiling(req.messages, call.body_size),
+            max(req.max_tokens or 0, req.max_completion_tokens or 0),
+            req.n or 1,
+        )
+
+    async def admit_for(
+        self,
+        call: Call,
+        router: Router,
+        model: str,
+        collection: str | None,
+        user: str | None,
+        ceiling: int,
+        answer_limit: int,
+        choices: int,
+    ) -> None:
+        """Refuses what the key may not do or has no room for; otherwise the request holds its
+        reservation (`call.granted`) until it settles. `ceiling` is the most prompt tokens the
+        request can cost, `answer_limit` the client's limit on each of `choices` answers
+        (0: none given)."""
+        assert call.needs is not None
         principal = call.principal
-        permit(principal, req)
+        permit(principal, model, collection)
         routes = self.routes
-        if routes.active and req.model in router.models():
-            wait = routes.take(req.model)
+        if routes.active and model in router.models():
+            wait = routes.take(model)
             if wait:
-                raise route_limited(req.model, wait)
+                raise route_limited(model, wait)
         key = principal.key
         limits = self.limits
         if limits is None or key is None:  # no key (master, open): no limits
             return
         reserved = call.reserved = reservation(
-            prompt_ceiling(req.messages, call.body_size),
-            max(req.max_tokens or 0, req.max_completion_tokens or 0),
-            req.n or 1,
-            self._terms.get(router.models(), req.model),
+            ceiling,
+            answer_limit,
+            choices,
+            self._terms.get(router.models(), model),
             call.needs.prompt_tokens,
             key.budget_usd is not None,
         )
         rid = call.ex.request_id
-        got = limits.admit_now(
-            principal, rid, req.user, reserved.tokens, reserved.usd, reserved.flex
-        )
+        got = limits.admit_now(principal, rid, user, reserved.tokens, reserved.usd, reserved.flex)
         granted = call.granted = (
             got
             if got is not None
             else await limits.admit(
-                principal, rid, req.user, reserved.tokens, reserved.usd, reserved.flex
+                principal, rid, user, reserved.tokens, reserved.usd, reserved.flex
             )
         )
         call.headers += granted.headers
-        if granted.extra:  # no max_tokens: the answer gets what the limits left
+        if granted.extra:  # no answer limit: the answer gets what the limits left
             call.needs = cap_answer(call.body, call.needs, granted.extra // reserved.choices)
 
     async def fund_context(self, call: Call, router: Router, before: list[Any]) -> None:
