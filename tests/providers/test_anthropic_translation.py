@@ -10,6 +10,7 @@ import pytest
 from ailb.errors import InvalidRequest
 from ailb.providers.anthropic import (
     JSON_OBJECT_INSTRUCTION,
+    Reading,
     StreamTranslator,
     to_completion,
     to_messages_request,
@@ -75,7 +76,13 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             },
         ),
         {
-            "tools": [{"name": "person", "input_schema": {"type": "object"}}],
+            "tools": [
+                {
+                    "name": "person",
+                    "input_schema": {"type": "object"},
+                    "description": "Gives the final answer.",
+                }
+            ],
             "tool_choice": {"type": "tool", "name": "person"},
         },
     ),
@@ -273,7 +280,9 @@ def message(content: list[dict[str, Any]], stop: str, **usage: int) -> dict[str,
     ],
 )
 def test_stop_reason_maps_to_finish_reason(stop: str, finish: str) -> None:
-    out = to_completion(message([{"type": "text", "text": "x"}], stop))
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    content = [{"type": "text", "text": "x"}, *([call] if stop == "tool_use" else [])]
+    out = to_completion(message(content, stop))
     assert out["choices"][0]["finish_reason"] == finish
 
 
@@ -306,7 +315,7 @@ def test_completion_with_text_tool_calls_and_cache_usage() -> None:
 def test_json_schema_tool_answer_becomes_text() -> None:
     out = to_completion(
         message([{"type": "tool_use", "id": "t", "name": "person", "input": {"a": 1}}], "tool_use"),
-        schema_tool="person",
+        Reading(schema_tool="person"),
     )
     choice = out["choices"][0]
     assert choice["message"] == {"role": "assistant", "content": '{"a":1}'}
@@ -403,7 +412,7 @@ def test_stream_error_event_raises_with_the_matching_status(kind: str, status: i
 
 
 def test_stream_json_schema_tool_streams_as_content() -> None:
-    t = StreamTranslator("claude-x", schema_tool="person")
+    t = StreamTranslator("claude-x", Reading(schema_tool="person"))
     seq = events(
         ("message_start", {"message": {"id": "m", "usage": {"input_tokens": 1}}}),
         (
