@@ -258,3 +258,32 @@ deployments:
     assert {"claude-a", "claude-b"} <= ids
     probe = upstream.calls("/v1/models")[0]
     assert probe.headers["x-api-key"] == KEY
+
+
+def test_conversations_the_messages_api_would_refuse_are_made_valid(
+    upstream, gateway_factory, client_for
+):
+    """Issue 19 point 8: the fake refuses what Anthropic refuses; the gateway sends it none."""
+    upstream.script(Reply(text="Fine."))
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    resp = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            {"role": "assistant", "content": "Hi! What can I do for you?"},
+            {"role": "user", "content": ""},
+            {"role": "developer", "content": "Be terse."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "  "},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/AA=="}},
+                ],
+            },
+            {"role": "user", "content": "What is this?"},
+        ],
+    )
+    assert resp.choices[0].message.content == "Fine."
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["system"] == "Be terse."
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][2]["content"][0]["source"]["media_type"] == "image/jpeg"

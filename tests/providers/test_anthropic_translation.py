@@ -242,6 +242,20 @@ REFUSED: list[tuple[dict[str, Any], str, type[Exception]]] = [
         InvalidRequest,
     ),
     (req([USER, {"role": "tool", "content": "x"}]), "messages[1].tool_call_id", InvalidRequest),
+    (
+        req(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}
+                    ],
+                }
+            ]
+        ),
+        "messages[0].content[0]",
+        UnsupportedFeature,
+    ),
     (req([{"role": "wizard", "content": "x"}]), "messages[0].role", InvalidRequest),
 ]
 
@@ -438,3 +452,105 @@ def test_stream_json_schema_tool_streams_as_content() -> None:
     assert "".join(d.get("content") or "" for d in deltas) == '{"a":1}'
     assert not any("tool_calls" in d for d in deltas)
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+
+
+# --- conversations made valid (issue 19 point 8) -------------------------------------------------
+
+
+def text(t: str) -> dict[str, Any]:
+    return {"type": "text", "text": t}
+
+
+def user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "content": list(blocks)}
+
+
+def assistant(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "assistant", "content": list(blocks)}
+
+
+CALL = {"id": "toolu_1", "type": "function", "function": {"name": "get", "arguments": "{}"}}
+USE = {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {}}
+RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
+CONTINUE = user(text("(continue)"))
+
+NORMALISED: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    (
+        "a conversation starting with the assistant gets a user turn first",
+        [{"role": "assistant", "content": "Hello, how can I help?"}, USER],
+        [CONTINUE, assistant(text("Hello, how can I help?")), user(text("hi"))],
+    ),
+    (
+        "only a system message: a user turn is made",
+        [{"role": "system", "content": "Say hello."}],
+        [CONTINUE],
+    ),
+    (
+        "system messages in the middle do not split turns",
+        [USER, {"role": "developer", "content": "x"}, {"role": "user", "content": "again"}],
+        [user(text("hi"), text("again"))],
+    ),
+    (
+        "empty and whitespace user texts are left out, and an empty turn with them",
+        [
+            USER,
+            {"role": "assistant", "content": "A"},
+            {"role": "user", "content": ""},
+            {"role": "assistant", "content": "B"},
+            {"role": "user", "content": [text(" "), text("q")]},
+        ],
+        [user(text("hi")), assistant(text("A"), text("B")), user(text("q"))],
+    ),
+    (
+        "an empty assistant turn is left out, the user turns around it merged",
+        [USER, {"role": "assistant", "content": ""}, {"role": "user", "content": "more"}],
+        [user(text("hi"), text("more"))],
+    ),
+    (
+        "a final assistant prefill loses its trailing whitespace",
+        [USER, {"role": "assistant", "content": "The answer is "}],
+        [user(text("hi")), assistant(text("The answer is"))],
+    ),
+    (
+        "tool results go first in their turn, an empty result has no content",
+        [
+            USER,
+            {"role": "assistant", "content": None, "tool_calls": [CALL]},
+            {"role": "user", "content": "and also"},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": ""},
+        ],
+        [
+            user(text("hi")),
+            assistant(USE),
+            user({"type": "tool_result", "tool_use_id": "toolu_1"}, text("and also")),
+        ],
+    ),
+    (
+        "image/jpg is image/jpeg",
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}}
+                ],
+            }
+        ],
+        [
+            user(
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/jpeg", "data": PNG},
+                }
+            )
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "messages", "expected"), NORMALISED, ids=[c[0] for c in NORMALISED]
+)
+def test_conversations_are_made_valid(
+    name: str, messages: list[dict[str, Any]], expected: list[dict[str, Any]]
+) -> None:
+    assert to_messages_request(req(messages), 1024)["messages"] == expected
