@@ -287,3 +287,47 @@ def test_conversations_the_messages_api_would_refuse_are_made_valid(
     assert sent["system"] == "Be terse."
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
     assert sent["messages"][2]["content"][0]["source"]["media_type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("include_usage", [None, False, True])
+def test_usage_chunk_only_when_asked(upstream, gateway_factory, client_for, include_usage):
+    """Issue 19 point 11: as OpenAI, the usage chunk ends the stream only with include_usage."""
+    upstream.script(Reply(text="Hi there", usage=(5, 2)))
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    extra = {} if include_usage is None else {"stream_options": {"include_usage": include_usage}}
+    chunks = list(
+        client.chat.completions.create(
+            model="claude-test",
+            messages=[
+                {"role": "developer", "content": "Be kind."},
+                {"role": "user", "content": "x"},
+            ],
+            stream=True,
+            max_completion_tokens=40,
+            user="u-7",
+            **extra,
+        )
+    )
+    usage = [c.usage for c in chunks if not c.choices]
+    assert len(usage) == (1 if include_usage else 0)
+    if include_usage:
+        assert (usage[0].prompt_tokens, usage[0].completion_tokens) == (5, 2)
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert (sent["max_tokens"], sent["system"]) == (40, "Be kind.")
+    assert sent["metadata"] == {"user_id": "u-7"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"seed": 1}, "seed"), ({"logprobs": True}, "logprobs"), ({"extra_body": {"foo": 1}}, "foo")],
+)
+def test_fields_anthropic_cannot_serve_are_refused(
+    upstream, gateway_factory, client_for, fields, param
+):
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="claude-test", messages=[{"role": "user", "content": "x"}], **fields
+        )
+    assert info.value.body["param"] == param
+    assert upstream.calls("/v1/messages") == []

@@ -554,3 +554,96 @@ def test_conversations_are_made_valid(
     name: str, messages: list[dict[str, Any]], expected: list[dict[str, Any]]
 ) -> None:
     assert to_messages_request(req(messages), 1024)["messages"] == expected
+
+
+# --- every OpenAI request field: translated, no effect, or refused (issue 19 point 11) --------
+
+FIELDS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("max_completion_tokens", {"max_completion_tokens": 99}, {"max_tokens": 99}),
+    ("max_tokens", {"max_tokens": 77}, {"max_tokens": 77}),
+    ("stop", {"stop": "END"}, {"stop_sequences": ["END"]}),
+    ("user", {"user": "u-1"}, {"metadata": {"user_id": "u-1"}}),
+    (
+        "safety_identifier over user",
+        {"user": "u-1", "safety_identifier": "s-1"},
+        {"metadata": {"user_id": "s-1"}},
+    ),
+    (
+        "no effect: OpenAI's cache hints, stored completions, stream options",
+        {
+            "prompt_cache_key": "k",
+            "prompt_cache_retention": "24h",
+            "store": True,
+            "metadata": {"tag": "x"},
+            "stream_options": {"include_usage": True},
+        },
+        {},
+    ),
+    (
+        "neutral values",
+        {
+            "n": 1,
+            "logprobs": False,
+            "top_logprobs": 0,
+            "frequency_penalty": 0,
+            "presence_penalty": 0.0,
+            "logit_bias": {},
+            "service_tier": "auto",
+            "verbosity": "medium",
+            "modalities": ["text"],
+        },
+        {},
+    ),
+    ("Anthropic's own top_k", {"top_k": 5}, {"top_k": 5}),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "expected"), FIELDS, ids=[c[0] for c in FIELDS])
+def test_request_fields(name: str, fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    out = to_messages_request(req([USER], **fields), 1024)
+    allowed = {"model", "messages", "max_tokens", *expected}
+    assert set(out) <= allowed, set(out) - allowed
+    for key, value in expected.items():
+        assert out[key] == value, key
+
+
+FIELDS_REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"n": 2}, "n"),
+    ({"n": True}, "n"),
+    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"presence_penalty": 0.4}, "presence_penalty"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"service_tier": "priority"}, "service_tier"),
+    ({"verbosity": "low"}, "verbosity"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+    ({"web_search_options": {}}, "web_search_options"),
+    ({"seed": 7}, "seed"),
+    ({"some_new_field": 1}, "some_new_field"),
+    ({"response_format": {"type": "grammar"}}, "response_format.type"),
+]
+
+
+@pytest.mark.parametrize(("fields", "param"), FIELDS_REFUSED)
+def test_fields_anthropic_cannot_serve_are_refused_by_name(
+    fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(UnsupportedFeature) as info:
+        to_messages_request(req([USER], **fields), 1024)
+    assert info.value.param == param
+    assert info.value.code == "unsupported_feature"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_k": "5"}, "top_k"),
+        ({"thinking": {"type": "enabled"}, "reasoning_effort": "low"}, "thinking"),
+    ],
+)
+def test_invalid_anthropic_fields(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        to_messages_request(req([USER], **fields), 1024)
+    assert info.value.param == param
