@@ -331,3 +331,61 @@ def test_fields_anthropic_cannot_serve_are_refused(
         )
     assert info.value.body["param"] == param
     assert upstream.calls("/v1/messages") == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_functions_round_trip(upstream, gateway_factory, client_for, stream):
+    """Issue 19 point 6: functions/function_call are tools, answered as function_call."""
+    call = ToolCall(name="get_weather", arguments='{"city": "Oslo"}', id="toolu_5")
+    upstream.script(
+        Reply(text="", tool_calls=[call], finish_reason="tool_calls"), Reply(text="Cold.")
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    functions = [TOOLS[0]["function"]]
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    first = client.chat.completions.create(
+        model="claude-test",
+        messages=messages,
+        functions=functions,
+        function_call={"name": "get_weather"},
+        stream=stream,
+    )
+    if stream:
+        chunks = list(first)
+        pieces = [c.choices[0].delta.function_call for c in chunks if c.choices]
+        pieces = [p for p in pieces if p is not None]
+        name = pieces[0].name
+        arguments = "".join(p.arguments or "" for p in pieces)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    else:
+        fc = first.choices[0].message.function_call
+        assert first.choices[0].message.tool_calls is None
+        name, arguments, finish = fc.name, fc.arguments, first.choices[0].finish_reason
+    assert (name, json.loads(arguments), finish) == (
+        "get_weather",
+        {"city": "Oslo"},
+        "function_call",
+    )
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["tool_choice"] == {
+        "type": "tool",
+        "name": "get_weather",
+        "disable_parallel_tool_use": True,
+    }
+    follow = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            *messages,
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": name, "arguments": arguments},
+            },
+            {"role": "function", "name": "get_weather", "content": "-5C"},
+        ],
+        functions=functions,
+    )
+    assert follow.choices[0].message.content == "Cold."
+    sent = upstream.calls("/v1/messages")[-1].body
+    use, result = sent["messages"][1]["content"][0], sent["messages"][2]["content"][0]
+    assert result["tool_use_id"] == use["id"]

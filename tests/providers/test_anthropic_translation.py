@@ -14,6 +14,7 @@ from ailb.providers.anthropic import (
     StreamTranslator,
     to_completion,
     to_messages_request,
+    translate,
 )
 from ailb.providers.base import UnsupportedFeature, UpstreamError
 
@@ -647,3 +648,94 @@ def test_invalid_anthropic_fields(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         to_messages_request(req([USER], **fields), 1024)
     assert info.value.param == param
+
+
+# --- legacy functions (issue 19 point 6) -------------------------------------------------------
+
+FN = {"name": "get", "description": "Get it", "parameters": {"type": "object"}}
+GET_TOOL = {"name": "get", "description": "Get it", "input_schema": {"type": "object"}}
+ONE_CALL = {"disable_parallel_tool_use": True}
+
+LEGACY: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "functions alone: tools, one call at most",
+        {"functions": [FN]},
+        {"tools": [GET_TOOL], "tool_choice": {"type": "auto", **ONE_CALL}},
+    ),
+    (
+        "function_call auto",
+        {"functions": [FN], "function_call": "auto"},
+        {"tools": [GET_TOOL], "tool_choice": {"type": "auto", **ONE_CALL}},
+    ),
+    (
+        "function_call naming one",
+        {"functions": [FN], "function_call": {"name": "get"}},
+        {"tools": [GET_TOOL], "tool_choice": {"type": "tool", "name": "get", **ONE_CALL}},
+    ),
+    (
+        "function_call none",
+        {"functions": [FN], "function_call": "none"},
+        {"tools": [GET_TOOL], "tool_choice": {"type": "none"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "expected"), LEGACY, ids=[c[0] for c in LEGACY])
+def test_legacy_functions_are_tools(
+    name: str, fields: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out, reading = translate(req([USER], **fields), 1024)
+    assert reading.legacy
+    for key, value in expected.items():
+        assert out[key] == value, key
+
+
+def test_legacy_calls_and_results_in_history_share_an_id() -> None:
+    history = [
+        USER,
+        {"role": "assistant", "content": None, "function_call": {"name": "get", "arguments": "{}"}},
+        {"role": "function", "name": "get", "content": "sunny"},
+    ]
+    out = to_messages_request(req(history, functions=[FN]), 1024)
+    assert out["messages"][1:] == [
+        assistant({"type": "tool_use", "id": "call_legacy_1", "name": "get", "input": {}}),
+        user({"type": "tool_result", "tool_use_id": "call_legacy_1", "content": "sunny"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (req([USER], functions=[FN], tools=[{"type": "function", "function": FN}]), "functions"),
+        (req([USER], functions=[FN], function_call={"name": "other"}), "function_call.name"),
+        (req([USER, {"role": "function", "name": "get", "content": "x"}]), "messages[1].name"),
+    ],
+)
+def test_legacy_misuse_is_refused(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        to_messages_request(body, 1024)
+    assert info.value.param == param
+
+
+def test_legacy_answer_is_a_function_call() -> None:
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {"q": 1}}
+    out = to_completion(message([use, {**use, "id": "toolu_2"}], "tool_use"), Reading(legacy=True))
+    choice = out["choices"][0]
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "get", "arguments": '{"q":1}'},
+    }
+    assert choice["finish_reason"] == "function_call"
+
+
+def test_legacy_stream_has_function_call_deltas() -> None:
+    t = StreamTranslator("claude-x", Reading(legacy=True))
+    chunks = [c for name, data in STREAM for c in t.feed(name, data)]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert not any("tool_calls" in d for d in deltas)
+    fc = [d["function_call"] for d in deltas if "function_call" in d]
+    assert fc[0] == {"name": "get", "arguments": ""}
+    assert "".join(f["arguments"] for f in fc) == '{"q":1}'
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert [f for f in finishes if f] == ["function_call"]
