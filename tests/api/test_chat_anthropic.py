@@ -389,3 +389,71 @@ def test_legacy_functions_round_trip(upstream, gateway_factory, client_for, stre
     sent = upstream.calls("/v1/messages")[-1].body
     use, result = sent["messages"][1]["content"][0], sent["messages"][2]["content"][0]
     assert result["tool_use_id"] == use["id"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_beside_tools(upstream, gateway_factory, client_for, stream):
+    """Issue 19 point 4: tools plus typed output, the agent shape: a tool call first, then the
+    answer through the schema tool, as text."""
+    weather = ToolCall(name="get_weather", arguments='{"city": "Rome"}', id="toolu_w")
+    answer = ToolCall(name="report", arguments='{"city": "Rome", "sunny": true}', id="toolu_r")
+    upstream.script(
+        Reply(text="", tool_calls=[weather], finish_reason="tool_calls"),
+        Reply(text="", tool_calls=[answer], finish_reason="tool_calls"),
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "report",
+            "schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+            },
+        },
+    }
+    messages = [{"role": "user", "content": "Is it sunny in Rome?"}]
+
+    def ask(msgs):
+        resp = client.chat.completions.create(
+            model="claude-test", messages=msgs, tools=TOOLS, response_format=fmt, stream=stream
+        )
+        if not stream:
+            m = resp.choices[0].message
+            calls = [(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()]
+            return m.content, calls, resp.choices[0].finish_reason
+        chunks = [c for c in resp if c.choices]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        deltas = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or ()]
+        calls = [(d.id, d.function.name, "") for d in deltas if d.id]
+        if calls:
+            calls = [(*calls[0][:2], "".join(d.function.arguments or "" for d in deltas))]
+        return text or None, calls, chunks[-1].choices[0].finish_reason
+
+    content, calls, finish = ask(messages)
+    assert (content, finish) == (None, "tool_calls")
+    assert [(i, n, json.loads(a)) for i, n, a in calls] == [
+        ("toolu_w", "get_weather", {"city": "Rome"})
+    ]
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert [t["name"] for t in sent["tools"]] == ["get_weather", "report"]
+    assert "tool_choice" not in sent
+    assert "`report`" in sent["system"]
+
+    content, calls, finish = ask(
+        [
+            *messages,
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "toolu_w",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_w", "content": "sunny"},
+        ]
+    )
+    assert (json.loads(content), calls, finish) == ({"city": "Rome", "sunny": True}, [], "stop")

@@ -739,3 +739,90 @@ def test_legacy_stream_has_function_call_deltas() -> None:
     assert "".join(f["arguments"] for f in fc) == '{"q":1}'
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
     assert [f for f in finishes if f] == ["function_call"]
+
+
+# --- response_format json_schema beside tools (issue 19 point 4) ---------------------------------
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
+ANSWER_TOOL = {"name": "answer", "input_schema": SCHEMA, "description": "Gives the final answer."}
+USER_TOOLS = [{"type": "function", "function": FN}]
+
+WITH_TOOLS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "beside tools: both offered, the model chooses, an instruction says how to answer",
+        {"tools": USER_TOOLS},
+        {"tools": [GET_TOOL, ANSWER_TOOL], "tool_choice": None, "instructed": True},
+    ),
+    (
+        "tool_choice auto kept",
+        {"tools": USER_TOOLS, "tool_choice": "auto"},
+        {"tools": [GET_TOOL, ANSWER_TOOL], "tool_choice": {"type": "auto"}, "instructed": True},
+    ),
+    (
+        "required: any tool, the answer tool included",
+        {"tools": USER_TOOLS, "tool_choice": "required"},
+        {"tools": [GET_TOOL, ANSWER_TOOL], "tool_choice": {"type": "any"}, "instructed": True},
+    ),
+    (
+        "tool_choice none: the answer tool forced",
+        {"tools": USER_TOOLS, "tool_choice": "none"},
+        {
+            "tools": [GET_TOOL, ANSWER_TOOL],
+            "tool_choice": {"type": "tool", "name": "answer"},
+            "instructed": False,
+        },
+    ),
+    (
+        "alone: forced",
+        {},
+        {
+            "tools": [ANSWER_TOOL],
+            "tool_choice": {"type": "tool", "name": "answer"},
+            "instructed": False,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "expected"), WITH_TOOLS, ids=[c[0] for c in WITH_TOOLS])
+def test_json_schema_beside_tools(
+    name: str, fields: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out, reading = translate(req([USER], response_format=JSON_SCHEMA, **fields), 1024)
+    assert reading.schema_tool == "answer"
+    assert out["tools"] == expected["tools"]
+    assert out.get("tool_choice") == expected["tool_choice"]
+    assert ("`answer`" in out.get("system", "")) == expected["instructed"]
+
+
+def test_schema_tool_name_never_shadows_a_client_tool() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "get", "schema": SCHEMA}}
+    out, reading = translate(req([USER], response_format=fmt, tools=USER_TOOLS), 1024)
+    assert reading.schema_tool == "get_"
+    assert [t["name"] for t in out["tools"]] == ["get", "get_"]
+
+
+def test_answer_tool_is_the_text_and_client_tools_are_calls() -> None:
+    reading = Reading(schema_tool="answer")
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {"q": 1}}
+    out = to_completion(message([use], "tool_use"), reading)
+    assert out["choices"][0]["finish_reason"] == "tool_calls"
+    assert out["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get"
+    answer = {"type": "tool_use", "id": "toolu_2", "name": "answer", "input": {"city": "Oslo"}}
+    out = to_completion(message([{"type": "text", "text": "Done: "}, answer], "tool_use"), reading)
+    assert out["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": 'Done: {"city":"Oslo"}',
+    }
+    assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stream_with_tools_and_schema_calls_stay_calls() -> None:
+    t = StreamTranslator("claude-x", Reading(schema_tool="answer"))
+    chunks = [c for name, data in STREAM for c in t.feed(name, data)]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert [
+        tc["function"]["name"] for d in deltas for tc in d.get("tool_calls", ()) if "id" in tc
+    ] == ["get"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"

@@ -162,7 +162,7 @@ def translate(body: dict[str, Any], max_output_tokens: int) -> tuple[dict[str, A
         assert isinstance(fmt, dict)
         name, tool = _schema_tool(fmt, tools)
         reading = Reading(schema_tool=name, legacy=legacy)
-        if choice is None or choice["type"] == "none" or not tools:
+        if not tools or (choice is not None and choice["type"] == "none"):
             # Nothing else may be called: the schema tool is the answer, forced.
             choice = {"type": "tool", "name": name}
         else:
