@@ -457,3 +457,95 @@ def test_json_schema_beside_tools(upstream, gateway_factory, client_for, stream)
         ]
     )
     assert (json.loads(content), calls, finish) == ({"city": "Rome", "sunny": True}, [], "stop")
+
+
+def test_reasoning_effort_thinks_and_the_signed_thinking_goes_back(
+    upstream, gateway_factory, client_for
+):
+    """Issue 19 point 5: reasoning_effort is extended thinking; the thinking comes back as
+    reasoning_content, its signed blocks as thinking_blocks, which continue a tool call."""
+    call = ToolCall(name="get_weather", arguments='{"city": "Lima"}', id="toolu_l")
+    upstream.script(
+        Reply(text="", tool_calls=[call], finish_reason="tool_calls", reasoning="Need weather."),
+        Reply(text="Warm.", reasoning="It is warm."),
+        Reply(text="Warm again."),
+    )
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    messages = [{"role": "user", "content": "Weather in Lima?"}]
+    first = client.chat.completions.create(
+        model="claude-test",
+        messages=messages,
+        tools=TOOLS,
+        reasoning_effort="low",
+        temperature=0.2,
+    )
+    msg = first.choices[0].message
+    assert msg.reasoning_content == "Need weather."
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["max_tokens"] == 321 + 1024  # the deployment's default, raised by the budget
+    assert "temperature" not in sent
+
+    turn = msg.model_dump(exclude_none=True)
+    result = {"role": "tool", "tool_call_id": "toolu_l", "content": "25C"}
+    second = client.chat.completions.create(
+        model="claude-test",
+        messages=[*messages, turn, result],
+        tools=TOOLS,
+        reasoning_effort="low",
+        stream=True,
+    )
+    chunks = [c for c in second if c.choices]
+    reasoning = "".join(
+        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks
+    )
+    assert reasoning == "It is warm."
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Warm."
+    sent = upstream.calls("/v1/messages")[-1].body
+    assert sent["thinking"]["type"] == "enabled"
+    assert [b["type"] for b in sent["messages"][1]["content"]] == ["thinking", "tool_use"]
+
+    # A client that keeps only the OpenAI fields continues the tool call without thinking.
+    plain = {k: v for k, v in turn.items() if k in ("role", "content", "tool_calls")}
+    third = client.chat.completions.create(
+        model="claude-test",
+        messages=[*messages, plain, result],
+        tools=TOOLS,
+        reasoning_effort="low",
+    )
+    assert third.choices[0].message.content == "Warm again."
+    assert "thinking" not in upstream.calls("/v1/messages")[-1].body
+
+
+def test_pdf_file_is_a_document(upstream, gateway_factory, client_for):
+    upstream.script(Reply(text="A memo."))
+    client = client_for(gateway_factory(config(upstream.url), ENV))
+    resp = client.chat.completions.create(
+        model="claude-test",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {
+                        "type": "file",
+                        "file": {
+                            "file_data": "data:application/pdf;base64,JVBERi0xLjQK",
+                            "filename": "memo.pdf",
+                        },
+                    },
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == "A memo."
+    block = upstream.calls("/v1/messages")[-1].body["messages"][0]["content"][1]
+    assert block["type"] == "document" and block["title"] == "memo.pdf"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="claude-test",
+            messages=[
+                {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}
+            ],
+        )
+    assert info.value.body["param"] == "messages[0].content[0].file.file_id"

@@ -826,3 +826,189 @@ def test_stream_with_tools_and_schema_calls_stay_calls() -> None:
         tc["function"]["name"] for d in deltas for tc in d.get("tool_calls", ()) if "id" in tc
     ] == ["get"]
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+
+
+# --- reasoning_effort as extended thinking, PDF files (issue 19 point 5) -------------------------
+
+
+def thinking(budget: int) -> dict[str, Any]:
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+SIGNED = {"type": "thinking", "thinking": "I should look it up.", "signature": "sig-1"}
+LOOP = [
+    USER,
+    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+]
+SIGNED_LOOP = [LOOP[0], {**LOOP[1], "thinking_blocks": [SIGNED]}, LOOP[2]]
+
+THINKING: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("absent: no thinking", {}, {"thinking": None, "max_tokens": 1024}),
+    ("none: no thinking", {"reasoning_effort": "none"}, {"thinking": None}),
+    (
+        "no limit given: max_tokens raised by the budget",
+        {"reasoning_effort": "low"},
+        {"thinking": thinking(1024), "max_tokens": 2048},
+    ),
+    (
+        "minimal is the minimum budget",
+        {"reasoning_effort": "minimal", "max_tokens": 4096},
+        {"thinking": thinking(1024), "max_tokens": 4096},
+    ),
+    (
+        "the client's limit covers thinking and answer",
+        {"reasoning_effort": "medium", "max_completion_tokens": 10000},
+        {"thinking": thinking(4096), "max_tokens": 10000},
+    ),
+    (
+        "the budget is at most half the limit",
+        {"reasoning_effort": "high", "max_tokens": 8000},
+        {"thinking": thinking(4000), "max_tokens": 8000},
+    ),
+    (
+        "a limit with no room for the minimum budget: no thinking",
+        {"reasoning_effort": "low", "max_tokens": 1500},
+        {"thinking": None, "max_tokens": 1500},
+    ),
+    (
+        "temperature, top_p and top_k are left out with thinking",
+        {"reasoning_effort": "low", "temperature": 0.2, "top_p": 0.5, "top_k": 3},
+        {"thinking": thinking(1024), "temperature": None, "top_p": None, "top_k": None},
+    ),
+    (
+        "and kept without",
+        {"reasoning_effort": "none", "temperature": 0.2},
+        {"thinking": None, "temperature": 0.2},
+    ),
+    (
+        "a forced tool wins over thinking",
+        {"reasoning_effort": "high", "tools": USER_TOOLS, "tool_choice": "required"},
+        {"thinking": None, "tool_choice": {"type": "any"}},
+    ),
+    (
+        "json_schema with thinking: the schema tool offered, not forced",
+        {"reasoning_effort": "low", "response_format": JSON_SCHEMA},
+        {"thinking": thinking(1024), "tool_choice": {"type": "auto"}},
+    ),
+    (
+        "Anthropic's own thinking passes",
+        {"thinking": thinking(2000), "max_tokens": 5000},
+        {"thinking": thinking(2000), "max_tokens": 5000},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "expected"), THINKING, ids=[c[0] for c in THINKING])
+def test_reasoning_effort_is_extended_thinking(
+    name: str, fields: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out = to_messages_request(req([USER], **fields), 1024)
+    for key, value in expected.items():
+        assert out.get(key) == value, key
+
+
+def test_signed_thinking_comes_back_before_the_tool_calls() -> None:
+    out = to_messages_request(req(SIGNED_LOOP, reasoning_effort="low", tools=USER_TOOLS), 1024)
+    assert out["thinking"] == thinking(1024)
+    assert out["messages"][1] == assistant(SIGNED, USE)
+
+
+def test_a_tool_loop_without_its_signed_thinking_continues_without_thinking() -> None:
+    unsigned = [LOOP[0], {**LOOP[1], "reasoning_content": "I should look it up."}, LOOP[2]]
+    out = to_messages_request(req(unsigned, reasoning_effort="low", tools=USER_TOOLS), 1024)
+    assert "thinking" not in out
+    assert out["messages"][1] == assistant(USE)  # unsigned reasoning cannot be sent back
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"reasoning_effort": "ultra"}, "reasoning_effort"),
+        (
+            {"messages": [USER, {"role": "assistant", "content": "x", "thinking_blocks": [{}]}]},
+            "messages[1].thinking_blocks[0]",
+        ),
+    ],
+)
+def test_invalid_reasoning(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        to_messages_request({**req([USER]), **fields}, 1024)
+    assert info.value.param == param
+
+
+def test_thinking_is_reasoning_content_and_signed_blocks() -> None:
+    redacted = {"type": "redacted_thinking", "data": "abc"}
+    out = to_completion(message([SIGNED, redacted, {"type": "text", "text": "Hi"}], "end_turn"))
+    msg = out["choices"][0]["message"]
+    assert msg["reasoning_content"] == "I should look it up."
+    assert msg["thinking_blocks"] == [SIGNED, redacted]
+    assert msg["content"] == "Hi"
+
+
+def test_stream_thinking_deltas_and_the_signed_block() -> None:
+    t = StreamTranslator("claude-x")
+    seq = events(
+        ("message_start", {"message": {"id": "m", "usage": {"input_tokens": 1}}}),
+        (
+            "content_block_start",
+            {"index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "thinking_delta", "thinking": "I should "}},
+        ),
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "thinking_delta", "thinking": "look it up."}},
+        ),
+        (
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "signature_delta", "signature": "sig-1"}},
+        ),
+        ("content_block_stop", {"index": 0}),
+        ("content_block_start", {"index": 1, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "Hi"}}),
+        ("content_block_stop", {"index": 1}),
+        ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}),
+        ("message_stop", {}),
+    )
+    chunks = [c for name, data in seq for c in t.feed(name, data)]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == "I should look it up."
+    assert [b for d in deltas for b in d.get("thinking_blocks", ())] == [SIGNED]
+    assert "".join(d.get("content") or "" for d in deltas) == "Hi"
+
+
+PDF = "JVBERi0xLjQK"
+
+
+def file_part(**file: Any) -> dict[str, Any]:
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": "Sum up"}, {"type": "file", "file": file}],
+    }
+
+
+def test_pdf_files_are_document_blocks() -> None:
+    out = to_messages_request(
+        req([file_part(file_data=f"data:application/pdf;base64,{PDF}", filename="a.pdf")]), 1024
+    )
+    assert out["messages"][0]["content"][1] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
+        "title": "a.pdf",
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "param"),
+    [
+        ({"file_id": "file-abc"}, "messages[0].content[1].file.file_id"),
+        ({"file_data": "data:text/csv;base64,YSxi"}, "messages[0].content[1]"),
+    ],
+)
+def test_files_anthropic_cannot_read_are_refused(file: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedFeature) as info:
+        to_messages_request(req([file_part(**file)]), 1024)
+    assert info.value.param == param
