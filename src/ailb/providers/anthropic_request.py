@@ -39,15 +39,17 @@ SCHEMA_TOOL = "json_response"
 
 # reasoning_effort -> thinking budget_tokens. Anthropic's minimum budget is 1024; `none` is no
 # thinking. The client's token limit covers thinking and answer (as OpenAI's
-# max_completion_tokens covers reasoning), so the budget is at most half of it.
+# max_completion_tokens covers reasoning), so the budget is at most half of it. The largest
+# budget plus the default max_output_tokens (4096) stays under 32,000, the smallest output
+# limit of Anthropic's thinking models (Opus 4), for requests that give no limit.
 THINKING_BUDGETS: dict[str, int | None] = {
     "none": None,
     "minimal": 1024,
     "low": 1024,
     "medium": 4096,
     "high": 16384,
-    "xhigh": 32768,
-    "max": 32768,
+    "xhigh": 24576,
+    "max": 24576,
 }
 MIN_THINKING_BUDGET = 1024
 
