@@ -925,6 +925,7 @@ def test_a_tool_loop_without_its_signed_thinking_continues_without_thinking() ->
     ("fields", "param"),
     [
         ({"reasoning_effort": "ultra"}, "reasoning_effort"),
+        ({"reasoning_effort": ["low"]}, "reasoning_effort"),
         (
             {"messages": [USER, {"role": "assistant", "content": "x", "thinking_blocks": [{}]}]},
             "messages[1].thinking_blocks[0]",

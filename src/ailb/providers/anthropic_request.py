@@ -244,7 +244,7 @@ def thinking_for(effort: Any, limit: int | None, max_output_tokens: int) -> dict
     no limit, the request's max_tokens is raised by the budget instead."""
     if effort is None:
         return None
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise InvalidRequest(
             f"Invalid value for `reasoning_effort`: {effort!r}.", param="reasoning_effort"
         )
