@@ -482,6 +482,11 @@ NORMALISED: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
         [CONTINUE, assistant(text("Hello, how can I help?")), user(text("hi"))],
     ),
     (
+        "empty system messages make no system prompt",
+        [{"role": "system", "content": " "}, USER],
+        [user(text("hi"))],
+    ),
+    (
         "only a system message: a user turn is made",
         [{"role": "system", "content": "Say hello."}],
         [CONTINUE],
@@ -554,7 +559,9 @@ NORMALISED: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
 def test_conversations_are_made_valid(
     name: str, messages: list[dict[str, Any]], expected: list[dict[str, Any]]
 ) -> None:
-    assert to_messages_request(req(messages), 1024)["messages"] == expected
+    out = to_messages_request(req(messages), 1024)
+    assert out["messages"] == expected
+    assert out.get("system", "x").strip()
 
 
 # --- every OpenAI request field: translated, no effect, or refused (issue 19 point 11) --------

@@ -185,8 +185,9 @@ def translate(body: dict[str, Any], max_output_tokens: int) -> tuple[dict[str, A
         if not limit:  # no limit from the client or the gateway: room for both
             out["max_tokens"] = max_output_tokens + thinking["budget_tokens"]
     _fit_thinking(out, system, reading)
-    if system:
-        out["system"] = "\n\n".join(s for s in system if s)
+    prompt = "\n\n".join(s for s in system if s.strip())
+    if prompt:  # an empty system prompt is left out, as empty text is everywhere
+        out["system"] = prompt
     if body.get("stream"):
         out["stream"] = True
     return out, reading
