@@ -73,9 +73,9 @@ def test_answers_as_text_completions() -> None:
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
+    delta = {"index": 0, "delta": {"content": "H"}, "finish_reason": None}
     chunk = {"id": "chatcmpl-abc", "object": "chat.completion.chunk", "created": 7,
-             "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "H"}, "finish_reason": None}]}  # fmt: skip
+             "model": "m", "choices": [delta]}  # fmt: skip
     assert text_chunk(chunk)["choices"] == [
         {"text": "H", "index": 0, "logprobs": None, "finish_reason": None}
     ]
