@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ailb.api.completions_translate import chat_body, text_chunk, text_completion
-from ailb.errors import InvalidRequest
+from ailb.providers.base import UnsupportedFeature
 
 USER = [{"role": "user", "content": "Say hi"}]
 
@@ -27,7 +27,7 @@ USER = [{"role": "user", "content": "Say hi"}]
     ],
 )  # fmt: skip
 def test_requests_as_chat(body: dict[str, Any], chat: dict[str, Any]) -> None:
-    assert chat_body(body) == chat
+    assert chat_body(body, "ollama") == chat
 
 
 @pytest.mark.parametrize(
@@ -43,9 +43,10 @@ def test_requests_as_chat(body: dict[str, Any], chat: dict[str, Any]) -> None:
     ],
 )
 def test_what_chat_cannot_express_is_refused_by_name(extra: dict[str, Any], param: str) -> None:
-    with pytest.raises(InvalidRequest) as e:
-        chat_body({"model": "m", "prompt": "x", **extra})
+    with pytest.raises(UnsupportedFeature) as e:
+        chat_body({"model": "m", "prompt": "x", **extra}, "anthropic")
     assert e.value.param == param and e.value.code == "unsupported_feature"
+    assert "anthropic provider" in e.value.message
 
 
 def test_answers_as_text_completions() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailb.errors import InvalidRequest
+from ailb.providers.base import UnsupportedFeature
 
 # OpenAI's default for this API (chat has none): a client that relies on it gets it everywhere.
 DEFAULT_MAX_TOKENS = 16
@@ -39,37 +39,26 @@ def _asks_for(name: str, value: Any) -> bool:
     return value not in (None, "")  # suffix, logprobs (0 asks for the chosen token's)
 
 
-def prompt_text(prompt: Any) -> str:
-    """The one prompt a translated request can carry."""
+def prompt_text(prompt: Any, provider: str) -> str:
+    """The one prompt a translated request can carry. Refusals are `UnsupportedFeature`: an
+    OpenAI-format deployment of the same model may still take the request."""
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         return prompt[0]
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        raise InvalidRequest(
-            "Several prompts in one request are served only by OpenAI-format deployments; "
-            "send one prompt per request.",
-            param="prompt",
-            code="unsupported_feature",
-        )
-    raise InvalidRequest(
-        "Token-id prompts are served only by OpenAI-format deployments; send the prompt as text.",
-        param="prompt",
-        code="unsupported_feature",
-    )
+        raise UnsupportedFeature(provider, "Several prompts in one request", "prompt")
+    raise UnsupportedFeature(provider, "A prompt of token ids", "prompt")
 
 
-def chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A completions request as a chat request; raises for what chat cannot express."""
+def chat_body(body: dict[str, Any], provider: str) -> dict[str, Any]:
+    """A completions request as a chat request for a `provider` deployment; raises
+    `UnsupportedFeature` for what chat cannot express."""
     for name in ("suffix", "echo", "best_of", "logprobs"):
         if _asks_for(name, body.get(name)):
-            raise InvalidRequest(
-                f"`{name}` is served only by OpenAI-format deployments of this model.",
-                param=name,
-                code="unsupported_feature",
-            )
+            raise UnsupportedFeature(provider, f"`{name}` on the completions API", name)
     chat: dict[str, Any] = {k: body[k] for k in SHARED if k in body}
-    chat["messages"] = [{"role": "user", "content": prompt_text(body.get("prompt", ""))}]
+    chat["messages"] = [{"role": "user", "content": prompt_text(body.get("prompt", ""), provider)}]
     limit = body.get("max_tokens")
     chat["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
     return chat
