@@ -20,7 +20,7 @@ SLOW_FIXTURES = frozenset(
     ("gateway_factory", "openai_upstream", "redis_url", "postgres_dsn", "pg_schema")
 )
 SLOW_MODULE_NAMES = ("GatewayProcess", "RunningGateway", "subprocess", "FakeServer")
-SLOW_DIRECTORIES = ("faults", "deploy")
+SLOW_DIRECTORIES = ("faults", "deploy", "clients")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
