@@ -20,7 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.fakes.anthropic import fake_anthropic
-from tests.fakes.model import attach
+from tests.fakes.model import attach, images_in, to_neutral
 from tests.fakes.ollama import fake_ollama
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer
@@ -140,6 +140,17 @@ class Matrix:
 
     def model(self, provider: str) -> str:
         return MODELS[provider]
+
+    def last_request(self, provider: str) -> dict[str, Any]:
+        """The last model request the provider got, in OpenAI terms."""
+        server = self.upstreams[provider]
+        body = next(r.body for r in reversed(server.requests) if r.method == "POST")
+        return to_neutral(provider, body)
+
+    def images_sent(self, provider: str) -> int:
+        """How many images the last request's last user message carried upstream."""
+        users = [m for m in self.last_request(provider)["messages"] if m["role"] == "user"]
+        return images_in(users[-1]["content"]) if users else 0
 
 
 def config(upstreams: dict[str, FakeServer]) -> str:

@@ -167,6 +167,24 @@ def test_tools_then_typed_answer(client, matrix, provider):
     assert isinstance(second.choices[0].message.parsed, City)
 
 
+@pytest.mark.parametrize(
+    "provider",
+    providers(anthropic=known(6, "legacy functions/function_call are dropped, no call comes")),
+)
+def test_legacy_functions(client, matrix, provider):
+    """The pre-tools API (`functions`, `function_call`), still sent by older agents."""
+    spec = tool_spec("get_weather")["function"]
+    resp = client.chat.completions.create(
+        model=matrix.model(provider),
+        messages=[{"role": "user", "content": WEATHER_TASK}],
+        functions=[spec],
+        function_call={"name": "get_weather"},
+    )
+    call = resp.choices[0].message.function_call
+    assert call is not None and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+
+
 @pytest.mark.parametrize("provider", providers())
 def test_json_schema_raw(client, matrix, provider):
     schema = City.model_json_schema()

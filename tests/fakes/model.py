@@ -40,6 +40,15 @@ def to_neutral(provider: str, body: Any) -> dict[str, Any]:
         return _from_anthropic(body)
     if provider == "ollama":
         return _from_ollama(body)
+    if body.get("functions") is not None:  # the legacy form of tools
+        call = body.get("function_call")
+        return {
+            **body,
+            "tools": [{"type": "function", "function": f} for f in body["functions"]],
+            "tool_choice": {"type": "function", "function": call}
+            if isinstance(call, dict)
+            else call,
+        }
     return body
 
 
