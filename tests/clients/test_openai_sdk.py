@@ -3,6 +3,7 @@ written the way its docs show, `parse()` with a pydantic model, JSON modes and i
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -240,3 +241,172 @@ def test_image_url(client, matrix, provider):
         ],
     )
     assert resp.choices[0].message.content == "I see 1 image(s)."
+
+
+def pdf_data_url() -> str:
+    pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    return "data:application/pdf;base64," + base64.b64encode(pdf).decode()
+
+
+PDF_MESSAGES: Any = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Summarise this"},
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf_data_url()}},
+        ],
+    }
+]
+
+
+@pytest.mark.parametrize(
+    "provider",
+    providers(
+        anthropic=known(5, "PDF file parts are refused, Anthropic takes documents"),
+        ollama=pytest.mark.skip(reason="by design: Ollama reads no documents (a 400, below)"),
+    ),
+)
+def test_pdf_file_part(client, matrix, provider):
+    resp = client.chat.completions.create(model=matrix.model(provider), messages=PDF_MESSAGES)
+    assert resp.choices[0].message.content == "I see 1 document(s)."
+
+
+def test_pdf_refused_on_ollama(client, matrix):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=matrix.model("ollama"), messages=PDF_MESSAGES)
+    assert info.value.param == "messages[0].content[1]"
+
+
+NORMALISED = {
+    "assistant_first": [
+        {"role": "assistant", "content": "How can I help?"},
+        {"role": "user", "content": "Say hello"},
+    ],
+    "empty_user_text": [
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": "Yes?"},
+        {"role": "user", "content": "Say hello"},
+    ],
+    "image_jpg": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Say hello"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/4AAQ"}},
+            ],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(NORMALISED))
+@pytest.mark.parametrize(
+    "provider",
+    providers(anthropic=known(8, "passes the Messages API's 400 back instead of normalising")),
+)
+def test_requests_the_gateway_can_make_valid(client, matrix, provider, case):
+    """Requests other providers take that Anthropic's rules reject as they are."""
+    resp = client.chat.completions.create(model=matrix.model(provider), messages=NORMALISED[case])
+    assert resp.choices[0].message.content
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_newer_openai_fields(client, matrix, provider):
+    """`developer` role, `max_completion_tokens`, `stream_options`: what current SDKs send."""
+    stream = client.chat.completions.create(
+        model=matrix.model(provider),
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "Say hello"},
+        ],
+        max_completion_tokens=100,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Echo: Say hello"
+    )
+    assert chunks[-1].usage is not None
+
+
+NO_N = "by design: one choice per request (refused with a 400, see test_refused_by_design)"
+
+
+@pytest.mark.parametrize(
+    "provider",
+    providers(anthropic=pytest.mark.skip(reason=NO_N), ollama=pytest.mark.skip(reason=NO_N)),
+)
+def test_n_choices(client, matrix, provider):
+    resp = client.chat.completions.create(
+        model=matrix.model(provider), messages=[{"role": "user", "content": "Say hello"}], n=2
+    )
+    assert [c.index for c in resp.choices] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "provider",
+    providers(
+        anthropic=pytest.mark.skip(reason="by design: Anthropic gives no logprobs (refused, 400)")
+    ),
+)
+def test_logprobs(client, matrix, provider):
+    resp = client.chat.completions.create(
+        model=matrix.model(provider),
+        messages=[{"role": "user", "content": "Say hello"}],
+        logprobs=True,
+        top_logprobs=2,
+    )
+    logprobs = resp.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert "".join(t.token for t in logprobs.content) == resp.choices[0].message.content
+
+
+REFUSED = [
+    ("anthropic", {"n": 2}, "n"),
+    ("ollama", {"n": 2}, "n"),
+    ("anthropic", {"logprobs": True}, "logprobs"),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra", "param"), REFUSED, ids=[f"{p}-{n}" for p, _, n in REFUSED]
+)
+def test_refused_by_design(client, matrix, provider, extra, param):
+    """What a provider cannot do comes back as the SDK's BadRequestError naming the field."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=matrix.model(provider),
+            messages=[{"role": "user", "content": "Say hello"}],
+            **extra,
+        )
+    assert info.value.param == param
+
+
+CUSTOM_TOOL: Any = {
+    "type": "custom",
+    "custom": {"name": "run_sql", "description": "Runs a SQL query"},
+}
+
+
+@pytest.mark.parametrize("provider", ["openai"])
+def test_custom_tool_passes_through(client, matrix, provider):
+    """Tool types the gateway does not know pass through to OpenAI-format upstreams."""
+    resp = client.chat.completions.create(
+        model=matrix.model(provider),
+        messages=[{"role": "user", "content": "Say hello"}],
+        tools=[CUSTOM_TOOL],
+    )
+    assert resp.choices[0].message.content == "Echo: Say hello"
+    assert matrix.last_request("openai")["tools"] == [CUSTOM_TOOL]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "ollama"])
+def test_custom_tool_refused_by_translations(client, matrix, provider):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=matrix.model(provider),
+            messages=[{"role": "user", "content": "Say hello"}],
+            tools=[CUSTOM_TOOL],
+        )
+    assert (info.value.param or "").startswith("tools[0]")

@@ -82,8 +82,10 @@ def _from_anthropic(body: dict[str, Any]) -> dict[str, Any]:
             for b in blocks:
                 if b.get("type") == "text":
                     parts.append({"type": "text", "text": b.get("text", "")})
-                elif b.get("type") in ("image", "document"):
+                elif b.get("type") == "image":
                     parts.append({"type": "image_url", "image_url": {"url": "anthropic-image"}})
+                elif b.get("type") == "document":
+                    parts.append({"type": "file", "file": {"filename": "anthropic-document"}})
             messages.append({"role": "user", "content": parts})
     tools = [
         {
@@ -156,10 +158,11 @@ def text_of(content: Any) -> str:
     return ""
 
 
-def images_in(content: Any) -> int:
+def images_in(content: Any, kind: str = "image_url") -> int:
+    """How many parts of a kind (image_url, file) a message's content has."""
     if not isinstance(content, list):
         return 0
-    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == kind)
 
 
 def decide(req: dict[str, Any], id_prefix: str = "call_") -> Reply:
@@ -217,10 +220,12 @@ def decide(req: dict[str, Any], id_prefix: str = "call_") -> Reply:
         if required and tools:
             unplanned = [name for name in tools if name not in plan]
             return calls(((unplanned or list(tools))[0], hint))
+    content = messages[last_user]["content"] if last_user >= 0 else None
     if results:
         answer = "Tool results: " + "; ".join(results)
-    elif images_in(messages[last_user]["content"] if last_user >= 0 else None):
-        answer = f"I see {images_in(messages[last_user]['content'])} image(s)."
+    elif images_in(content) or images_in(content, "file"):
+        seen = [(images_in(content), "image(s)"), (images_in(content, "file"), "document(s)")]
+        answer = "I see " + " and ".join(f"{n} {what}" for n, what in seen if n) + "."
     else:
         answer = f"Echo: {task}"
     fmt = req.get("response_format") or {}

@@ -3,6 +3,7 @@ GET /v1/models."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -24,8 +25,30 @@ def openai_error(message: str, param: str | None = None, code: str | None = None
     }
 
 
-def completion(model: str, reply: Reply, legacy: bool = False) -> dict[str, Any]:
-    """`legacy`: the request used `functions`, so a call is the one `function_call`."""
+def token_logprobs(text: str, top: int) -> dict[str, Any]:
+    """A `logprobs` object for `text`, one token per word."""
+    tokens = re.findall(r"\S+\s*", text)
+    return {
+        "content": [
+            {
+                "token": t,
+                "logprob": -0.25,
+                "bytes": list(t.encode()),
+                "top_logprobs": [
+                    {"token": t + "~" * k, "logprob": -0.25 - k, "bytes": list(t.encode())}
+                    for k in range(top)
+                ],
+            }
+            for t in tokens
+        ],
+        "refusal": None,
+    }
+
+
+def completion(model: str, reply: Reply, legacy: bool = False, body: Any = None) -> dict[str, Any]:
+    """`legacy`: the request used `functions`, so a call is the one `function_call`. `body`:
+    the request, for `n` (that many identical choices) and `logprobs`."""
+    body = body if isinstance(body, dict) else {}
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     finish = reply.finish_reason
     if reply.tool_calls and legacy:
@@ -37,6 +60,9 @@ def completion(model: str, reply: Reply, legacy: bool = False) -> dict[str, Any]
             {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
             for t in reply.tool_calls
         ]
+    logprobs = None
+    if body.get("logprobs"):
+        logprobs = token_logprobs(reply.text, int(body.get("top_logprobs") or 0))
     p, c = reply.usage
     return {
         "id": "chatcmpl-fake",
@@ -44,7 +70,10 @@ def completion(model: str, reply: Reply, legacy: bool = False) -> dict[str, Any]
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": "fp_fake",
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": [
+            {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish}
+            for i in range(int(body.get("n") or 1))
+        ],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
 
@@ -114,7 +143,7 @@ async def chat(
     model = body.get("model", "?") if isinstance(body, dict) else "?"
     legacy = isinstance(body, dict) and body.get("functions") is not None
     if not (isinstance(body, dict) and body.get("stream")):
-        return web.json_response(completion(model, reply, legacy), headers=reply.headers)
+        return web.json_response(completion(model, reply, legacy, body), headers=reply.headers)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     frames = [sse_frame(c) for c in chunks(model, reply, include_usage, legacy)]
     if reply.garbage:
