@@ -41,7 +41,11 @@ def result(text: str, cid: str = "c1") -> dict[str, Any]:
 CHAIN = "Use a, then b for Ada"
 CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("echo", {"messages": [user("Say hi")]}, "Echo: Say hi"),
-    ("one call", {"messages": [user("Use w for Paris")], "tools": [fn("w")]}, [("w", {"city": "Paris"})]),
+    (
+        "one call",
+        {"messages": [user("Use w for Paris")], "tools": [fn("w")]},
+        [("w", {"city": "Paris"})],
+    ),
     (
         "parallel",
         {"messages": [user("Use w and t for Rome")], "tools": [fn("t"), fn("w")]},
@@ -50,40 +54,73 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("unnamed tools are not called", {"messages": [user("Hi")], "tools": [fn("w")]}, "Echo: Hi"),
     (
         "chain step 2 takes the result",
-        {"messages": [user(CHAIN), called("a", {"city": "Ada"}), result("Oslo")], "tools": [fn("a"), fn("b")]},
+        {
+            "messages": [user(CHAIN), called("a", {"city": "Ada"}), result("Oslo")],
+            "tools": [fn("a"), fn("b")],
+        },
         [("b", {"city": "Oslo"})],
     ),
     (
         "answer after results",
-        {"messages": [user("Use w for X"), called("w", {"city": "X"}), result("sun")], "tools": [fn("w")]},
+        {
+            "messages": [user("Use w for X"), called("w", {"city": "X"}), result("sun")],
+            "tools": [fn("w")],
+        },
         "Tool results: sun",
     ),
     (
         "forced function",
-        {"messages": [user("Hi")], "tools": [fn("w"), fn("f")],
-         "tool_choice": {"type": "function", "function": {"name": "f"}}},
+        {
+            "messages": [user("Hi")],
+            "tools": [fn("w"), fn("f")],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+        },
         [("f", {"city": "Hi"})],
     ),
     (
         "required answers with the tool the task did not name",
-        {"messages": [user("Use w for X"), called("w", {"city": "X"}), result("sun")],
-         "tools": [fn("w"), fn("final_result")], "tool_choice": "required"},
+        {
+            "messages": [user("Use w for X"), called("w", {"city": "X"}), result("sun")],
+            "tools": [fn("w"), fn("final_result")],
+            "tool_choice": "required",
+        },
         [("final_result", {"city": "X"})],
     ),
     (
         "an answer function named by the system prompt",
-        {"messages": [{"role": "system", "content": "Answer by calling the function `done`."},
-                      user("Hi")], "tools": [fn("w"), fn("done")]},
+        {
+            "messages": [
+                {"role": "system", "content": "Answer by calling the function `done`."},
+                user("Hi"),
+            ],
+            "tools": [fn("w"), fn("done")],
+        },
         [("done", {"city": "Hi"})],
     ),
-    ("none", {"messages": [user("Use w for X")], "tools": [fn("w")], "tool_choice": "none"}, "Echo: Use w for X"),
+    (
+        "none",
+        {"messages": [user("Use w for X")], "tools": [fn("w")], "tool_choice": "none"},
+        "Echo: Use w for X",
+    ),
     (
         "json_schema",
-        {"messages": [user("Hi")], "response_format": {"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}}},
+        {
+            "messages": [user("Hi")],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                },
+            },
+        },
         '{"n": 1}',
     ),
-    ("json_object", {"messages": [user("Hi")], "response_format": {"type": "json_object"}}, '{"answer": "Echo: Hi"}'),
+    (
+        "json_object",
+        {"messages": [user("Hi")], "response_format": {"type": "json_object"}},
+        '{"answer": "Echo: Hi"}',
+    ),
     (
         "a schema in a JSON prompt",
         {"messages": [user('Reply in JSON per {"properties": {"ok": {"type": "boolean"}}}')]},
@@ -91,11 +128,20 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ),
     (
         "images counted",
-        {"messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": "x"}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What?"},
+                        {"type": "image_url", "image_url": {"url": "x"}},
+                    ],
+                }
+            ]
+        },
         "I see 1 image(s).",
     ),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
