@@ -155,3 +155,13 @@ def test_image_data(matrix, provider):
 def test_image_url(matrix, provider):
     output, _ = run(matrix, provider, ["What is this?", ImageUrl(url=IMAGE_URL)])
     assert output == "I see 1 image(s)."
+
+
+@pytest.mark.parametrize("provider", providers(anthropic=known(5, "reasoning_effort is refused")))
+def test_reasoning_effort(matrix, provider):
+    output, _ = run(
+        matrix, provider, "Say hello", model_settings={"openai_reasoning_effort": "low"}
+    )
+    assert output == "Echo: Say hello"
+    if provider == "openai":
+        assert matrix.last_request("openai")["reasoning_effort"] == "low"
