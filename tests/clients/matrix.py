@@ -12,6 +12,7 @@ import base64
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +20,11 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel
 
-from tests.fakes.anthropic import fake_anthropic
+from tests.fakes.anthropic import anthropic_error, fake_anthropic
 from tests.fakes.model import attach, images_in, to_neutral
-from tests.fakes.ollama import fake_ollama
-from tests.fakes.openai import fake_openai
-from tests.fakes.server import FakeServer
+from tests.fakes.ollama import fake_ollama, ollama_error
+from tests.fakes.openai import fake_openai, openai_error
+from tests.fakes.server import FakeServer, Reply
 from tests.gateway import RunningGateway, create_key, settings_for
 
 PROVIDERS = ("openai", "anthropic", "ollama")
@@ -111,6 +112,14 @@ IMAGE_URL = "https://example.com/cat.png"
 OLLAMA_NO_URL_IMAGES = "by design: Ollama takes images only inline, AILB does not fetch URLs"
 
 
+REJECTIONS = {
+    "openai": openai_error("Invalid value for 'temperature'.", "temperature"),
+    "anthropic": anthropic_error("invalid_request_error", "temperature: out of range"),
+    "ollama": ollama_error("invalid option: temperature"),
+}
+BAD_KEY = "sk-not-a-key-of-this-gateway"
+
+
 def known(point: int, why: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"issue 19 point {point}: {why}")
 
@@ -146,6 +155,18 @@ class Matrix:
         server = self.upstreams[provider]
         body = next(r.body for r in reversed(server.requests) if r.method == "POST")
         return to_neutral(provider, body)
+
+    @contextmanager
+    def rejecting(self, provider: str) -> Iterator[None]:
+        """The provider answers the next request with its own 400 (an invalid request, in its
+        error format); the block must have sent it."""
+        server = self.upstreams[provider]
+        server.script(Reply(status=400, error=REJECTIONS[provider]))
+        try:
+            yield
+            assert not server.replies, "the request never reached the provider"
+        finally:
+            server.replies.clear()
 
     def images_sent(self, provider: str) -> int:
         """How many images the last request's last user message carried upstream."""

@@ -11,9 +11,11 @@ from typing import Any
 import instructor
 import openai
 import pytest
+from instructor.core.exceptions import InstructorRetryException
 from pydantic import BaseModel
 
 from tests.clients.matrix import (
+    BAD_KEY,
     IMAGE_URL,
     OLLAMA_NO_URL_IMAGES,
     City,
@@ -144,3 +146,25 @@ def test_image_url(sdk, matrix, provider):
     )
     assert isinstance(city, City)
     assert matrix.images_sent(provider) == 1
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(sdk, matrix, provider):
+    """instructor wraps API errors in its retry exception, the SDK's typed one as the cause."""
+    client = patched(sdk)
+    with matrix.rejecting(provider), pytest.raises(InstructorRetryException) as info:
+        client.chat.completions.create(
+            model=matrix.model(provider), response_model=City, messages=DESCRIBE
+        )
+    assert isinstance(info.value.__cause__, openai.BadRequestError)
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with openai.OpenAI(base_url=matrix.base_url, api_key=BAD_KEY, max_retries=0) as bad:
+        client = patched(bad)
+        with pytest.raises(InstructorRetryException) as info:
+            client.chat.completions.create(
+                model=matrix.model(provider), response_model=City, messages=DESCRIBE
+            )
+    assert isinstance(info.value.__cause__, openai.AuthenticationError)

@@ -8,12 +8,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     IMAGE_URL,
@@ -46,11 +48,11 @@ def no_tracing() -> Iterator[None]:
         yield
 
 
-def chat(matrix: Matrix, provider: str) -> ChatOpenAI:
+def chat(matrix: Matrix, provider: str, key: str | None = None) -> ChatOpenAI:
     return ChatOpenAI(
         model=matrix.model(provider),
         base_url=matrix.base_url,
-        api_key=matrix.key,  # type: ignore[arg-type]
+        api_key=key or matrix.key,  # type: ignore[arg-type]
         max_retries=0,
         timeout=20,
     )
@@ -150,3 +152,15 @@ def test_image_url(matrix, provider):
         ]
     )
     assert chat(matrix, provider).invoke([message]).content == "I see 1 image(s)."
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(openai.BadRequestError):
+        chat(matrix, provider).invoke("Say hello")
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with pytest.raises(openai.AuthenticationError):
+        chat(matrix, provider, BAD_KEY).invoke("Say hello")

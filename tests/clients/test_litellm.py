@@ -13,6 +13,7 @@ import litellm
 import pytest
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     IMAGE_URL,
@@ -40,11 +41,13 @@ TASKS = {
 }
 
 
-def complete(matrix: Matrix, provider: str, messages: Any, **kw: Any) -> Any:
+def complete(
+    matrix: Matrix, provider: str, messages: Any, key: str | None = None, **kw: Any
+) -> Any:
     return litellm.completion(
         model=f"openai/{matrix.model(provider)}",
         api_base=matrix.base_url,
-        api_key=matrix.key,
+        api_key=key or matrix.key,
         messages=messages,
         num_retries=0,
         timeout=20,
@@ -141,3 +144,18 @@ def test_image_data_url(matrix, provider):
 def test_image_url(matrix, provider):
     resp = complete(matrix, provider, image_message(IMAGE_URL))
     assert resp.choices[0].message.content == "I see 1 image(s)."
+
+
+HELLO = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(litellm.BadRequestError):
+        complete(matrix, provider, HELLO)
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with pytest.raises(litellm.AuthenticationError):
+        complete(matrix, provider, HELLO, key=BAD_KEY)

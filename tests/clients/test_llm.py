@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import llm
+import openai
 import pytest
 import yaml
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     IMAGE_URL,
@@ -115,3 +117,15 @@ def test_image_url_attachment(provider):
     attachment = llm.Attachment(type="image/png", url=IMAGE_URL)
     response = model(provider).prompt("What is this?", attachments=[attachment])
     assert response.text() == "I see 1 image(s)."
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(openai.BadRequestError):
+        model(provider).prompt("Say hello").text()
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(provider):
+    with pytest.raises(openai.AuthenticationError):
+        model(provider).prompt("Say hello", key=BAD_KEY).text()

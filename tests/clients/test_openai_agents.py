@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from agents import (
     Agent,
@@ -21,6 +22,7 @@ from openai import AsyncOpenAI
 from openai.types.shared import Reasoning
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     PARALLEL_RESULT,
@@ -57,12 +59,13 @@ def run(
     *,
     stream: bool = False,
     tools: list[str] = (),  # type: ignore[assignment]
+    key: str | None = None,
     **agent: Any,
 ) -> Any:
     """One agent run to its final output, on a fresh event loop and client."""
 
     async def main() -> Any:
-        client = AsyncOpenAI(base_url=matrix.base_url, api_key=matrix.key, max_retries=0)
+        client = AsyncOpenAI(base_url=matrix.base_url, api_key=key or matrix.key, max_retries=0)
         model = OpenAIChatCompletionsModel(model=matrix.model(provider), openai_client=client)
         a = Agent(
             name="assistant",
@@ -142,3 +145,15 @@ def test_image_data_url(matrix, provider):
         }
     ]
     assert run(matrix, provider, task).final_output == "I see 1 image(s)."
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(openai.BadRequestError):
+        run(matrix, provider, "Say hello")
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with pytest.raises(openai.AuthenticationError):
+        run(matrix, provider, "Say hello", key=BAD_KEY)

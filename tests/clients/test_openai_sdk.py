@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     IMAGE_URL,
@@ -410,3 +411,22 @@ def test_custom_tool_refused_by_translations(client, matrix, provider):
             tools=[CUSTOM_TOOL],
         )
     assert (info.value.param or "").startswith("tools[0]")
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(client, matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model=matrix.model(provider), messages=[{"role": "user", "content": "Say hello"}]
+        )
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with (
+        openai.OpenAI(base_url=matrix.base_url, api_key=BAD_KEY, max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        bad.chat.completions.create(
+            model=matrix.model(provider), messages=[{"role": "user", "content": "Say hello"}]
+        )

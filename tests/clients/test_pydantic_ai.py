@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
-from pydantic_ai import Agent, BinaryContent, ImageUrl, NativeOutput, PromptedOutput
+from pydantic_ai import Agent, BinaryContent, ImageUrl, ModelHTTPError, NativeOutput, PromptedOutput
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from tests.clients.matrix import (
+    BAD_KEY,
     CHAIN_RESULT,
     CHAIN_TASK,
     IMAGE_URL,
@@ -45,12 +46,13 @@ def run(
     *,
     stream: bool = False,
     tools: list[str] = (),  # type: ignore[assignment]
+    key: str | None = None,
     **agent: Any,
 ) -> Any:
     """One agent run: (its output, its messages), on a fresh event loop and client."""
 
     async def main() -> Any:
-        client = AsyncOpenAI(base_url=matrix.base_url, api_key=matrix.key, max_retries=0)
+        client = AsyncOpenAI(base_url=matrix.base_url, api_key=key or matrix.key, max_retries=0)
         model = OpenAIChatModel(
             matrix.model(provider), provider=OpenAIProvider(openai_client=client)
         )
@@ -165,3 +167,17 @@ def test_reasoning_effort(matrix, provider):
     assert output == "Echo: Say hello"
     if provider == "openai":
         assert matrix.last_request("openai")["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_upstream_rejection_is_bad_request(matrix, provider):
+    with matrix.rejecting(provider), pytest.raises(ModelHTTPError) as info:
+        run(matrix, provider, "Say hello")
+    assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize("provider", providers())
+def test_bad_key(matrix, provider):
+    with pytest.raises(ModelHTTPError) as info:
+        run(matrix, provider, "Say hello", key=BAD_KEY)
+    assert info.value.status_code == 401
