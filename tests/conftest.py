@@ -25,6 +25,8 @@ SLOW_DIRECTORIES = ("faults", "deploy", "clients")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.parent.name == "clients":  # the real-client matrix, also a tier of its own
+            item.add_marker(pytest.mark.clients)
         module = getattr(item, "module", None)
         names = vars(module) if module is not None else {}
         if (
