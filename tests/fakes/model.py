@@ -11,10 +11,11 @@ not, so the brain works on one neutral form: the request as OpenAI chat-completi
    arguments are the previous tool's result). Arguments are generated from the tool's schema;
    strings get the task's last word ("... for Paris" -> "Paris").
 2. When the plan is done (or there is none), the answer: a forced function is called; a
-   function the system prompt says to answer with is called; `required` calls the tool the task
-   did not name (an output tool); a json_schema gets JSON generated from the schema; a
-   json_object (or a prompt that asks for JSON) gets JSON for a schema found in the prompt, else
-   `{"answer": ...}`; otherwise text: the tool results, the images counted, or the task echoed.
+   function the system prompt names (an instruction to answer with it) is called; `required`
+   calls the tool the task did not name (an output tool); a json_schema gets JSON generated
+   from the schema; a json_object (or a prompt that asks for JSON) gets JSON for a schema
+   found in the prompt, else `{"answer": ...}`; otherwise text: the tool results, the images
+   and documents counted, or the task echoed.
 """
 
 from __future__ import annotations
@@ -213,9 +214,10 @@ def decide(req: dict[str, Any], id_prefix: str = "call_") -> Reply:
 
     # The plan is done: the answer.
     if choice != "none":
-        named = re.search(r"function `([\w-]+)`", system)
-        if named and named.group(1) in tools:
-            return calls((named.group(1), hint))
+        # A tool the system prompt names (a gateway's instruction to answer through it).
+        named = [n for n in tools if n not in plan and re.search(rf"\b{re.escape(n)}\b", system)]
+        if named:
+            return calls((named[0], hint))
         required = choice == "required" or "must call" in system
         if required and tools:
             unplanned = [name for name in tools if name not in plan]
