@@ -73,8 +73,10 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 
 
 class Timeouts(_Strict, frozen=True):
-    """Seconds. `first_byte` bounds the wait for the first response byte, `idle` the gap
-    between two reads of a body or stream, `total` the whole exchange."""
+    """Seconds. `first_byte` bounds a stream's wait for its first byte, `idle` the gap between
+    two reads of a stream, `total` the whole exchange. A non-streamed answer (chat, embeddings,
+    model list) comes whole when it is done, so only `total` bounds it: a long answer is not a
+    stalled one."""
 
     connect: Positive = 5.0
     first_byte: Positive = 60.0

@@ -64,7 +64,7 @@ def fault_reply(kind: str) -> Reply:
         return Reply(status=503, error=openai_error("Overloaded", code="overloaded"))
     if kind == "http_429":
         return Reply(status=429, error=openai_error("Rate limit"), headers={"Retry-After": "1"})
-    if kind == "timeout":
+    if kind == "timeout":  # a stream's first byte too late; a plain answer only slow (no limit)
         return Reply(text=TEXT, pieces=PIECES, delay=FIRST_BYTE_S * 2)
     if kind == "reset":
         return Reply(drop=True)

@@ -146,8 +146,9 @@ class _Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def wait(self, seconds: float, what: str) -> None:
-        """Until the next event (headers, body, end, error), at most `seconds`."""
+    async def wait(self, seconds: float, what: str, limit: float | None = None) -> None:
+        """Until the next event (headers, body, end, error), at most `seconds` (what is left
+        of the configured `limit`, named in the error, when that is the bound)."""
         fut = self.loop.create_future()
         self._waiter = fut
         handle = self.loop.call_later(seconds, _expire, fut)
@@ -155,7 +156,7 @@ class _Connection(asyncio.Protocol):
             await fut
         except TimeoutError:
             self.close()
-            raise UpstreamError("timeout", f"no {what} within {seconds:g}s") from None
+            raise UpstreamError("timeout", f"no {what} within {limit or seconds:g}s") from None
         finally:
             handle.cancel()
             self._waiter = None
@@ -379,9 +380,11 @@ class Pool:
                 while not conn.headers_done:
                     if conn.error is not None:
                         raise conn.error
-                    await conn.wait(
-                        min(first_byte, max(0.001, deadline - time.monotonic())), "response"
-                    )
+                    left = max(0.001, deadline - time.monotonic())
+                    if first_byte < left:
+                        await conn.wait(first_byte, "response")
+                    else:  # a whole answer's wait, or a stream's near the end of its time
+                        await conn.wait(left, "response", limit=total)
             except UpstreamError as e:
                 self._release(conn)
                 if reused and e.kind == "connect" and conn.received == 0:
