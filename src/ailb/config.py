@@ -194,6 +194,8 @@ class EnvSettings(_Strict, frozen=True):
     health_interval: Positive = 15.0
     request_timeout: Positive = 600.0
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    retry_budget_percent: Annotated[float, Meta(ge=0, le=100)] = 20.0
+    retry_min_concurrency: Annotated[int, Meta(ge=0)] = 3
     data_dir: Annotated[str, Meta(min_length=1)] = "./ailb_memory"
     chroma_url: str = ""
     memory_ttl: Positive = 30 * 86400.0
@@ -405,6 +407,19 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "Deadline in seconds for one client request, failovers and retries included.",
     ),
     "AILB_MAX_ATTEMPTS": ("max_attempts", "4", "Most upstream attempts for one client request."),
+    "AILB_RETRY_BUDGET_PERCENT": (
+        "retry_budget_percent",
+        "20",
+        "Retries into trouble (the same deployment again, or an ejected or cooling-down one) "
+        "in progress at once, as a percentage of the requests in progress (a retry budget, as "
+        "Envoy's).",
+    ),
+    "AILB_RETRY_MIN_CONCURRENCY": (
+        "retry_min_concurrency",
+        "3",
+        "Retries in progress at once allowed whatever the percentage (0 with a percentage of 0: "
+        "never retry).",
+    ),
     "AILB_DATA_DIR": (
         "data_dir",
         "./ailb_memory",
