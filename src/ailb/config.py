@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -19,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 from msgspec import Meta
+
+from ailb import egress
 
 
 class ConfigError(ValueError):
@@ -122,8 +125,24 @@ class DeploymentConfig(_Strict, frozen=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     mock: MockOptions = msgspec.field(default_factory=MockOptions)
     max_connections: Annotated[int, Meta(ge=1)] = 1000
+    # In the file: a URL, or "none" (or "") for direct; absent, the environment's
+    # (HTTPS_PROXY ...). load_settings leaves the effective one: a URL, or None for direct.
+    proxy: str | None = None
+    ca_file: str | None = None  # PEM bundle trusted for this upstream instead of the system's
 
     def __post_init__(self) -> None:
+        if self.proxy is not None and self.proxy.strip().lower() not in ("", egress.DIRECT):
+            try:
+                egress.validate_proxy_url(self.proxy)
+            except ValueError as e:
+                raise ValueError(f"proxy {e}") from None
+        if self.ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(
+                    f"ca_file {self.ca_file!r} is not a readable PEM file: {e}"
+                ) from None
         if self.base_url is not None:
             validate_base_url(self.base_url)
         elif self.provider != "mock":
@@ -149,6 +168,8 @@ class DeploymentConfig(_Strict, frozen=True):
         """A view safe for logs and APIs: no header values, no credential-bearing URL."""
         d = msgspec.to_builtins(self)
         d["base_url"] = redact_url(self.base_url) if self.base_url else None
+        if self.proxy and self.proxy.lower() != egress.DIRECT:
+            d["proxy"] = redact_url(self.proxy)  # no credentials
         d["headers"] = sorted(self.headers)
         return d  # type: ignore[no-any-return]
 
@@ -257,6 +278,7 @@ class Settings:
         return (
             *self.credentials.values(),
             *(v for d in self.deployments for v in d.headers.values()),
+            *(p for d in self.deployments for p in _passwords(d.proxy)),
             *(s for s in (self.master_key, self.metrics_token, self.control_token) if s),
             *(p for url in (self.database_url, self.redis_url) for p in _passwords(url)),
         )
@@ -383,6 +405,24 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "Ollama server; setting it (or OLLAMA_MODELS) enables the `ollama` deployment.",
     ),
     "OLLAMA_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /api/tags."),
+    "HTTPS_PROXY": (
+        None,
+        "",
+        "http:// proxy (credentials in the URL allowed) for https upstreams, through a CONNECT "
+        "tunnel; `https_proxy` wins when both are set. A deployment's `proxy` overrides it.",
+    ),
+    "HTTP_PROXY": (
+        None,
+        "",
+        "http:// proxy for plain http upstreams (absolute-form requests); `http_proxy` wins "
+        "when both are set.",
+    ),
+    "NO_PROXY": (
+        None,
+        "",
+        "Upstream hosts reached directly, comma-separated: `*`, domains (subdomains included), "
+        "IPs or CIDR blocks, each optionally with `:port`; `no_proxy` wins when both are set.",
+    ),
     "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
     "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
     "AILB_CLIENT_TIMEOUT": (
@@ -765,7 +805,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
             f"deployments: {clash[0]!r} is configured both by environment variables and in "
             "AILB_CONFIG; rename the one in the file"
         )
-    deployments = env_deps + file_cfg.deployments
+    deployments = _with_proxies(env_deps + file_cfg.deployments, env)
     credentials = _credentials(deployments, env)
     if embedder_key is not None:
         credentials[EMBEDDER_CREDENTIAL] = embedder_key
@@ -778,6 +818,26 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         demo=demo,
         **services,
     )
+
+
+def _with_proxies(
+    deployments: tuple[DeploymentConfig, ...], env: Mapping[str, str]
+) -> tuple[DeploymentConfig, ...]:
+    """Each deployment with its effective proxy (URL, or None for direct): its own, else the
+    environment's (egress.resolve). A bad proxy variable is refused, never ignored: a call
+    that silently went direct could break a company's egress policy."""
+    for var in egress.PROXY_VARS[:2]:
+        for name in (var.lower(), var):
+            if env.get(name):
+                try:
+                    egress.validate_proxy_url(env[name])
+                except ValueError as e:
+                    raise ConfigError(f"{name}: {e}") from None
+    for d in deployments:
+        if d.provider != "mock" and d.base_url is not None:
+            proxy = egress.resolve(d.proxy, d.base_url, env)
+            msgspec.structs.force_setattr(d, "proxy", proxy or None)
+    return deployments
 
 
 def _passwords(url: str | None) -> tuple[str, ...]:

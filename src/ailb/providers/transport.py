@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
 
+from ailb import egress
 from ailb.config import DeploymentConfig, Timeouts
+from ailb.egress import parse_proxy
 from ailb.observability.logging import MIN_SECRET
 from ailb.providers.base import UpstreamError, error_message_from
 from ailb.providers.http import Pool, Response
@@ -25,11 +28,18 @@ class Upstream:
         assert config.base_url is not None
         self.config = config
         self.timeouts = config.timeouts
+        # The effective proxy (load_settings resolved the environment's into the config).
+        url = config.proxy or ""
+        proxy = None if url.strip().lower() in ("", egress.DIRECT) else parse_proxy(url)
         self.pool = Pool(
             config.base_url,
             name=config.name,
             max_connections=config.max_connections,
             connect_timeout=config.timeouts.connect,
+            ssl_context=ssl.create_default_context(cafile=config.ca_file)
+            if config.ca_file
+            else None,
+            proxy=proxy,
         )
         self._headers = {
             "User-Agent": "ailb",
@@ -43,6 +53,8 @@ class Upstream:
         self.secrets = credentials_in(headers) + tuple(
             v for v in config.headers.values() if len(v) >= MIN_SECRET
         )
+        if proxy is not None and proxy.authorization:
+            self.secrets += (proxy.authorization.removeprefix("Basic "),)
 
     def head(self, method: str, path: str, extra: Mapping[str, str] | None = None) -> bytes:
         """The request head for one endpoint, built once (credentials included)."""
