@@ -271,6 +271,8 @@ class Settings:
     control_token: Secret | None = field(default=None, repr=False)  # see control_credential
     config_path: str | None = None
     demo: bool = False
+    # The provider embedder's egress proxy from HTTPS_PROXY ... (may carry credentials).
+    embedder_proxy: str | None = field(default=None, repr=False)
 
     def secrets(self) -> tuple[str, ...]:
         """What no log line may carry: credentials, configured header values, the master key,
@@ -279,6 +281,7 @@ class Settings:
             *self.credentials.values(),
             *(v for d in self.deployments for v in d.headers.values()),
             *(p for d in self.deployments for p in _passwords(d.proxy)),
+            *_passwords(self.embedder_proxy),
             *(s for s in (self.master_key, self.metrics_token, self.control_token) if s),
             *(p for url in (self.database_url, self.redis_url) for p in _passwords(url)),
         )
@@ -809,6 +812,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
     credentials = _credentials(deployments, env)
     if embedder_key is not None:
         credentials[EMBEDDER_CREDENTIAL] = embedder_key
+    embedder_proxy = None
+    if env_settings.embedder != "local" and env_settings.embedding_base_url:
+        embedder_proxy = egress.env_proxy(env_settings.embedding_base_url, env) or None
     return Settings(
         env=env_settings,
         deployments=deployments,
@@ -816,6 +822,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         credentials=credentials,
         config_path=config_path,
         demo=demo,
+        embedder_proxy=embedder_proxy,
         **services,
     )
 

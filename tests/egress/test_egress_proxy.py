@@ -5,6 +5,7 @@ per-deployment `proxy:`, a proxy that is down, and proxy credentials that never 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ import httpx2
 import openai
 import pytest
 
+from ailb.config import load_settings
+from ailb.embeddings import build_embedder
 from tests.egress.harness import ForwardProxy, free_port, make_ca
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer, Reply
@@ -246,3 +249,28 @@ def test_proxy_credentials_are_sent_and_never_logged(
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     for text in (logged(caplog), stats, info.value.response.text):
         assert PASSWORD not in text and token not in text
+
+
+def test_the_provider_embedder_goes_through_the_proxy_too(
+    proxy: ForwardProxy, plain: FakeServer, tmp_path: Path
+) -> None:
+    env = {
+        "AILB_EMBEDDER": "openai",
+        "AILB_EMBEDDING_BASE_URL": f"{plain.url}/v1",
+        "AILB_EMBEDDING_API_KEY": "emb-key-0123456789abcdef",
+        "HTTP_PROXY": proxy.url,
+        "AILB_DATA_DIR": str(tmp_path),
+    }
+    settings = load_settings(env)
+    assert settings.embedder_proxy == proxy.url
+    assert load_settings({**env, "NO_PROXY": "127.0.0.1"}).embedder_proxy is None
+    embedder = build_embedder(settings.env, settings.credentials, settings.embedder_proxy)
+
+    async def embed() -> int:
+        try:
+            return len(await embedder.embed(["through the proxy"]))
+        finally:
+            await embedder.close()
+
+    assert asyncio.run(embed()) == 1
+    assert chat_lines(proxy, plain) == [f"POST 127.0.0.1:{plain.port} /v1/embeddings"]

@@ -59,6 +59,7 @@ _SETTING_VARIABLE = {
     "metrics_token": "AILB_METRICS_TOKEN",
     "control_token": "AILB_CONTROL_TOKEN",
     "config_path": "AILB_CONFIG",
+    "embedder_proxy": "HTTPS_PROXY/HTTP_PROXY/NO_PROXY (for the embedder)",
 }
 _RESTART_SETTINGS = tuple(f.name for f in fields(Settings) if f.name not in _HOT_SETTINGS)
 _VARIABLE = {fld: var for var, (fld, _, _) in ENV_VARS.items() if fld is not None}

@@ -22,6 +22,7 @@ import msgspec
 import numpy as np
 
 from ailb.config import Secret, Timeouts
+from ailb.egress import Proxy
 from ailb.embeddings.minilm import Array
 from ailb.embeddings.wordpiece import WordPieceCounter
 from ailb.providers.base import UpstreamError
@@ -180,6 +181,7 @@ class ProviderEmbedder:
         *,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         concurrency: int = 4,
+        proxy: Proxy | None = None,
     ) -> None:
         self.wire = wire
         self.model = model
@@ -203,6 +205,7 @@ class ProviderEmbedder:
             name=f"embeddings-{wire.provider}",
             max_connections=concurrency,
             connect_timeout=timeouts.connect,
+            proxy=proxy,
         )
         self._head = self._pool.head("POST", wire.path, headers)
         # One embed() of many texts must not take every connection from the others, and
