@@ -224,7 +224,7 @@ class Failover:
                 self._release(state)  # a retry's slot is over with its attempt
             d.end()
             self._failed(plan, target, err, state, request_id)
-            if await self._wait_out_429(plan, i, err, state, request_id):
+            if await self._wait_out_429(plan, i, err, state):
                 continue  # same deployment again, after its Retry-After
             i += 1
             if i < len(plan) and state.count < self.max_attempts:
@@ -305,13 +305,12 @@ class Failover:
             state.held = False
             self.budget.release()
 
-    async def _wait_out_429(
-        self, plan: Plan, i: int, err: UpstreamError, state: _Attempts, request_id: str
-    ) -> bool:
+    async def _wait_out_429(self, plan: Plan, i: int, err: UpstreamError, state: _Attempts) -> bool:
         """With no other deployment left, waiting out an upstream's 429 is the answer -- once
-        per request, when the wait fits the deadline and the retry budget. A second 429 goes
-        to the client with its Retry-After: its SDK waits and retries on its own, and waiting
-        here again would multiply the upstream calls of every client retry."""
+        per request, when the wait fits the deadline (the attempt after it needs the retry
+        budget). A second 429 goes to the client with its Retry-After: its SDK waits and
+        retries on its own, and waiting here again would multiply the upstream calls of every
+        client retry."""
         if not (err.kind == "status" and err.status == 429 and err.retry_after is not None):
             return False
         if state.waited or i != len(plan) - 1 or state.count >= self.max_attempts:
