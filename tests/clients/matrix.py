@@ -2,8 +2,9 @@
 providers (each answering with the brain in tests/fakes/model.py), the providers as test
 parameters, and the tools and schemas the scenarios use.
 
-Cells that fail because of an open point of issue 19 are marked `xfail(strict=True)` with
-`known()`: when the fix merges they pass, strict xfail fails, and the mark is removed.
+A cell that fails because of a known open gateway point is marked `known()`
+(`xfail(strict=True)` naming the point): when the fix merges it passes, the strict mark fails,
+and the mark is removed.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ REJECTIONS = {
 BAD_KEY = "sk-not-a-key-of-this-gateway"
 
 
-def known(point: int, why: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 19 point {point}: {why}")
+def known(point: str, why: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"{point}: {why}")
 
 
 def cell(provider: str, *marks: pytest.MarkDecorator) -> Any:

@@ -6,11 +6,14 @@ model (json_schema) and json_object, images. Its cost map is the packaged one
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import litellm
 import pytest
+from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
 from tests.clients.matrix import (
     BAD_KEY,
@@ -159,3 +162,16 @@ def test_upstream_rejection_is_bad_request(matrix, provider):
 def test_bad_key(matrix, provider):
     with pytest.raises(litellm.AuthenticationError):
         complete(matrix, provider, HELLO, key=BAD_KEY)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def litellm_leaves_no_event_loop() -> Iterator[None]:
+    """litellm's sync calls set an event loop on the main thread for its async HTTP clients
+    and close it only at exit; a later module replacing it would leave it to the collector,
+    open, with its connections (a ResourceWarning, an error here). Closed when done."""
+    yield
+    loop = asyncio.get_event_loop()
+    if not loop.is_closed() and not loop.is_running():
+        loop.run_until_complete(close_litellm_async_clients())
+        loop.close()
+    asyncio.set_event_loop(None)

@@ -32,7 +32,6 @@ from tests.clients.matrix import (
     WEATHER_TASK,
     City,
     Matrix,
-    known,
     png_data_url,
     providers,
 )
@@ -118,7 +117,7 @@ def test_output_type(matrix, provider, stream):
 
 @pytest.mark.parametrize(
     "provider",
-    providers(anthropic=known(4, "response_format json_schema together with tools is refused")),
+    providers(),
 )
 def test_tools_and_output_type(matrix, provider):
     result = run(matrix, provider, WEATHER_TASK, tools=["get_weather"], output_type=City)
@@ -126,7 +125,7 @@ def test_tools_and_output_type(matrix, provider):
     assert tool_calls(result) == 1
 
 
-@pytest.mark.parametrize("provider", providers(anthropic=known(5, "reasoning_effort is refused")))
+@pytest.mark.parametrize("provider", providers())
 def test_reasoning_effort(matrix, provider):
     settings = ModelSettings(reasoning=Reasoning(effort="low"))
     result = run(matrix, provider, "Say hello", model_settings=settings)

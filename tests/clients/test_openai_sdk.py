@@ -24,7 +24,6 @@ from tests.clients.matrix import (
     WEATHER_TASK,
     City,
     Matrix,
-    known,
     png_data_url,
     providers,
     tool_spec,
@@ -148,7 +147,7 @@ def test_parse_streamed(client, matrix, provider):
 
 @pytest.mark.parametrize(
     "provider",
-    providers(anthropic=known(4, "response_format json_schema together with tools is refused")),
+    providers(),
 )
 def test_tools_then_typed_answer(client, matrix, provider):
     """The common agent shape: tools and a json_schema answer in one request."""
@@ -171,7 +170,7 @@ def test_tools_then_typed_answer(client, matrix, provider):
 
 @pytest.mark.parametrize(
     "provider",
-    providers(anthropic=known(6, "legacy functions/function_call are dropped, no call comes")),
+    providers(),
 )
 def test_legacy_functions(client, matrix, provider):
     """The pre-tools API (`functions`, `function_call`), still sent by older agents."""
@@ -263,7 +262,6 @@ PDF_MESSAGES: Any = [
 @pytest.mark.parametrize(
     "provider",
     providers(
-        anthropic=known(5, "PDF file parts are refused, Anthropic takes documents"),
         ollama=pytest.mark.skip(reason="by design: Ollama reads no documents (a 400, below)"),
     ),
 )
@@ -303,7 +301,7 @@ NORMALISED = {
 @pytest.mark.parametrize("case", list(NORMALISED))
 @pytest.mark.parametrize(
     "provider",
-    providers(anthropic=known(8, "passes the Messages API's 400 back instead of normalising")),
+    providers(),
 )
 def test_requests_the_gateway_can_make_valid(client, matrix, provider, case):
     """Requests other providers take that Anthropic's rules reject as they are."""

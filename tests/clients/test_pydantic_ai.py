@@ -27,7 +27,6 @@ from tests.clients.matrix import (
     WEATHER_TASK,
     City,
     Matrix,
-    known,
     png_data_url,
     providers,
 )
@@ -125,7 +124,7 @@ def test_native_output(matrix, provider, stream):
 
 @pytest.mark.parametrize(
     "provider",
-    providers(anthropic=known(4, "response_format json_schema together with tools is refused")),
+    providers(),
 )
 def test_tools_and_native_output(matrix, provider):
     output, messages = run(
@@ -159,7 +158,7 @@ def test_image_url(matrix, provider):
     assert output == "I see 1 image(s)."
 
 
-@pytest.mark.parametrize("provider", providers(anthropic=known(5, "reasoning_effort is refused")))
+@pytest.mark.parametrize("provider", providers())
 def test_reasoning_effort(matrix, provider):
     output, _ = run(
         matrix, provider, "Say hello", model_settings={"openai_reasoning_effort": "low"}
