@@ -20,11 +20,13 @@ SLOW_FIXTURES = frozenset(
     ("gateway_factory", "openai_upstream", "redis_url", "postgres_dsn", "pg_schema")
 )
 SLOW_MODULE_NAMES = ("GatewayProcess", "RunningGateway", "subprocess", "FakeServer")
-SLOW_DIRECTORIES = ("faults", "deploy")
+SLOW_DIRECTORIES = ("faults", "deploy", "clients")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.parent.name == "clients":  # the real-client matrix, also a tier of its own
+            item.add_marker(pytest.mark.clients)
         module = getattr(item, "module", None)
         names = vars(module) if module is not None else {}
         if (

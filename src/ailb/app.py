@@ -219,7 +219,9 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     # One embedder for memory and RAG, and Chroma only for RAG or for memory kept in it; both
     # built only when used.
     embedder = (
-        build_embedder(env, settings.credentials) if env.enable_memory or env.enable_rag else None
+        build_embedder(env, settings.credentials, settings.embedder_proxy)
+        if env.enable_memory or env.enable_rag
+        else None
     )
     vectors = (
         VectorBackend(VectorStore(env.data_dir, env.chroma_url or None), embedder)

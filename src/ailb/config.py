@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -19,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 from msgspec import Meta
+
+from ailb import egress
 
 
 class ConfigError(ValueError):
@@ -73,8 +76,10 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 
 
 class Timeouts(_Strict, frozen=True):
-    """Seconds. `first_byte` bounds the wait for the first response byte, `idle` the gap
-    between two reads of a body or stream, `total` the whole exchange."""
+    """Seconds. `first_byte` bounds a stream's wait for its first byte, `idle` the gap between
+    two reads of a stream, `total` the whole exchange. A non-streamed answer (chat, embeddings,
+    model list) comes whole when it is done, so only `total` bounds it: a long answer is not a
+    stalled one."""
 
     connect: Positive = 5.0
     first_byte: Positive = 60.0
@@ -120,8 +125,24 @@ class DeploymentConfig(_Strict, frozen=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     mock: MockOptions = msgspec.field(default_factory=MockOptions)
     max_connections: Annotated[int, Meta(ge=1)] = 1000
+    # In the file: a URL, or "none" (or "") for direct; absent, the environment's
+    # (HTTPS_PROXY ...). load_settings leaves the effective one: a URL, or None for direct.
+    proxy: str | None = None
+    ca_file: str | None = None  # PEM bundle trusted for this upstream instead of the system's
 
     def __post_init__(self) -> None:
+        if self.proxy is not None and self.proxy.strip().lower() not in ("", egress.DIRECT):
+            try:
+                egress.validate_proxy_url(self.proxy)
+            except ValueError as e:
+                raise ValueError(f"proxy {e}") from None
+        if self.ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(
+                    f"ca_file {self.ca_file!r} is not a readable PEM file: {e}"
+                ) from None
         if self.base_url is not None:
             validate_base_url(self.base_url)
         elif self.provider != "mock":
@@ -147,6 +168,8 @@ class DeploymentConfig(_Strict, frozen=True):
         """A view safe for logs and APIs: no header values, no credential-bearing URL."""
         d = msgspec.to_builtins(self)
         d["base_url"] = redact_url(self.base_url) if self.base_url else None
+        if self.proxy and self.proxy.lower() != egress.DIRECT:
+            d["proxy"] = redact_url(self.proxy)  # no credentials
         d["headers"] = sorted(self.headers)
         return d  # type: ignore[no-any-return]
 
@@ -192,6 +215,8 @@ class EnvSettings(_Strict, frozen=True):
     health_interval: Positive = 15.0
     request_timeout: Positive = 600.0
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    retry_budget_percent: Annotated[float, Meta(ge=0, le=100)] = 20.0
+    retry_min_concurrency: Annotated[int, Meta(ge=0)] = 3
     data_dir: Annotated[str, Meta(min_length=1)] = "./ailb_memory"
     chroma_url: str = ""
     memory_ttl: Positive = 30 * 86400.0
@@ -246,6 +271,8 @@ class Settings:
     control_token: Secret | None = field(default=None, repr=False)  # see control_credential
     config_path: str | None = None
     demo: bool = False
+    # The provider embedder's egress proxy from HTTPS_PROXY ... (may carry credentials).
+    embedder_proxy: str | None = field(default=None, repr=False)
 
     def secrets(self) -> tuple[str, ...]:
         """What no log line may carry: credentials, configured header values, the master key,
@@ -253,6 +280,8 @@ class Settings:
         return (
             *self.credentials.values(),
             *(v for d in self.deployments for v in d.headers.values()),
+            *(p for d in self.deployments for p in _passwords(d.proxy)),
+            *_passwords(self.embedder_proxy),
             *(s for s in (self.master_key, self.metrics_token, self.control_token) if s),
             *(p for url in (self.database_url, self.redis_url) for p in _passwords(url)),
         )
@@ -379,6 +408,24 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "Ollama server; setting it (or OLLAMA_MODELS) enables the `ollama` deployment.",
     ),
     "OLLAMA_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /api/tags."),
+    "HTTPS_PROXY": (
+        None,
+        "",
+        "http:// proxy (credentials in the URL allowed) for https upstreams, through a CONNECT "
+        "tunnel; `https_proxy` wins when both are set. A deployment's `proxy` overrides it.",
+    ),
+    "HTTP_PROXY": (
+        None,
+        "",
+        "http:// proxy for plain http upstreams (absolute-form requests); `http_proxy` wins "
+        "when both are set.",
+    ),
+    "NO_PROXY": (
+        None,
+        "",
+        "Upstream hosts reached directly, comma-separated: `*`, domains (subdomains included), "
+        "IPs or CIDR blocks, each optionally with `:port`; `no_proxy` wins when both are set.",
+    ),
     "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
     "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
     "AILB_CLIENT_TIMEOUT": (
@@ -403,6 +450,19 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "Deadline in seconds for one client request, failovers and retries included.",
     ),
     "AILB_MAX_ATTEMPTS": ("max_attempts", "4", "Most upstream attempts for one client request."),
+    "AILB_RETRY_BUDGET_PERCENT": (
+        "retry_budget_percent",
+        "20",
+        "Retries into trouble (the same deployment again, or an ejected or cooling-down one) "
+        "in progress at once, as a percentage of the requests in progress (a retry budget, as "
+        "Envoy's).",
+    ),
+    "AILB_RETRY_MIN_CONCURRENCY": (
+        "retry_min_concurrency",
+        "3",
+        "Retries in progress at once allowed whatever the percentage (0 with a percentage of 0: "
+        "never retry).",
+    ),
     "AILB_DATA_DIR": (
         "data_dir",
         "./ailb_memory",
@@ -748,10 +808,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
             f"deployments: {clash[0]!r} is configured both by environment variables and in "
             "AILB_CONFIG; rename the one in the file"
         )
-    deployments = env_deps + file_cfg.deployments
+    deployments = _with_proxies(env_deps + file_cfg.deployments, env)
     credentials = _credentials(deployments, env)
     if embedder_key is not None:
         credentials[EMBEDDER_CREDENTIAL] = embedder_key
+    embedder_proxy = None
+    if env_settings.embedder != "local" and env_settings.embedding_base_url:
+        embedder_proxy = egress.env_proxy(env_settings.embedding_base_url, env) or None
     return Settings(
         env=env_settings,
         deployments=deployments,
@@ -759,8 +822,29 @@ def load_settings(env: Mapping[str, str] | None = None, *, demo: bool = False) -
         credentials=credentials,
         config_path=config_path,
         demo=demo,
+        embedder_proxy=embedder_proxy,
         **services,
     )
+
+
+def _with_proxies(
+    deployments: tuple[DeploymentConfig, ...], env: Mapping[str, str]
+) -> tuple[DeploymentConfig, ...]:
+    """Each deployment with its effective proxy (URL, or None for direct): its own, else the
+    environment's (egress.resolve). A bad proxy variable is refused, never ignored: a call
+    that silently went direct could break a company's egress policy."""
+    for var in egress.PROXY_VARS[:2]:
+        for name in (var.lower(), var):
+            if env.get(name):
+                try:
+                    egress.validate_proxy_url(env[name])
+                except ValueError as e:
+                    raise ConfigError(f"{name}: {e}") from None
+    for d in deployments:
+        if d.provider != "mock" and d.base_url is not None:
+            proxy = egress.resolve(d.proxy, d.base_url, env)
+            msgspec.structs.force_setattr(d, "proxy", proxy or None)
+    return deployments
 
 
 def _passwords(url: str | None) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from ailb.config import Settings
 from ailb.providers import build_provider
 from ailb.routing.deployment import DeploymentState
 from ailb.routing.failover import Failover
+from ailb.routing.retry_budget import RetryBudget
 from ailb.routing.router import Router
 
 
@@ -68,5 +69,14 @@ def build_live(settings: Settings, previous: LiveConfig | None = None) -> LiveCo
     router = Router(deployments, env.routing_strategy, settings.models)
     if previous is not None:
         router.carry_over(previous.router)
-    failover = Failover(max_attempts=env.max_attempts, request_timeout=env.request_timeout)
+    budget = previous.failover.budget if previous is not None else None
+    if budget is None or not budget.same_settings(
+        env.retry_budget_percent, env.retry_min_concurrency
+    ):
+        # New settings, new budget: requests that started before the reload keep counting in
+        # the old one (their configuration's), which goes with them.
+        budget = RetryBudget(env.retry_budget_percent, env.retry_min_concurrency)
+    failover = Failover(
+        max_attempts=env.max_attempts, request_timeout=env.request_timeout, budget=budget
+    )
     return LiveConfig(settings, router, failover)

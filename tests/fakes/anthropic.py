@@ -298,6 +298,33 @@ def events(model: str, reply: Reply, body: dict[str, Any]) -> list[bytes]:
     return out
 
 
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def invalid(body: dict[str, Any]) -> str | None:
+    """The Messages API's 400 for a request breaking its rules on messages, if it does: the
+    first message is the user's, text blocks are not empty, images are of four media types."""
+    messages = body.get("messages") or []
+    if messages and messages[0].get("role") != "user":
+        return 'messages: first message must use the "user" role'
+    for i, m in enumerate(messages):
+        blocks = m.get("content")
+        if blocks == "" or blocks == []:
+            return f"messages.{i}: all messages must have non-empty content"
+        for j, b in enumerate(blocks if isinstance(blocks, list) else ()):
+            if b.get("type") == "text" and not b.get("text"):
+                return f"messages.{i}.content.{j}.text: text content blocks must be non-empty"
+            source = b.get("source") or {}
+            base64 = b.get("type") == "image" and source.get("type") == "base64"
+            if base64 and source.get("media_type") not in IMAGE_TYPES:
+                allowed = ", ".join(repr(t) for t in IMAGE_TYPES)
+                return (
+                    f"messages.{i}.content.{j}.image.source.base64.media_type: "
+                    f"Input should be {allowed}"
+                )
+    return None
+
+
 async def messages(
     server: FakeServer, request: web.Request, reply: Reply, body: Any
 ) -> web.StreamResponse:
@@ -306,6 +333,10 @@ async def messages(
     if problem is not None:
         return web.json_response(anthropic_error("invalid_request_error", problem), status=400)
     model = body.get("model", "?")
+    problem = invalid(body)
+    if problem is not None:
+        error = anthropic_error("invalid_request_error", problem)
+        return web.json_response(error, status=400, headers={"request-id": "req_fake"})
     if not body.get("stream"):
         return web.json_response(message(model, reply, body), headers=reply.headers)
     frames = events(model, reply, body)

@@ -3,6 +3,7 @@ GET /v1/models."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -24,13 +25,44 @@ def openai_error(message: str, param: str | None = None, code: str | None = None
     }
 
 
-def completion(model: str, reply: Reply) -> dict[str, Any]:
+def token_logprobs(text: str, top: int) -> dict[str, Any]:
+    """A `logprobs` object for `text`, one token per word."""
+    tokens = re.findall(r"\S+\s*", text)
+    return {
+        "content": [
+            {
+                "token": t,
+                "logprob": -0.25,
+                "bytes": list(t.encode()),
+                "top_logprobs": [
+                    {"token": t + "~" * k, "logprob": -0.25 - k, "bytes": list(t.encode())}
+                    for k in range(top)
+                ],
+            }
+            for t in tokens
+        ],
+        "refusal": None,
+    }
+
+
+def completion(model: str, reply: Reply, legacy: bool = False, body: Any = None) -> dict[str, Any]:
+    """`legacy`: the request used `functions`, so a call is the one `function_call`. `body`:
+    the request, for `n` (that many identical choices) and `logprobs`."""
+    body = body if isinstance(body, dict) else {}
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
-    if reply.tool_calls:
+    finish = reply.finish_reason
+    if reply.tool_calls and legacy:
+        first = reply.tool_calls[0]
+        message["function_call"] = {"name": first.name, "arguments": first.arguments}
+        finish = "function_call" if finish == "tool_calls" else finish
+    elif reply.tool_calls:
         message["tool_calls"] = [
             {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
             for t in reply.tool_calls
         ]
+    logprobs = None
+    if body.get("logprobs"):
+        logprobs = token_logprobs(reply.text, int(body.get("top_logprobs") or 0))
     p, c = reply.usage
     return {
         "id": "chatcmpl-fake",
@@ -39,13 +71,16 @@ def completion(model: str, reply: Reply) -> dict[str, Any]:
         "model": model,
         "system_fingerprint": "fp_fake",
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+            {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish}
+            for i in range(int(body.get("n") or 1))
         ],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
 
 
-def chunks(model: str, reply: Reply, include_usage: bool) -> list[dict[str, Any]]:
+def chunks(
+    model: str, reply: Reply, include_usage: bool, legacy: bool = False
+) -> list[dict[str, Any]]:
     base = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -64,7 +99,14 @@ def chunks(model: str, reply: Reply, include_usage: bool) -> list[dict[str, Any]
 
     out = [chunk({"role": "assistant", "content": ""})]
     out += [chunk({"content": piece}) for piece in split_text(reply.text, reply.pieces)]
-    for i, t in enumerate(reply.tool_calls):
+    if legacy and reply.tool_calls:
+        first = reply.tool_calls[0]
+        out.append(chunk({"function_call": {"name": first.name, "arguments": ""}}))
+        for piece in split_text(first.arguments, 2):
+            out.append(chunk({"function_call": {"arguments": piece}}))
+        finish = "function_call" if reply.finish_reason == "tool_calls" else reply.finish_reason
+        out.append(chunk({}, finish))
+    for i, t in enumerate([] if legacy else reply.tool_calls):
         out.append(
             chunk(
                 {
@@ -81,7 +123,8 @@ def chunks(model: str, reply: Reply, include_usage: bool) -> list[dict[str, Any]
         )
         for piece in split_text(t.arguments, 2):
             out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
-    out.append(chunk({}, reply.finish_reason))
+    if not (legacy and reply.tool_calls):
+        out.append(chunk({}, reply.finish_reason))
     if include_usage:
         p, c = reply.usage
         out.append(
@@ -98,10 +141,11 @@ async def chat(
     server: FakeServer, request: web.Request, reply: Reply, body: Any
 ) -> web.StreamResponse:
     model = body.get("model", "?") if isinstance(body, dict) else "?"
+    legacy = isinstance(body, dict) and body.get("functions") is not None
     if not (isinstance(body, dict) and body.get("stream")):
-        return web.json_response(completion(model, reply), headers=reply.headers)
+        return web.json_response(completion(model, reply, legacy, body), headers=reply.headers)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    frames = [sse_frame(c) for c in chunks(model, reply, include_usage)]
+    frames = [sse_frame(c) for c in chunks(model, reply, include_usage, legacy)]
     if reply.garbage:
         frames.insert(1, b"data: {not json\n\n")
     if reply.stream_error is not None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import socket
+import ssl
 import threading
 import zlib
 from collections import deque
@@ -110,6 +111,8 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self._hangs: list[asyncio.Future[None]] = []
         self.port = 0
+        # Set before start(): serve https (the url then names `localhost`, as the certificate).
+        self.ssl_context: ssl.SSLContext | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class FakeServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
+        site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context)
         await site.start()
 
     def stop(self) -> None:
@@ -145,6 +148,8 @@ class FakeServer:
 
     @property
     def url(self) -> str:
+        if self.ssl_context is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     # --- scripting --------------------------------------------------------------------------

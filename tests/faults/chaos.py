@@ -64,7 +64,7 @@ def fault_reply(kind: str) -> Reply:
         return Reply(status=503, error=openai_error("Overloaded", code="overloaded"))
     if kind == "http_429":
         return Reply(status=429, error=openai_error("Rate limit"), headers={"Retry-After": "1"})
-    if kind == "timeout":
+    if kind == "timeout":  # a stream's first byte too late; a plain answer only slow (no limit)
         return Reply(text=TEXT, pieces=PIECES, delay=FIRST_BYTE_S * 2)
     if kind == "reset":
         return Reply(drop=True)
@@ -278,6 +278,7 @@ class Report:
             "faults_injected": dict(sorted(faults.items())),
             "upstream_attempts": sum(d.get("requests", 0) for d in deps.values()),
             "ejections": sum(d.get("ejections", 0) for d in deps.values()),
+            "retry_budget": self.stats.get("retry_budget"),
             "slots_with_one_up": sum(1 for m in self.schedule if m.count("up") == 1),
             "slots": len(self.schedule),
         }
@@ -310,6 +311,11 @@ def run_chaos(
                 "ENABLE_MEMORY": "false",
                 "AILB_MAX_ATTEMPTS": str(deployments),
                 "AILB_LOG_LEVEL": "ERROR",  # a failed attempt is a warning: thousands of them
+                # The run asserts that every request is served while any deployment is up,
+                # whatever it takes. The retry budget deliberately gives some of that up when
+                # most deployments fail (a deployment back up may still be ejected, tried only
+                # as a retry), to spare the upstreams: here it lets every client retry.
+                "AILB_RETRY_MIN_CONCURRENCY": str(concurrency),
                 **(env or {}),
             },
             workdir / "gateway.log",

@@ -32,7 +32,7 @@ deployments:
     base_url: {bad_url}/v1
     models: [m]
     priority: 0
-    timeouts: {{connect: 1, first_byte: 0.5, idle: 0.5, total: 5}}
+    timeouts: {{connect: 1, first_byte: 0.5, idle: 0.5, total: 0.8}}
   - name: good
     provider: openai
     base_url: {good_url}/v1
@@ -50,7 +50,8 @@ def stats(gw) -> dict:
 
 FAILURES = [
     (Reply(hang=True), "timeout"),
-    (Reply(delay=1.0), "timeout"),  # slow first byte, beyond the 0.5 s first_byte timeout
+    # Streamed: a first byte past the 0.5 s first_byte; not streamed: past the 0.8 s total.
+    (Reply(delay=1.0), "timeout"),
     (Reply(status=500, error={"error": {"message": "boom"}}), "http_5xx"),
     (Reply(status=401, error={"error": {"message": "invalid key sk-abcdefgh1234"}}), "http_401"),
     (Reply(garbage=True), "protocol"),

@@ -31,6 +31,7 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                     for name, d in router.deployments.items()
                 },
                 "models": router.stats(),
+                "retry_budget": runtime.failover.budget.snapshot(),
             }
         )
 

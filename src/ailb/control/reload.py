@@ -5,8 +5,9 @@ Triggered by the gRPC `Reload`, `POST /api/reload` and SIGHUP; one reload at a t
 - Nothing changes unless the whole new configuration is valid: any error keeps the running one
   and answers success=false with the message naming the problem (the same messages start-up
   gives, e.g. `AILB_CONFIG ailb.yaml: deployments[1].weight: Expected int >= 0`).
-- Hot: deployments, per-model settings, ROUTING_STRATEGY, AILB_MAX_ATTEMPTS,
-  AILB_REQUEST_TIMEOUT, AILB_HEALTH_INTERVAL. Everything else (ports, data directory, stores,
+- Hot: deployments, per-model settings, ROUTING_STRATEGY, AILB_MAX_ATTEMPTS, the retry budget
+  (AILB_RETRY_BUDGET_PERCENT, AILB_RETRY_MIN_CONCURRENCY), AILB_REQUEST_TIMEOUT,
+  AILB_HEALTH_INTERVAL. Everything else (ports, data directory, stores,
   memory/RAG, keys, logging ...) is bound at start-up: when the new configuration changes one of
   them the reload is refused naming them, unless `force` asks to apply the rest (the named ones
   keep their running values, and the message says so). A running process's environment does not
@@ -38,7 +39,16 @@ log = logging.getLogger("ailb.reload")
 
 SettingsLoader = Callable[[], Settings]
 # EnvSettings fields a reload applies; every other one needs a restart.
-HOT_FIELDS = frozenset({"routing_strategy", "max_attempts", "request_timeout", "health_interval"})
+HOT_FIELDS = frozenset(
+    {
+        "routing_strategy",
+        "max_attempts",
+        "retry_budget_percent",
+        "retry_min_concurrency",
+        "request_timeout",
+        "health_interval",
+    }
+)
 # Settings fields a reload applies (`env` only in HOT_FIELDS; the embedder's credential, kept in
 # `credentials`, excepted). Every other field (services, tokens ...) is bound at start-up.
 _HOT_SETTINGS = frozenset({"env", "deployments", "models", "credentials", "demo"})
@@ -49,6 +59,7 @@ _SETTING_VARIABLE = {
     "metrics_token": "AILB_METRICS_TOKEN",
     "control_token": "AILB_CONTROL_TOKEN",
     "config_path": "AILB_CONFIG",
+    "embedder_proxy": "HTTPS_PROXY/HTTP_PROXY/NO_PROXY (for the embedder)",
 }
 _RESTART_SETTINGS = tuple(f.name for f in fields(Settings) if f.name not in _HOT_SETTINGS)
 _VARIABLE = {fld: var for var, (fld, _, _) in ENV_VARS.items() if fld is not None}

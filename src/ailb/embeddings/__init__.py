@@ -20,6 +20,7 @@ from ailb.config import (
     EnvSettings,
     Secret,
 )
+from ailb.egress import parse_proxy
 from ailb.embeddings.minilm import Array
 from ailb.embeddings.provider import WIRES, EmbeddingError, ProviderEmbedder
 from ailb.embeddings.wordpiece import WordPieceCounter
@@ -193,9 +194,12 @@ class LocalEmbedder:
             self._bulk = None
 
 
-def build_embedder(env: EnvSettings, credentials: Mapping[str, Secret]) -> Embedder:
-    """The configured embedder (AILB_EMBEDDER). load_settings resolves the model, URL and key;
-    the defaults here serve settings made without it (Settings.with_env)."""
+def build_embedder(
+    env: EnvSettings, credentials: Mapping[str, Secret], proxy: str | None = None
+) -> Embedder:
+    """The configured embedder (AILB_EMBEDDER). load_settings resolves the model, URL, key and
+    egress proxy (Settings.embedder_proxy); the defaults here serve settings made without it
+    (Settings.with_env)."""
     kind = env.embedder
     if kind == "local":
         return LocalEmbedder()
@@ -205,4 +209,5 @@ def build_embedder(env: EnvSettings, credentials: Mapping[str, Secret]) -> Embed
         env.embedding_model or DEFAULT_EMBEDDING_MODELS[kind],
         credentials.get(EMBEDDER_CREDENTIAL),
         env.embedding_dimensions,
+        proxy=parse_proxy(proxy) if proxy else None,
     )

@@ -22,11 +22,12 @@ import msgspec
 import numpy as np
 
 from ailb.config import Secret, Timeouts
+from ailb.egress import Proxy
 from ailb.embeddings.minilm import Array
 from ailb.embeddings.wordpiece import WordPieceCounter
 from ailb.providers.base import UpstreamError
 from ailb.providers.http import Pool
-from ailb.providers.transport import credentials_in, encode, status_error
+from ailb.providers.transport import credentials_in, encode, exchange_timeouts, status_error
 
 # Inputs are cut to this many characters. OpenAI refuses (400) an input over its models' 8192
 # tokens instead of truncating, and a refused memory turn would be retried for ever; even at two
@@ -180,6 +181,7 @@ class ProviderEmbedder:
         *,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         concurrency: int = 4,
+        proxy: Proxy | None = None,
     ) -> None:
         self.wire = wire
         self.model = model
@@ -203,6 +205,7 @@ class ProviderEmbedder:
             name=f"embeddings-{wire.provider}",
             max_connections=concurrency,
             connect_timeout=timeouts.connect,
+            proxy=proxy,
         )
         self._head = self._pool.head("POST", wire.path, headers)
         # One embed() of many texts must not take every connection from the others, and
@@ -245,11 +248,12 @@ class ProviderEmbedder:
 
     async def _call(self, texts: Sequence[str], bulk: bool = False) -> Array:
         body = encode(self.wire.request(self.model, texts, self.requested_dimensions))
-        t = self._timeouts
+        # An embeddings answer is whole, like a non-streamed chat: `total` bounds it.
+        first_byte, idle, total = exchange_timeouts(self._timeouts, stream=False)
         async with self._bulk_slots if bulk else contextlib.nullcontext(), self._slots:
             try:
                 resp = await self._pool.request(
-                    self._head, body, first_byte=t.first_byte, idle=t.idle, total=t.total
+                    self._head, body, first_byte=first_byte, idle=idle, total=total
                 )
                 try:
                     failure = None

@@ -116,6 +116,15 @@ class GatewayCollector(Collector):
 
     def _events(self) -> Iterator[Metric]:
         m = self.runtime.metrics
+        budget = self.runtime.failover.budget
+        yield _by(
+            "ailb_retries",
+            "Retries into trouble (the same deployment again, an ejected or cooling-down one), "
+            "by whether the retry budget let them go out (granted) or ended the request with "
+            "its error (denied).",
+            "outcome",
+            {"granted": budget.granted, "denied": budget.denied},
+        )
         yield _by(
             "ailb_rate_limited_requests",
             "Chat requests refused with 429, by the limit that refused them.",

@@ -3,8 +3,10 @@
 Why not aiohttp: measured here (one core, a proxy in front of a fast upstream), aiohttp's client
 costs ~200 µs a request and this one a fraction of that, which decides the gateway's speed
 (DESIGN §1). It does only what upstream APIs need: one pool per deployment, TLS, fixed-length
-and chunked bodies, gzip/deflate, streaming reads with flow control, and the four timeouts
-(connect, first byte, idle read, total). No redirects, cookies or proxies.
+and chunked bodies, gzip/deflate, streaming reads with flow control, the four timeouts
+(connect, first byte, idle read, total), and an egress proxy (ailb.egress): a CONNECT tunnel
+for https upstreams, with TLS to the upstream inside it, and absolute-form requests for plain
+http ones. No redirects or cookies.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from ailb.egress import Proxy
 from ailb.providers.base import UpstreamError
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes before we stop reading the socket
@@ -146,8 +149,9 @@ class _Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def wait(self, seconds: float, what: str) -> None:
-        """Until the next event (headers, body, end, error), at most `seconds`."""
+    async def wait(self, seconds: float, what: str, limit: float | None = None) -> None:
+        """Until the next event (headers, body, end, error), at most `seconds` (what is left
+        of the configured `limit`, named in the error, when that is the bound)."""
         fut = self.loop.create_future()
         self._waiter = fut
         handle = self.loop.call_later(seconds, _expire, fut)
@@ -155,7 +159,7 @@ class _Connection(asyncio.Protocol):
             await fut
         except TimeoutError:
             self.close()
-            raise UpstreamError("timeout", f"no {what} within {seconds:g}s") from None
+            raise UpstreamError("timeout", f"no {what} within {limit or seconds:g}s") from None
         finally:
             handle.cancel()
             self._waiter = None
@@ -183,7 +187,32 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            # Abort, not close: a connection is dropped only when nothing more is wanted from
+            # it, and a TLS one's graceful close (close_notify, then the socket) could outlive
+            # the event loop -- a tunnelled one's socket under it too.
+            self.transport.abort()
+
+
+class _ConnectReply(asyncio.Protocol):
+    """The proxy's answer to CONNECT: its head, up to the blank line (nothing follows it
+    before our TLS handshake starts)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[bytes] = loop.create_future()
+        self._buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end >= 0 and not self.head.done():
+            self.head.set_result(self._buf[: end + 4])
+        elif len(self._buf) > 65536 and not self.head.done():
+            self.head.set_result(b"")  # garbage, not an HTTP answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A result, never an exception: nobody may be waiting any more (a timeout).
+        if not self.head.done():
+            self.head.set_result(b"")
 
 
 def _expire(fut: asyncio.Future[None]) -> None:
@@ -255,6 +284,7 @@ class Pool:
         connect_timeout: float = 5.0,
         keepalive: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         self.name = name
@@ -266,6 +296,12 @@ class Pool:
         # An IPv6 literal keeps its brackets in Host (RFC 9110 §7.2): urlsplit drops them.
         authority = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = (authority if default_port else f"{authority}:{self.port}").encode()
+        self.proxy = proxy
+        # Through a proxy, a plain http request names its origin in the request line
+        # (absolute form, RFC 9112 §3.2.2) and carries the proxy's credentials; an https one
+        # is sent as it would be directly, inside a tunnel the proxy cannot read.
+        self._absolute = proxy is not None and not self.tls
+        self._tunnel_to = f"{authority}:{self.port}"
         self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -277,27 +313,34 @@ class Pool:
 
     def head(self, method: str, path: str, headers: dict[str, str]) -> bytes:
         """The request line and fixed headers, built once per endpoint and reused."""
-        lines = [
-            f"{method} {self.base_path}{path} HTTP/1.1".encode(),
-            b"Host: " + self._host_header,
-        ]
+        target = f"{self.base_path}{path}"
+        if self._absolute:
+            target = f"http://{self._host_header.decode()}{target}"
+        lines = [f"{method} {target} HTTP/1.1".encode(), b"Host: " + self._host_header]
+        if self._absolute and self.proxy is not None and self.proxy.authorization:
+            lines.append(f"Proxy-Authorization: {self.proxy.authorization}".encode("latin-1"))
         lines += [f"{k}: {v}".encode("latin-1") for k, v in headers.items()]
         return b"\r\n".join(lines) + b"\r\n"
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
+        via = f" to proxy {proxy.address}" if proxy is not None else ""
         try:
             async with asyncio.timeout(self.connect_timeout):
+                if proxy is not None and self.tls:
+                    return await self._tunnel(loop, proxy)
                 _, conn = await loop.create_connection(
                     lambda: _Connection(loop),
-                    self.host,
-                    self.port,
+                    proxy.host if proxy is not None else self.host,
+                    proxy.port if proxy is not None else self.port,
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl else None,
                 )
         except TimeoutError:
             raise UpstreamError(
-                "timeout", f"connect to upstream timed out after {self.connect_timeout:g}s"
+                "timeout",
+                f"connect{via or ' to upstream'} timed out after {self.connect_timeout:g}s",
             ) from None
         except ssl.SSLError as e:
             raise UpstreamError("connect", f"TLS handshake failed: {e.reason}") from None
@@ -305,8 +348,41 @@ class Pool:
             # asyncio words a refused connect as "Connect call failed (addr)"; the errno's own
             # text is what an operator searches for.
             reason = os.strerror(e.errno) if e.errno else (e.strerror or type(e).__name__)
-            raise UpstreamError("connect", f"cannot connect: {reason}") from None
+            raise UpstreamError("connect", f"cannot connect{via}: {reason}") from None
         return conn
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, proxy: Proxy) -> _Connection:
+        """A CONNECT tunnel through `proxy`, then TLS to the upstream inside it, verified by
+        the upstream's own host name (the proxy sees only ciphertext)."""
+        raw, setup = await loop.create_connection(
+            lambda: _ConnectReply(loop), proxy.host, proxy.port
+        )
+        try:
+            lines = [f"CONNECT {self._tunnel_to} HTTP/1.1", f"Host: {self._tunnel_to}"]
+            if proxy.authorization:
+                lines.append(f"Proxy-Authorization: {proxy.authorization}")
+            raw.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            head = await setup.head
+            if not head:
+                raise UpstreamError(
+                    "connect", f"proxy {proxy.address} closed the connection without answering"
+                )
+            status = head.split(b"\r\n", 1)[0].split(None, 2)
+            code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+            if not 200 <= code < 300:
+                raise UpstreamError(
+                    "connect", f"proxy {proxy.address} refused the tunnel: HTTP {code}"
+                )
+            conn = _Connection(loop)
+            assert self._ssl is not None
+            transport = await loop.start_tls(raw, conn, self._ssl, server_hostname=self.host)
+            if transport is None:  # the loop's way of saying the connection was closed
+                raise UpstreamError("connect", f"proxy {proxy.address} closed the tunnel")
+            conn.connection_made(transport)
+            return conn
+        except BaseException:
+            raw.close()
+            raise
 
     async def _acquire(self) -> tuple[_Connection, bool]:
         """(connection, reused). Waits for a free slot when the pool is full."""
@@ -379,9 +455,11 @@ class Pool:
                 while not conn.headers_done:
                     if conn.error is not None:
                         raise conn.error
-                    await conn.wait(
-                        min(first_byte, max(0.001, deadline - time.monotonic())), "response"
-                    )
+                    left = max(0.001, deadline - time.monotonic())
+                    if first_byte < left:
+                        await conn.wait(first_byte, "response")
+                    else:  # a whole answer's wait, or a stream's near the end of its time
+                        await conn.wait(left, "response", limit=total)
             except UpstreamError as e:
                 self._release(conn)
                 if reused and e.kind == "connect" and conn.received == 0:

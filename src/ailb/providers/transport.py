@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
 
-from ailb.config import DeploymentConfig
+from ailb import egress
+from ailb.config import DeploymentConfig, Timeouts
+from ailb.egress import parse_proxy
 from ailb.observability.logging import MIN_SECRET
 from ailb.providers.base import UpstreamError, error_message_from
 from ailb.providers.http import Pool, Response
@@ -25,11 +28,18 @@ class Upstream:
         assert config.base_url is not None
         self.config = config
         self.timeouts = config.timeouts
+        # The effective proxy (load_settings resolved the environment's into the config).
+        url = config.proxy or ""
+        proxy = None if url.strip().lower() in ("", egress.DIRECT) else parse_proxy(url)
         self.pool = Pool(
             config.base_url,
             name=config.name,
             max_connections=config.max_connections,
             connect_timeout=config.timeouts.connect,
+            ssl_context=ssl.create_default_context(cafile=config.ca_file)
+            if config.ca_file
+            else None,
+            proxy=proxy,
         )
         self._headers = {
             "User-Agent": "ailb",
@@ -43,17 +53,22 @@ class Upstream:
         self.secrets = credentials_in(headers) + tuple(
             v for v in config.headers.values() if len(v) >= MIN_SECRET
         )
+        if proxy is not None and proxy.authorization:
+            self.secrets += (proxy.authorization.removeprefix("Basic "),)
 
     def head(self, method: str, path: str, extra: Mapping[str, str] | None = None) -> bytes:
         """The request head for one endpoint, built once (credentials included)."""
         return self.pool.head(method, path, {**self._headers, **(extra or {})})
 
-    async def send(self, head: bytes, body: bytes = b"") -> Response:
-        """A 2xx response with its body unread; any other status becomes an UpstreamError."""
-        t = self.timeouts
-        resp = await self.pool.request(
-            head, body, first_byte=t.first_byte, idle=t.idle, total=t.total
-        )
+    async def send(self, head: bytes, body: bytes = b"", *, stream: bool = True) -> Response:
+        """A 2xx response with its body unread; any other status becomes an UpstreamError.
+
+        `stream`: the answer comes as events, so the first byte and each gap between events
+        are bounded (`first_byte`, `idle`). A non-streamed answer's first byte comes only when
+        the whole answer is done, however long it takes to generate: `total` alone bounds it
+        (and the request deadline, by cancellation)."""
+        first_byte, idle, total = exchange_timeouts(self.timeouts, stream)
+        resp = await self.pool.request(head, body, first_byte=first_byte, idle=idle, total=total)
         if resp.status >= 300:
             try:
                 raise await status_error(resp, self.secrets)
@@ -63,7 +78,7 @@ class Upstream:
 
     async def fetch(self, head: bytes, body: bytes = b"") -> bytes:
         """send() and the whole body read, the connection handed back either way."""
-        resp = await self.send(head, body)
+        resp = await self.send(head, body, stream=False)
         try:
             return await resp.read()
         finally:
@@ -71,6 +86,15 @@ class Upstream:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def exchange_timeouts(t: Timeouts, stream: bool) -> tuple[float, float, float]:
+    """(first byte, idle, total) for one exchange. Only a stream has a first byte and gaps
+    that say anything about the upstream's health; a whole answer (chat, embeddings, a model
+    list) arrives when it is done, so first byte and idle are only bounded by `total`."""
+    if stream:
+        return t.first_byte, t.idle, t.total
+    return t.total, t.total, t.total
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -19,6 +19,7 @@ from typing import Any
 from ailb.errors import APIError, RateLimited, UpstreamTimeout, UpstreamUnavailable
 from ailb.providers.base import ChunkBatch, UnsupportedFeature, UpstreamError
 from ailb.routing.deployment import DeploymentState
+from ailb.routing.retry_budget import RetryBudget
 from ailb.routing.router import Plan, Target
 
 log = logging.getLogger("ailb.routing")
@@ -47,14 +48,17 @@ class OpenStream:
 class _Attempts:
     """Bookkeeping of one request's attempts: errors seen, budget, deadline."""
 
-    __slots__ = ("count", "deadline", "errors", "full", "unsupported")
+    __slots__ = ("count", "deadline", "errors", "failed", "full", "held", "unsupported", "waited")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.count = 0
         self.errors: list[UpstreamError] = []
+        self.failed: set[str] = set()  # deployments that failed this request
         self.unsupported: UnsupportedFeature | None = None
         self.full: list[float] = []  # waits of deployments skipped for their own rate limits
+        self.held = False  # a slot of the retry budget, for the next (or current) attempt
+        self.waited = False  # a Retry-After was waited out: once per request at most
 
 
 class Failover:
@@ -63,10 +67,13 @@ class Failover:
         *,
         max_attempts: int = 4,
         request_timeout: float = 600.0,
+        budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_attempts = max_attempts
         self.request_timeout = request_timeout
+        # Shared by every request (and carried over by reloads): see ailb.routing.retry_budget.
+        self.budget = budget if budget is not None else RetryBudget()
         self._clock = clock
 
     async def complete(
@@ -124,6 +131,26 @@ class Failover:
         gate: Gate | None = None,
     ) -> tuple[Any, Target, int, float]:
         state = _Attempts(self._clock() + self.request_timeout)
+        self.budget.begin()
+        try:
+            return await self._run_attempts(
+                plan, body, request_id, call, stream, state, discard, gate
+            )
+        finally:
+            self._release(state)
+            self.budget.end()
+
+    async def _run_attempts(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        call: Call,
+        stream: bool,
+        state: _Attempts,
+        discard: Callable[[Any], Awaitable[None]] | None,
+        gate: Gate | None,
+    ) -> tuple[Any, Target, int, float]:
         while True:
             try:
                 if plan.hedging and len(plan) > 1:
@@ -167,6 +194,8 @@ class Failover:
                     state.full.append(wait)
                     i += 1
                     continue
+            if not self._may_retry(plan, state, request_id, d):
+                break
             state.count += 1
             started = time.perf_counter()
             d.begin()
@@ -191,6 +220,8 @@ class Failover:
             else:
                 # Still in flight: the caller ends it when the answer is delivered.
                 return result, target, state.count, started
+            finally:
+                self._release(state)  # a retry's slot is over with its attempt
             d.end()
             self._failed(plan, target, err, state, request_id)
             if await self._wait_out_429(plan, i, err, state):
@@ -217,6 +248,7 @@ class Failover:
         d = target.deployment
         ejected = d.record_failure(err)
         state.errors.append(err)
+        state.failed.add(d.name)
         log.warning(
             "upstream_failure",
             extra={
@@ -242,15 +274,52 @@ class Failover:
                 param=err.param,
             )
 
+    def _may_retry(self, plan: Plan, state: _Attempts, request_id: str, d: DeploymentState) -> bool:
+        """Whether the next attempt, on `d`, may go out. A first attempt always, and so does a
+        failover to a deployment that is up and has not failed this request: that is what the
+        other deployments are for, and it adds no load to the trouble. A retry into trouble --
+        the same deployment again (a 429 waited out) or one ejected, cooling down or failing
+        probes (tried as a last resort) -- needs a slot of the retry budget, held to its end.
+        In an outage deployments are ejected after a few failures, so from then on the budget
+        bounds every retry."""
+        if not state.errors or state.held:
+            return True
+        if d.name not in state.failed and d.available():
+            return True
+        if self.budget.acquire():
+            state.held = True
+            return True
+        log.info(
+            "retry_budget_exhausted",
+            extra={
+                "request_id": request_id,
+                "model": plan.model,
+                "active_requests": self.budget.active,
+                "retries_in_progress": self.budget.retrying,
+            },
+        )
+        return False
+
+    def _release(self, state: _Attempts) -> None:
+        if state.held:
+            state.held = False
+            self.budget.release()
+
     async def _wait_out_429(self, plan: Plan, i: int, err: UpstreamError, state: _Attempts) -> bool:
-        """With no other deployment left, waiting out an upstream's 429 is the answer -- when
-        the wait fits the deadline."""
+        """With no other deployment left, waiting out an upstream's 429 is the answer -- once
+        per request, when the wait fits the deadline (the attempt after it needs the retry
+        budget). A second 429 goes to the client with its Retry-After: its SDK waits and
+        retries on its own, and waiting here again would multiply the upstream calls of every
+        client retry."""
         if not (err.kind == "status" and err.status == 429 and err.retry_after is not None):
             return False
-        if i != len(plan) - 1 or state.count >= self.max_attempts:
+        if state.waited or i != len(plan) - 1 or state.count >= self.max_attempts:
             return False
         if self._clock() + err.retry_after >= state.deadline:
             return False
+        state.waited = True
+        # No budget slot held while waiting (that costs the upstream nothing): the attempt
+        # after the wait asks for one, and without it the client gets this 429.
         await asyncio.sleep(err.retry_after)
         return True
 
@@ -275,6 +344,7 @@ class Failover:
         gate: Gate | None,
     ) -> tuple[Any, Target, int, float]:
         running: dict[asyncio.Task[Any], tuple[Target, float]] = {}
+        retries: set[asyncio.Task[Any]] = set()  # attempts holding a retry budget slot
         next_i = 0
 
         def can_start() -> bool:
@@ -289,10 +359,16 @@ class Failover:
                 if wait is not None:
                     state.full.append(wait)
                     return
+            if not self._may_retry(plan, state, request_id, target.deployment):
+                next_i = len(plan)  # the budget is spent: no more attempts for this request
+                return
+            retry, state.held = state.held, False  # the slot goes with this attempt's task
             state.count += 1
             target.deployment.begin()
             task = asyncio.ensure_future(call(target, {**body, "model": target.upstream_model}))
             running[task] = (target, time.perf_counter())
+            if retry:
+                retries.add(task)
 
         try:
             while True:
@@ -331,6 +407,9 @@ class Failover:
                     continue
                 for task in done:
                     target, started = running.pop(task)
+                    if task in retries:
+                        retries.discard(task)
+                        self.budget.release()
                     d = target.deployment
                     exc = task.exception()
                     if exc is None:
@@ -343,6 +422,9 @@ class Failover:
                         raise exc
                     self._failed(plan, target, exc, state, request_id)
         finally:
+            for _ in retries:
+                self.budget.release()
+            retries.clear()
             for task, (target, _) in running.items():
                 # The loser of a hedge: cancelled, but it was sent and its prompt was paid for.
                 task.cancel()
