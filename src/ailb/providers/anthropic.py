@@ -503,6 +503,16 @@ class AnthropicProvider:
             resp.release()
         raise UpstreamError("protocol", "stream ended before message_stop")
 
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Anthropic has no embeddings API (the config refuses `embedding_models` here, so the
+        router never sends one; this says why if anything else does)."""
+        raise InvalidRequest(
+            f"The model `{body.get('model')}` on deployment `{self.config.name}` cannot embed: "
+            "Anthropic has no embeddings API.",
+            param="model",
+            code="unsupported_feature",
+        )
+
     async def list_models(self) -> list[str]:
         return model_ids(decode_json(await self.upstream.fetch(self._models), "model list"))
 
