@@ -22,6 +22,7 @@ from ailb.api import reload as reload_api
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
+from ailb.api.embeddings import EmbeddingList, EmbeddingRequest, EmbeddingsEndpoint
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import (
     SSE_EVENT_SCHEMA,
@@ -48,7 +49,7 @@ from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
 from ailb.datadir import secure_data_dir
-from ailb.embeddings import build_embedder
+from ailb.embeddings import LocalEmbedder, build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ailb")
 
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 DESCRIPTION = (
     "AI load balancer: one OpenAI-compatible endpoint in front of OpenAI, Anthropic and Ollama."
 )
@@ -202,6 +204,21 @@ def _chat_operation() -> Operation:
     )
 
 
+def _embeddings_operation() -> Operation:
+    return Operation(
+        "POST",
+        EMBEDDINGS_PATH,
+        "Create embeddings (OpenAI-compatible; float or base64 vectors)",
+        "OpenAI-compatible",
+        request=EmbeddingRequest,
+        response=EmbeddingList,
+        errors=(400, 403, 404, 413, 429, 502, 503, 504),
+        description="Embedding models of the deployments (their `embedding_models`), routed "
+        "and failed over like chat, and the gateway's own `all-MiniLM-L6-v2` when the local "
+        "embedder is active.",
+    )
+
+
 def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gateway:
     """The gateway for `settings`. `load` gives the settings a reload applies (SIGHUP, gRPC
     Reload, POST /api/reload); by default they are read again from this process's environment
@@ -257,11 +274,17 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         runtime.limits,
         runtime.usage,
         settings.module_id,
+        # AILB's own encoder answers as a model when it is the embedder of memory and RAG.
+        embedder if isinstance(embedder, LocalEmbedder) else None,
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
+    embeddings = EmbeddingsEndpoint(pipeline, env.max_body_bytes)
 
-    routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
-    operations = [_chat_operation()]
+    routes: list[Any] = [
+        Route(CHAT_PATH, chat, methods=["POST"]),
+        Route(EMBEDDINGS_PATH, embeddings, methods=["POST"]),
+    ]
+    operations = [_chat_operation(), _embeddings_operation()]
     for module in (models, health, stats, sessions, rag, keys, usage, metrics):
         r, ops = module.build(runtime)
         routes += r
