@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from typing import Any
 
 import httpx2
 import numpy as np
@@ -37,9 +38,22 @@ def config(*urls: str, extra: str = "") -> str:
     return f"deployments:{deps}\n"
 
 
-def unit(v: list[float]) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
-    return a / np.linalg.norm(a)
+class Watched:
+    """The ledger's recorder, with each record kept for the test to read."""
+
+    def __init__(self, recorder: Any, seen: list[Any]) -> None:
+        self.recorder, self.seen = recorder, seen
+
+    def record(self, record: Any) -> bool:
+        self.seen.append(record)
+        return bool(self.recorder.record(record))
+
+
+def watch_ledger(gw: Any) -> list[Any]:
+    seen: list[Any] = []
+    ledger = gw.app.chat.pipeline.ledger
+    ledger.usage = Watched(ledger.usage, seen)
+    return seen
 
 
 def test_float_and_default_base64_give_the_same_vectors_in_order(
@@ -201,6 +215,7 @@ def test_key_scopes_usage_and_cost_in_the_ledger(openai_upstream, gateway_factor
             model="text-embedding-3-small", input="x"
         )
     assert e.value.body["code"] == "model_not_allowed"
+    seen = watch_ledger(gw)
     client = client_for(gw, api_key=embedder["key"])
     resp = client.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
     assert resp.usage.prompt_tokens == 3
@@ -215,3 +230,7 @@ def test_key_scopes_usage_and_cost_in_the_ledger(openai_upstream, gateway_factor
     assert row["model"] == "text-embedding-3-small"
     assert row["prompt_tokens"] == 3 and row["completion_tokens"] == 0
     assert row["cost_usd"] == pytest.approx(3 * 20000 / 1e6)
+    # The record says which face the request came through.
+    assert [(r.api, r.status, r.prompt_tokens) for r in seen if r.key_id == embedder["id"]] == [
+        ("embeddings", 200, 3)
+    ]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 import math
 import re
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
