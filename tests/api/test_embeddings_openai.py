@@ -234,3 +234,22 @@ def test_key_scopes_usage_and_cost_in_the_ledger(openai_upstream, gateway_factor
     assert [(r.api, r.status, r.prompt_tokens) for r in seen if r.key_id == embedder["id"]] == [
         ("embeddings", 200, 3)
     ]
+
+
+def test_limits_and_budgets_hold_embeddings_without_an_answer_limit(
+    openai_upstream, gateway_factory, client_for
+):
+    """A key with a budget and a tokens limit: the request reserves its prompt's ceiling only
+    (no answer), is refused once the limit is spent, and no answer limit reaches the upstream."""
+    gw = gateway_factory(config(openai_upstream.url), {**ENV, "AILB_MASTER_KEY": MASTER})
+    key = create_key(gw.url, MASTER, "limited", budget_usd=5, tpm_limit=400)
+    client = client_for(gw, api_key=key["key"])
+    resp = client.embeddings.create(model="small", input="one two three")
+    assert resp.usage.prompt_tokens == 3
+    sent = openai_upstream.calls("/v1/embeddings")[-1].body
+    assert "max_completion_tokens" not in sent and "max_tokens" not in sent
+    # A body larger than what the minute's tokens allow is refused before the upstream.
+    calls = len(openai_upstream.calls("/v1/embeddings"))
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model="small", input=["word " * 100])
+    assert len(openai_upstream.calls("/v1/embeddings")) == calls
