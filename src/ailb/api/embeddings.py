@@ -60,8 +60,9 @@ class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
     """OpenAI's create-embeddings body. Fields not listed pass to OpenAI-format upstreams."""
 
     model: Annotated[str, Meta(min_length=1, max_length=256)]
-    # Checked by `check_input` (msgspec takes one array type in a union).
-    input: Annotated[str | list[Any], Meta(extra_json_schema=INPUT_SCHEMA)]
+    # Checked by `check_input`: msgspec takes one array type in a union (and its schema for
+    # a union would hide the four shapes).
+    input: Annotated[Any, Meta(extra_json_schema=INPUT_SCHEMA)]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Meta(ge=1, le=MAX_DIMENSIONS)] | None = None
     user: Annotated[str, Meta(max_length=512)] | None = None
@@ -92,18 +93,26 @@ _encode = msgspec.json.Encoder().encode
 _AT = re.compile(r"- at `\$\.?([^`]*)`")
 
 
+SHAPES = (
+    "expected a string, an array of strings, an array of token ids or an array of token-id "
+    "arrays"
+)
+
+
 def invalid_input(detail: str) -> InvalidRequest:
     return InvalidRequest(
         f"Invalid value for 'input': {detail}.", param="input", code="invalid_value"
     )
 
 
-def check_input(value: str | list[Any]) -> None:
+def check_input(value: Any) -> None:
     """One of the four shapes OpenAI takes, none empty, at most MAX_INPUTS inputs."""
     if isinstance(value, str):
         if not value:
             raise invalid_input("an input cannot be an empty string")
         return
+    if not isinstance(value, list):
+        raise invalid_input(SHAPES)
     if not value:
         raise invalid_input("the array of inputs is empty")
     if is_tokens(value):  # one input, as token ids
@@ -122,10 +131,7 @@ def check_input(value: str | list[Any]) -> None:
         if any(t < 0 for v in value for t in v):
             raise invalid_input("token ids are not negative")
         return
-    raise invalid_input(
-        "expected a string, an array of strings, an array of token ids or an array of "
-        "token-id arrays"
-    )
+    raise invalid_input(SHAPES)
 
 
 def parse_embedding_request(body: bytes) -> tuple[EmbeddingRequest, dict[str, Any]]:
