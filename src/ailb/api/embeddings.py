@@ -94,8 +94,7 @@ _AT = re.compile(r"- at `\$\.?([^`]*)`")
 
 
 SHAPES = (
-    "expected a string, an array of strings, an array of token ids or an array of token-id "
-    "arrays"
+    "expected a string, an array of strings, an array of token ids or an array of token-id arrays"
 )
 
 
