@@ -76,6 +76,9 @@ log = logging.getLogger("ailb")
 
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
+# OpenAI's and Anthropic's endpoints, also answered without `/v1`: many clients are set up with
+# a base URL that lacks it. Rewritten before authentication, so the alias is the same endpoint.
+UNVERSIONED = frozenset({"chat", "completions", "responses", "messages", "embeddings", "models"})
 DESCRIPTION = (
     "AI load balancer: one OpenAI-compatible endpoint in front of OpenAI, Anthropic and Ollama."
 )
@@ -111,6 +114,11 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
+            if not path.startswith(("/v1/", "/api/")) and path[1:].split("/", 1)[0] in UNVERSIONED:
+                path = scope["path"] = "/v1" + path
+                raw = scope.get("raw_path")
+                if raw:
+                    scope["raw_path"] = b"/v1" + raw
             if path.startswith(("/v1/", "/api/")):
                 scope[ARRIVED] = time.perf_counter()
                 try:

@@ -78,6 +78,15 @@ def oai() -> Iterator[FakeServer]:
 
 
 TOOL = ToolCall(name="get_weather", arguments='{"city": "Paris"}', id="toolu_1")
+WEATHER = {"name": "get_weather", "input_schema": {"type": "object"}}
+HI = [{"role": "user", "content": "hi"}]
+
+
+def anth_req(**kw: Any) -> dict[str, Any]:
+    """A request the Messages API takes, offering the get_weather tool."""
+    return {"model": "m", "max_tokens": 5, "messages": HI, "tools": [WEATHER], **kw}
+
+
 USAGE_A = {
     "input_tokens": 11,
     "output_tokens": 7,
@@ -99,7 +108,7 @@ def test_anthropic_message(
     anth: FakeServer, finish: str, stops: list[str] | None, reason: str, seq: str | None
 ) -> None:
     anth.script(Reply(text="Hi", tool_calls=[TOOL], finish_reason=finish))
-    req: dict[str, Any] = {"model": "claude-x", "max_tokens": 5, "messages": []}
+    req: dict[str, Any] = anth_req(model="claude-x")
     if stops:
         req["stop_sequences"] = stops
     status, _, raw = fetch(f"{anth.url}/v1/messages", req)
@@ -127,13 +136,13 @@ def test_anthropic_message(
 
 def test_anthropic_message_without_text_has_only_tool_block(anth: FakeServer) -> None:
     anth.script(Reply(text="", tool_calls=[TOOL], finish_reason="tool_calls"))
-    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m"})
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req())
     assert [b["type"] for b in json.loads(raw)["content"]] == ["tool_use"]
 
 
 def test_anthropic_stream(anth: FakeServer) -> None:
     anth.script(Reply(text="Hello world", tool_calls=[TOOL], finish_reason="tool_calls"))
-    status, ctype, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    status, ctype, raw = fetch(f"{anth.url}/v1/messages", anth_req(stream=True))
     assert status == 200
     assert ctype == "text/event-stream"
     evs = sse_events(raw)
@@ -180,7 +189,7 @@ def test_anthropic_stream(anth: FakeServer) -> None:
 def test_anthropic_stream_error_replaces_ending(anth: FakeServer) -> None:
     err = anthropic_error("overloaded_error", "Overloaded")
     anth.script(Reply(text="Hi", pieces=1, stream_error=err))
-    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(stream=True))
     evs = sse_events(raw)
     assert [n for n, _ in evs][-2:] == ["content_block_stop", "error"]
     assert evs[-1][1] == err
@@ -188,15 +197,15 @@ def test_anthropic_stream_error_replaces_ending(anth: FakeServer) -> None:
 
 def test_anthropic_stream_garbage_and_cut(anth: FakeServer) -> None:
     anth.script(Reply(garbage=True), Reply(cut_after=2))
-    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True})
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(stream=True))
     assert b"data: {not json\n\n" in raw
-    _, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m", "stream": True}, cut=True)
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(stream=True), cut=True)
     assert [n for n, _ in sse_events(raw)] == ["message_start", "ping"]
 
 
 def test_anthropic_error_status(anth: FakeServer) -> None:
     anth.script(Reply(status=529, error=anthropic_error("overloaded_error", "Overloaded")))
-    status, _, raw = fetch(f"{anth.url}/v1/messages", {"model": "m"})
+    status, _, raw = fetch(f"{anth.url}/v1/messages", anth_req())
     assert status == 529
     assert json.loads(raw)["error"]["type"] == "overloaded_error"
 
@@ -216,6 +225,118 @@ def test_anthropic_models(anth: FakeServer) -> None:
 
 
 OLLAMA_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+
+
+def _think(budget: int = 1024) -> dict[str, Any]:
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "content": list(blocks)}
+
+
+_TEXT = {"type": "text", "text": "hi"}
+_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+_RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
+_CALLED = {"role": "assistant", "content": [_USE]}
+
+# (request overrides, a phrase of the 400 the real Messages API gives)
+ANTHROPIC_REFUSES: list[tuple[dict[str, Any], str]] = [
+    ({"n": 1}, "n: Extra inputs are not permitted"),
+    ({"max_tokens": None}, "max_tokens: Field required"),
+    ({"messages": []}, "at least one message"),
+    ({"messages": [{"role": "assistant", "content": "hi"}]}, "first message must use"),
+    ({"messages": [*HI, *HI]}, "roles must alternate"),
+    ({"messages": [*HI, {"role": "system", "content": "x"}]}, "Input should be 'user' or"),
+    ({"messages": [_user({"type": "text", "text": " "})]}, "non-whitespace text"),
+    ({"messages": [{"role": "user", "content": ""}]}, "non-whitespace text"),
+    ({"messages": [*HI, {"role": "assistant", "content": "ok "}]}, "trailing whitespace"),
+    (
+        {
+            "messages": [
+                _user(
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/jpg", "data": "x"},
+                    }
+                )
+            ]
+        },
+        "media_type",
+    ),
+    ({"messages": [*HI, _CALLED, _user(_TEXT)]}, "without `tool_result` blocks"),
+    ({"messages": [*HI, _CALLED, _user(_TEXT, _RESULT)]}, "must come first"),
+    ({"messages": [_user(_RESULT)]}, "unexpected `tool_use_id`"),
+    ({"temperature": 1.5}, "less than or equal to 1"),
+    ({"tools": [{"name": "a b", "input_schema": {"type": "object"}}]}, "should match pattern"),
+    ({"tool_choice": {"type": "tool", "name": "nope"}}, "not found in provided tools"),
+    ({"thinking": _think(512), "max_tokens": 4096}, "greater than or equal to 1024"),
+    ({"thinking": _think(1024), "max_tokens": 1024}, "must be greater than"),
+    ({"thinking": _think(), "max_tokens": 4096, "temperature": 0.5}, "`temperature` may only"),
+    ({"thinking": _think(), "max_tokens": 4096, "top_k": 5}, "`top_k` must be unset"),
+    (
+        {"thinking": _think(), "max_tokens": 4096, "tool_choice": {"type": "any"}},
+        "forces tool use",
+    ),
+    (
+        {"thinking": _think(), "max_tokens": 4096, "messages": [*HI, _CALLED, _user(_RESULT)]},
+        "must start with a thinking block",
+    ),
+    (
+        {
+            "messages": [
+                *HI,
+                {
+                    "role": "assistant",
+                    "content": [{"type": "thinking", "thinking": "t", "signature": "forged"}, _USE],
+                },
+                _user(_RESULT),
+            ]
+        },
+        "Invalid `signature`",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "phrase"), ANTHROPIC_REFUSES)
+def test_anthropic_refuses_what_the_messages_api_refuses(
+    anth: FakeServer, overrides: dict[str, Any], phrase: str
+) -> None:
+    req = {k: v for k, v in anth_req(**overrides).items() if v is not None}
+    status, _, raw = fetch(f"{anth.url}/v1/messages", req)
+    assert status == 400
+    err = json.loads(raw)
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    assert phrase in err["error"]["message"]
+
+
+def test_anthropic_takes_a_thinking_tool_loop_and_answers_with_signed_thinking(
+    anth: FakeServer,
+) -> None:
+    anth.script(Reply(text="Hi", reasoning="let me think"), Reply(text="Done.", reasoning="t"))
+    status, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(thinking=_think(), max_tokens=2048))
+    assert status == 200
+    thought = json.loads(raw)["content"][0]
+    assert thought["type"] == "thinking" and thought["thinking"] == "let me think"
+    signed = {**thought, "thinking": thought["thinking"]}
+    loop = [*HI, {"role": "assistant", "content": [signed, _USE]}, _user(_RESULT)]
+    req = anth_req(thinking=_think(), max_tokens=2048, messages=loop, stream=True)
+    status, _, raw = fetch(f"{anth.url}/v1/messages", req)
+    assert status == 200
+    deltas = [d["delta"] for n, d in sse_events(raw) if n == "content_block_delta"]
+    assert [d["type"] for d in deltas[:2]] == ["thinking_delta", "signature_delta"]
+    # without thinking asked for, none is given
+    anth.script(Reply(text="Hi", reasoning="hidden"))
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req())
+    assert [b["type"] for b in json.loads(raw)["content"]] == ["text"]
+
+
+def test_anthropic_calls_only_offered_tools(anth: FakeServer) -> None:
+    anth.script(Reply(text="Hi", tool_calls=[TOOL]), Reply(text="Hi", tool_calls=[TOOL]))
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(tools=None))
+    assert [b["type"] for b in json.loads(raw)["content"]] == ["text"]
+    _, _, raw = fetch(f"{anth.url}/v1/messages", anth_req(tool_choice={"type": "none"}))
+    assert [b["type"] for b in json.loads(raw)["content"]] == ["text"]
 
 
 @pytest.mark.parametrize(("finish", "reason"), [("stop", "stop"), ("length", "length")])
@@ -323,7 +444,7 @@ def test_ollama_think_and_logprobs(oll: FakeServer) -> None:
 
 def test_ollama_stream_error_and_garbage(oll: FakeServer) -> None:
     oll.script(Reply(text="Hi", pieces=1, stream_error=ollama_error("boom"), garbage=True))
-    _, _, raw = fetch(f"{oll.url}/api/chat", {"model": "m", "stream": True})
+    _, _, raw = fetch(f"{oll.url}/api/chat", anth_req(stream=True))
     lines = raw.decode().splitlines()
     assert lines[1] == "{not json"
     assert json.loads(lines[-1]) == {"error": "boom"}

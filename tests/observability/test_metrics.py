@@ -22,6 +22,7 @@ class Done:
     """A finished request, as the chat endpoint's Exchange presents it."""
 
     started: float
+    api: str = "chat"
     model: str | None = "m"
     plan: object = True
     provider: str | None = "openai"
@@ -62,10 +63,10 @@ def test_a_request_is_counted_under_its_labels(metrics: GatewayMetrics, clock: C
     finish(metrics, clock, 0.01, model="n", plan=None, status=429, provider=None, deployment=None)
     assert metrics.in_flight == 0
     assert {k: o.count for k, o in metrics.outcomes.items()} == {
-        ("openai", "m", "d1", 200): 1,
-        ("", "m", "", 502): 1,
-        ("", "", "", 404): 1,  # an unknown model is never a label value
-        ("", "n", "", 429): 1,  # a served model refused before routing keeps its name
+        ("chat", "openai", "m", "d1", 200): 1,
+        ("chat", "", "m", "", 502): 1,
+        ("chat", "", "", "", 404): 1,  # an unknown model is never a label value
+        ("chat", "", "n", "", 429): 1,  # a served model refused before routing keeps its name
     }
     route = metrics.routes[("openai", "m", "d1")]
     assert route.duration.count == 1
@@ -167,5 +168,5 @@ def test_label_sets_are_capped(metrics: GatewayMetrics, clock: Clock) -> None:
     for name in sorted(served):
         finish(metrics, clock, 0.01, model=name)
     assert len(metrics.outcomes) == MAX_SERIES + 1
-    assert metrics.outcomes[(OVERFLOW, OVERFLOW, OVERFLOW, 200)].count == 10
+    assert metrics.outcomes[("chat", OVERFLOW, OVERFLOW, OVERFLOW, 200)].count == 10
     assert metrics.snapshot().total_requests == MAX_SERIES + 10

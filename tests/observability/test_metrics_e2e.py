@@ -397,7 +397,18 @@ def test_a_model_limit_and_a_budget_are_told_apart(
     s = scrape(gw)
     reasons = {dict(k)["reason"]: v for k, v in s["ailb_rate_limited_requests_total"].items() if v}
     assert reasons == {"route_requests": 1, "budget": 1}
-    assert value(s, "ailb_requests_total", provider="", model="m", deployment="", status="429") == 2
+    assert (
+        value(
+            s,
+            "ailb_requests_total",
+            api="chat",
+            provider="",
+            model="m",
+            deployment="",
+            status="429",
+        )
+        == 2
+    )
 
 
 def test_memory_and_rag_degradations_are_counted(

@@ -7,6 +7,7 @@ and nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -14,8 +15,10 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
-from ailb.api.openapi import Operation
+from ailb.api.openapi import Operation, path_param
 from ailb.auth.principal import SCOPE_KEY, Principal
+from ailb.errors import ModelNotFound
+from ailb.routing.deployment import DeploymentState
 from ailb.runtime import Runtime
 
 
@@ -40,24 +43,38 @@ class ModelList(msgspec.Struct):
 def model_list(runtime: Runtime, principal: Principal | None = None) -> ModelList:
     """The served models; with a principal, only those its key may use, and without the
     deployments unless it is the operator."""
-    created = int(runtime.started_at)
-    operator = principal is None or principal.admin or not runtime.auth.enabled
     return ModelList(
         object="list",
         data=[
-            Model(
-                id=model,
-                object="model",
-                created=created,
-                owned_by=deps[0].config.provider,
-                deployments=[ModelDeployment(d.name, d.config.provider) for d in deps],
-            )
-            if operator
-            else Model(id=model, object="model", created=created, owned_by="ailb")
+            _model(runtime, principal, model, deps)
             for model, deps in sorted(runtime.router.models().items())
             if principal is None or principal.may_use_model(model)
         ],
     )
+
+
+def model_info(runtime: Runtime, principal: Principal | None, model: str) -> Model:
+    """One served model, as the list shows it; a model the key may not use does not exist
+    for it (404, as OpenAI answers: the name alone says nothing about what is served)."""
+    deps = runtime.router.models().get(model)
+    if not deps or (principal is not None and not principal.may_use_model(model)):
+        raise ModelNotFound(model)
+    return _model(runtime, principal, model, deps)
+
+
+def _model(
+    runtime: Runtime, principal: Principal | None, model: str, deps: Sequence[DeploymentState]
+) -> Model:
+    created = int(runtime.started_at)
+    if principal is None or principal.admin or not runtime.auth.enabled:
+        return Model(
+            id=model,
+            object="model",
+            created=created,
+            owned_by=deps[0].config.provider,
+            deployments=[ModelDeployment(d.name, d.config.provider) for d in deps],
+        )
+    return Model(id=model, object="model", created=created, owned_by="ailb")
 
 
 def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
@@ -65,8 +82,16 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
         principal = request.scope.get(SCOPE_KEY)
         return JSONResponse(model_list(runtime, principal))
 
+    async def retrieve_model(request: Request) -> JSONResponse:
+        principal = request.scope.get(SCOPE_KEY)
+        return JSONResponse(model_info(runtime, principal, request.path_params["model"]))
+
     return (
-        [Route("/v1/models", list_models, methods=["GET"])],
+        [
+            Route("/v1/models", list_models, methods=["GET"]),
+            # Model ids may hold slashes (`org/model`, `name:tag`): the rest of the path is one.
+            Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+        ],
         [
             Operation(
                 "GET",
@@ -75,6 +100,15 @@ def build(runtime: Runtime) -> tuple[list[Route], list[Operation]]:
                 "OpenAI-compatible",
                 response=ModelList,
                 errors=(),
-            )
+            ),
+            Operation(
+                "GET",
+                "/v1/models/{model}",
+                "One served model (404 for a model this key may not use)",
+                "OpenAI-compatible",
+                response=Model,
+                errors=(404,),
+                parameters=[path_param("model", "The model's id (slashes allowed)")],
+            ),
         ],
     )

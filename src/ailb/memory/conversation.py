@@ -33,7 +33,7 @@ from ailb.embeddings.minilm import Array
 from ailb.memory.fence import fenced, insert_after_system
 from ailb.memory.journal import JournalEntry, TurnJournal
 from ailb.memory.session_cache import CachedSession, SessionCache
-from ailb.providers.base import estimate_tokens, message_text
+from ailb.text import estimate_tokens, message_text
 from ailb.vectorstore.backend import Store
 from ailb.vectorstore.chroma import Record, StoreUnavailable, Where
 

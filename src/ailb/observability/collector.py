@@ -43,13 +43,13 @@ class GatewayCollector(Collector):
         m = self.runtime.metrics
         requests = CounterMetricFamily(
             "ailb_requests",
-            "Chat completion requests answered, by provider, model, deployment and HTTP status "
-            '(provider and deployment are "" when none answered; model is "" when it is not '
-            "a served model).",
-            labels=[*ROUTE, "status"],
+            "Requests answered, by inbound API (chat, responses, messages, completions, "
+            "embeddings), provider, model, deployment and HTTP status (provider and deployment "
+            'are "" when none answered; model is "" when it is not a served model).',
+            labels=["api", *ROUTE, "status"],
         )
-        for (provider, model, deployment, status), o in list(m.outcomes.items()):
-            requests.add_metric([provider, model, deployment, str(status)], o.count)
+        for (api, provider, model, deployment, status), o in list(m.outcomes.items()):
+            requests.add_metric([api, provider, model, deployment, str(status)], o.count)
         yield requests
 
         duration = HistogramMetricFamily(

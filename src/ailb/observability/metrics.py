@@ -3,7 +3,7 @@
 A chat request costs the gateway ~130 µs of CPU here, and prometheus-client's labelled
 `.labels(...).inc()` / `.observe()` cost a lock and a few µs each -- a dozen of them would be a
 tenth of the request. So a finished request is folded in once (`finish`): one dict lookup on its
-(provider, model, deployment, status), a `bisect` per histogram and a few integer additions.
+(api, provider, model, deployment, status), a `bisect` per histogram and a few integer additions.
 Measured by bench/metrics_cost.py on one core: 1.2-2 µs a request with the overhead header
 (1.3-1.9 µs inside whole in-process requests of ~26 µs), against 12-19 µs for the same figures in
 prometheus-client's labelled objects (the machine is shared: figures drift). Families are
@@ -57,8 +57,10 @@ OUTCOMES = ("hit", "miss", "degraded")
 
 
 class Finished(Protocol):
-    """What `finish` reads of a request (the chat endpoint's Exchange)."""
+    """What `finish` reads of a request (the pipeline's Exchange)."""
 
+    @property
+    def api(self) -> str: ...  # the inbound API: chat, responses, messages ...
     @property
     def started(self) -> float: ...  # perf_counter() at arrival
     @property
@@ -106,7 +108,7 @@ class RouteSeries:
 
 
 class Outcome:
-    """One (provider, model, deployment, status): a count, and the route it belongs to (with
+    """One (api, provider, model, deployment, status): a count, and the route it belongs to (with
     its duration buckets at hand: one attribute less per request)."""
 
     __slots__ = ("count", "durations", "route")
@@ -152,7 +154,7 @@ class GatewayMetrics:
         self._wall = wall
         self.connections = ConnectionCounter()
         self.in_flight = 0  # chat requests being served; the endpoint adds, `finish` removes
-        self.outcomes: dict[tuple[str, str, str, int], Outcome] = {}
+        self.outcomes: dict[tuple[str, str, str, str, int], Outcome] = {}
         self.routes: dict[tuple[str, str, str], RouteSeries] = {}
         self.overhead = Histogram(OVERHEAD_BOUNDS)
         self.overhead_stream = Histogram(OVERHEAD_BOUNDS)
@@ -175,7 +177,7 @@ class GatewayMetrics:
         model = ex.model or ""
         if ex.plan is None and model and model not in self._served():
             model = ""  # never routed and not a served model: a client's typo is not a label
-        key = (ex.provider or "", model, ex.deployment or "", ex.status)
+        key = (ex.api, ex.provider or "", model, ex.deployment or "", ex.status)
         outcome = self.outcomes.get(key)
         if outcome is None:
             outcome = self._outcome(key)
@@ -210,12 +212,12 @@ class GatewayMetrics:
         slot.counts[i] += 1
         slot.sum += duration
 
-    def _outcome(self, key: tuple[str, str, str, int]) -> Outcome:
+    def _outcome(self, key: tuple[str, str, str, str, int]) -> Outcome:
         if len(self.outcomes) >= MAX_SERIES:
-            key = (OVERFLOW, OVERFLOW, OVERFLOW, key[3])
+            key = (key[0], OVERFLOW, OVERFLOW, OVERFLOW, key[4])
             if key in self.outcomes:
                 return self.outcomes[key]
-        rkey = (key[0], key[1], key[2])
+        rkey = (key[1], key[2], key[3])
         route = self.routes.get(rkey)
         if route is None:
             route = self.routes[rkey] = RouteSeries()
@@ -275,7 +277,7 @@ class GatewayMetrics:
         statuses: Counter[str] = Counter()
         per_model: dict[str, list[float]] = {}  # requests, errors, seconds
         counted: set[int] = set()
-        for (_, model, _, status), o in list(self.outcomes.items()):
+        for (_, _, model, _, status), o in list(self.outcomes.items()):
             statuses[str(status)] += o.count
             if not model or model == OVERFLOW:
                 continue

@@ -14,8 +14,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ailb.config import DeploymentConfig
-from ailb.providers.base import ChunkBatch, estimate_tokens, message_text, prompt_text
+from ailb.providers.base import ChunkBatch
 from ailb.providers.embeddings import MOCK_DIMENSIONS, embedding_list, input_items, mock_vector
+from ailb.text import estimate_tokens, message_text, prompt_text
 
 
 def _reply(config: DeploymentConfig, body: dict[str, Any]) -> str:

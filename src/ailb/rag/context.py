@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from ailb.errors import APIError
 from ailb.memory.fence import fenced, insert_after_system
-from ailb.providers.base import estimate_tokens, message_text
 from ailb.rag.service import Passage, RagService
+from ailb.text import estimate_tokens, message_text
 
 RAG_PREAMBLE = (
     "Passages retrieved from a document collection for the user's latest message, each in its "
