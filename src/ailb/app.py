@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,18 @@ class Gateway:
             await self.control.drain()
 
 
+class ServedModels:
+    """The router's models and the local encoder's, for `in` (the metrics' model label)."""
+
+    __slots__ = ("local", "routed")
+
+    def __init__(self, routed: Container[str], local: str) -> None:
+        self.routed, self.local = routed, local
+
+    def __contains__(self, model: object) -> bool:
+        return model == self.local or model in self.routed
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that hands out an already-read body once, then defers to the real one."""
     sent = False
@@ -244,8 +256,15 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         else None
     )
     # Unrouted requests naming a model the router does not serve (a reload may change which)
-    # are counted under model "".
-    gateway_metrics = GatewayMetrics(served_models=lambda: runtime.router.models())
+    # are counted under model "" -- but for the local encoder's, served without routing.
+    encoder = embedder if isinstance(embedder, LocalEmbedder) else None
+    gateway_metrics = GatewayMetrics(
+        served_models=lambda: (
+            runtime.router.models()
+            if encoder is None
+            else ServedModels(runtime.router.models(), encoder.name)
+        )
+    )
     runtime = Runtime(
         live=live,
         metrics=gateway_metrics,
@@ -283,7 +302,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         runtime.usage,
         settings.module_id,
         # AILB's own encoder answers as a model when it is the embedder of memory and RAG.
-        embedder if isinstance(embedder, LocalEmbedder) else None,
+        encoder,
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
     embeddings = EmbeddingsEndpoint(pipeline, env.max_body_bytes)

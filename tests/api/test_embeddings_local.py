@@ -8,6 +8,7 @@ import base64
 import json
 from pathlib import Path
 
+import httpx2
 import numpy as np
 import openai
 import pytest
@@ -73,6 +74,12 @@ def test_local_model_matches_the_reference_vectors_float_and_base64(
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model=MODEL, input="x", extra_body={"truncate": False})
     assert e.value.body["param"] == "truncate"
+    # Counted in the metrics under its own name (it is served, though never routed).
+    metrics = httpx2.get(f"{gw.url}/metrics").text
+    lines = [line for line in metrics.splitlines() if line.startswith("ailb_requests_total{")]
+    assert any(
+        'api="embeddings"' in line and 'model="all-MiniLM-L6-v2"' in line for line in lines
+    ), lines
 
 
 def test_without_the_local_embedder_the_model_is_not_served(gateway_factory, client_for):

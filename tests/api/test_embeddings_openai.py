@@ -96,6 +96,9 @@ def test_base64_is_little_endian_float32_exactly_as_openai(openai_upstream, gate
         f"{gw.url}/v1/embeddings", json={"model": "text-embedding-3-small", "input": "lamp"}
     )
     assert r.json()["data"][0]["embedding"] == vector
+    # Also without the /v1 prefix (clients configured with a base URL that lacks it).
+    r = httpx2.post(f"{gw.url}/embeddings", json={"model": "small", "input": "lamp"})
+    assert r.status_code == 200 and r.json()["data"][0]["embedding"] == vector
 
 
 def test_batch_order_dimensions_token_ids_user_and_aliases(
