@@ -665,6 +665,14 @@ def test_embedding_models_are_routed_only_for_embeddings_and_chat_models_only_fo
         r.plan("nope", embedding)
 
 
+def test_a_batch_of_embeddings_is_not_held_to_one_context_window() -> None:
+    """The window bounds each input; the estimate sums the batch."""
+    clock = Clock()
+    emb = dep("emb", clock, models=(), embedding_models=("e",), context_window=512)
+    r = router([emb], S.ROUND_ROBIN, clock)
+    assert r.plan("e", Needs(embedding=True, prompt_tokens=100_000)).first.deployment is emb
+
+
 def test_embedding_models_need_no_capabilities() -> None:
     clock = Clock()
     emb = dep(

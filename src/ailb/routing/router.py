@@ -288,7 +288,8 @@ class Router:
             entry = self._build(model, mask, needs, now)
         if entry.error is not None:
             raise entry.error()
-        if needs.prompt_tokens + needs.max_tokens > entry.min_window:
+        if needs.prompt_tokens + needs.max_tokens > entry.min_window and not needs.embedding:
+            # (An embeddings request's estimate sums its inputs; a window bounds each one.)
             entry = self._build_fitting(model, mask, entry, needs, now)
         pool = entry.pool
         panic = entry.panic
