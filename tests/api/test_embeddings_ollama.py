@@ -103,3 +103,32 @@ def test_mock_embedding_models(gateway_factory, client_for):
     got = np.array([d.embedding for d in resp.data])
     assert np.allclose(got, [mock_vector("a", 12), mock_vector("b", 12)], atol=1e-6)
     assert resp.usage.prompt_tokens == 2
+
+
+def test_token_ids_refused_by_ollama_go_to_an_openai_deployment_of_the_model(
+    ollama, openai_upstream, gateway_factory, client_for
+):
+    gw = gateway_factory(
+        f"""
+deployments:
+  - name: first-ollama
+    provider: ollama
+    base_url: {ollama.url}
+    embedding_models: [emb]
+    priority: 0
+  - name: then-openai
+    provider: openai
+    base_url: {openai_upstream.url}/v1
+    embedding_models: [emb]
+    priority: 1
+""",
+        {"ROUTING_STRATEGY": "failover"},
+    )
+    client = client_for(gw)
+    resp = client.embeddings.create(model="emb", input=[[5, 6]], encoding_format="float")
+    assert resp.data[0].embedding == fake_embedding("t5 t6")
+    assert not ollama.calls("/api/embed")
+    assert openai_upstream.calls("/v1/embeddings")[-1].body["input"] == [[5, 6]]
+    # Text goes to the first, Ollama.
+    client.embeddings.create(model="emb", input="lamp")
+    assert len(ollama.calls("/api/embed")) == 1
