@@ -3,6 +3,7 @@ Ollama's /api/embed and back, the mock's vectors (pure functions, table-driven).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import struct
@@ -182,3 +183,16 @@ def test_mock_vectors_are_deterministic_unit_vectors() -> None:
     assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-9)
     assert mock_vector("other") != a
     assert len(mock_vector([1, 2, 3], 300)) == 300
+
+
+def test_anthropic_cannot_embed_and_says_which_deployment() -> None:
+    from ailb.config import DeploymentConfig, Secret
+    from ailb.errors import InvalidRequest
+    from ailb.providers.anthropic import AnthropicProvider
+
+    config = DeploymentConfig(name="claude", provider="anthropic", models=("c",))
+    provider = AnthropicProvider(config, Secret("sk-ant-test-0123456789"))
+    with pytest.raises(InvalidRequest) as e:
+        asyncio.run(provider.embed({"model": "c", "input": "x"}))
+    assert e.value.param == "model" and "`claude`" in e.value.message
+    assert "no embeddings API" in e.value.message
