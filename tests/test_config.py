@@ -263,6 +263,28 @@ def test_environment_providers_with_own_base_urls_and_model_lists() -> None:
     assert dict(settings.credentials) == {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
 
 
+def test_embedding_models_from_the_environment() -> None:
+    settings = load_settings(
+        {
+            "OPENAI_API_KEY": OPENAI_KEY,
+            "OPENAI_MODELS": "gpt-4o",
+            "OPENAI_EMBEDDING_MODELS": "text-embedding-3-small, text-embedding-3-large",
+            "OLLAMA_EMBEDDING_MODELS": "nomic-embed-text",  # enough to enable Ollama
+        }
+    )
+    assert [(d.name, d.models, d.embedding_models) for d in settings.deployments] == [
+        ("openai", ("gpt-4o",), ("text-embedding-3-small", "text-embedding-3-large")),
+        ("ollama", (), ("nomic-embed-text",)),
+    ]
+    openai = settings.deployments[0]
+    assert openai.served_models() == {
+        "gpt-4o": "gpt-4o",
+        "text-embedding-3-small": "text-embedding-3-small",
+        "text-embedding-3-large": "text-embedding-3-large",
+    }
+    assert openai.embedding_names() == {"text-embedding-3-small", "text-embedding-3-large"}
+
+
 def test_same_model_from_openai_and_anthropic_gives_it_two_deployments() -> None:
     settings = load_settings(
         {
@@ -602,6 +624,15 @@ INVALID_FILE = [
         "deployments[0]: base_url 'http:///v1' must be an http:// or https:// URL with a host",
     ),
     (dep("    headers: {Host: evil}\n"), "deployments[0]: header 'Host' is not allowed"),
+    (
+        dep("    embedding_models: [e]\n    api_key_env: K\n", "anthropic"),
+        "deployments[0]: embedding_models: Anthropic has no embeddings API",
+    ),
+    (
+        dep("    models: [m, e]\n    embedding_models: [e]\n"),
+        "deployments[0]: model 'e' is in both models and embedding_models: a model is one or "
+        "the other",
+    ),
     (dep("    headers: {'X Bad': v}\n"), "deployments[0]: header 'X Bad' is not allowed"),
 ]
 

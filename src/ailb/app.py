@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from ailb.api import reload as reload_api
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
+from ailb.api.embeddings import EmbeddingList, EmbeddingRequest, EmbeddingsEndpoint
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import (
     SSE_EVENT_SCHEMA,
@@ -48,7 +49,7 @@ from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
 from ailb.datadir import secure_data_dir
-from ailb.embeddings import build_embedder
+from ailb.embeddings import LocalEmbedder, build_embedder
 from ailb.errors import APIError, error_for_status
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ailb")
 
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 # OpenAI's and Anthropic's endpoints, also answered without `/v1`: many clients are set up with
 # a base URL that lacks it. Rewritten before authentication, so the alias is the same endpoint.
 UNVERSIONED = frozenset({"chat", "completions", "responses", "messages", "embeddings", "models"})
@@ -147,6 +149,18 @@ class Gateway:
             await self.control.drain()
 
 
+class ServedModels:
+    """The router's models and the local encoder's, for `in` (the metrics' model label)."""
+
+    __slots__ = ("local", "routed")
+
+    def __init__(self, routed: Container[str], local: str) -> None:
+        self.routed, self.local = routed, local
+
+    def __contains__(self, model: object) -> bool:
+        return model == self.local or model in self.routed
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that hands out an already-read body once, then defers to the real one."""
     sent = False
@@ -210,6 +224,21 @@ def _chat_operation() -> Operation:
     )
 
 
+def _embeddings_operation() -> Operation:
+    return Operation(
+        "POST",
+        EMBEDDINGS_PATH,
+        "Create embeddings (OpenAI-compatible; float or base64 vectors)",
+        "OpenAI-compatible",
+        request=EmbeddingRequest,
+        response=EmbeddingList,
+        errors=(400, 403, 404, 413, 429, 502, 503, 504),
+        description="Embedding models of the deployments (their `embedding_models`), routed "
+        "and failed over like chat, and the gateway's own `all-MiniLM-L6-v2` when the local "
+        "embedder is active.",
+    )
+
+
 def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gateway:
     """The gateway for `settings`. `load` gives the settings a reload applies (SIGHUP, gRPC
     Reload, POST /api/reload); by default they are read again from this process's environment
@@ -229,8 +258,15 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         else None
     )
     # Unrouted requests naming a model the router does not serve (a reload may change which)
-    # are counted under model "".
-    gateway_metrics = GatewayMetrics(served_models=lambda: runtime.router.models())
+    # are counted under model "" -- but for the local encoder's, served without routing.
+    encoder = embedder if isinstance(embedder, LocalEmbedder) else None
+    gateway_metrics = GatewayMetrics(
+        served_models=lambda: (
+            runtime.router.models()
+            if encoder is None
+            else ServedModels(runtime.router.models(), encoder.name)
+        )
+    )
     runtime = Runtime(
         live=live,
         metrics=gateway_metrics,
@@ -267,11 +303,17 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         runtime.limits,
         runtime.usage,
         settings.module_id,
+        # AILB's own encoder answers as a model when it is the embedder of memory and RAG.
+        encoder,
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
+    embeddings = EmbeddingsEndpoint(pipeline, env.max_body_bytes)
 
-    routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
-    operations = [_chat_operation()]
+    routes: list[Any] = [
+        Route(CHAT_PATH, chat, methods=["POST"]),
+        Route(EMBEDDINGS_PATH, embeddings, methods=["POST"]),
+    ]
+    operations = [_chat_operation(), _embeddings_operation()]
     for module in (models, health, stats, sessions, rag, keys, usage, metrics):
         r, ops = module.build(runtime)
         routes += r

@@ -111,6 +111,9 @@ class DeploymentConfig(_Strict, frozen=True):
     base_url: str | None = None
     api_key_env: EnvName | None = None
     models: tuple[ModelName, ...] = ()
+    # Served on POST /v1/embeddings only (and refused on the chat faces): an upstream's model
+    # list does not say which of its models embed, so they are declared.
+    embedding_models: tuple[ModelName, ...] = ()
     aliases: dict[ModelName, ModelName] = msgspec.field(default_factory=dict)
     weight: Annotated[int, Meta(ge=0, le=1000)] = 1
     priority: Annotated[int, Meta(ge=0)] = 0
@@ -150,8 +153,16 @@ class DeploymentConfig(_Strict, frozen=True):
             msgspec.structs.force_setattr(self, "base_url", DEFAULT_BASE_URLS[self.provider])
         if self.base_url is not None:
             msgspec.structs.force_setattr(self, "base_url", self.base_url.rstrip("/"))
+        if self.embedding_models and self.provider == "anthropic":
+            raise ValueError("embedding_models: Anthropic has no embeddings API")
+        both = set(self.models) & set(self.embedding_models)
+        if both:
+            raise ValueError(
+                f"model {min(both)!r} is in both models and embedding_models: a model is one "
+                "or the other"
+            )
         for alias, target in self.aliases.items():
-            if self.models and target not in self.models:
+            if self.models and target not in self.models and target not in self.embedding_models:
                 raise ValueError(f"alias {alias!r} points to {target!r}, which is not in models")
         for name, value in self.headers.items():
             if not re.fullmatch(r"[A-Za-z0-9-]+", name) or name.lower() in _RESERVED_HEADERS:
@@ -159,10 +170,19 @@ class DeploymentConfig(_Strict, frozen=True):
             validate_header_value(f"header {name!r}", value)
 
     def served_models(self) -> dict[str, str]:
-        """Public model name -> the name sent upstream (configured models and aliases)."""
+        """Public model name -> the name sent upstream (configured models, embedding models
+        and aliases)."""
         out = {m: m for m in self.models}
+        out.update((m, m) for m in self.embedding_models)
         out.update(self.aliases)
         return out
+
+    def embedding_names(self) -> frozenset[str]:
+        """The public names served as embedding models: the declared ones and their aliases."""
+        declared = set(self.embedding_models)
+        return frozenset(
+            declared | {alias for alias, target in self.aliases.items() if target in declared}
+        )
 
     def redacted(self) -> dict[str, Any]:
         """A view safe for logs and APIs: no header values, no credential-bearing URL."""
@@ -395,6 +415,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "OpenAI or an OpenAI-compatible server.",
     ),
     "OPENAI_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /v1/models."),
+    "OPENAI_EMBEDDING_MODELS": (
+        None,
+        "",
+        "Comma-separated embedding models the `openai` deployment serves on /v1/embeddings.",
+    ),
     "ANTHROPIC_API_KEY": (None, "", "Enables the `anthropic` deployment."),
     "ANTHROPIC_BASE_URL": (None, "https://api.anthropic.com", "Anthropic Messages API base URL."),
     "ANTHROPIC_MODELS": (
@@ -405,7 +430,8 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
     "OLLAMA_BASE_URL": (
         None,
         "http://localhost:11434",
-        "Ollama server; setting it (or OLLAMA_MODELS) enables the `ollama` deployment.",
+        "Ollama server; setting it (or OLLAMA_MODELS, OLLAMA_EMBEDDING_MODELS) enables the "
+        "`ollama` deployment.",
     ),
     "OLLAMA_MODELS": (None, "", "Comma-separated models; unset: discovered from GET /api/tags."),
     "HTTPS_PROXY": (
@@ -425,6 +451,11 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "",
         "Upstream hosts reached directly, comma-separated: `*`, domains (subdomains included), "
         "IPs or CIDR blocks, each optionally with `:port`; `no_proxy` wins when both are set.",
+    ),
+    "OLLAMA_EMBEDDING_MODELS": (
+        None,
+        "",
+        "Comma-separated embedding models the `ollama` deployment serves on /v1/embeddings.",
     ),
     "AILB_CONFIG": (None, "", "Path of the YAML file with deployments and per-model settings."),
     "AILB_MAX_BODY_BYTES": ("max_body_bytes", "20971520", "Largest request body accepted (413)."),
@@ -634,6 +665,7 @@ def _env_deployments(env: Mapping[str, str]) -> list[dict[str, Any]]:
                 "base_url": env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URLS["openai"],
                 "api_key_env": "OPENAI_API_KEY",
                 "models": _csv(env.get("OPENAI_MODELS")),
+                "embedding_models": _csv(env.get("OPENAI_EMBEDDING_MODELS")),
             }
         )
     if env.get("ANTHROPIC_API_KEY"):
@@ -646,13 +678,14 @@ def _env_deployments(env: Mapping[str, str]) -> list[dict[str, Any]]:
                 "models": _csv(env.get("ANTHROPIC_MODELS")),
             }
         )
-    if env.get("OLLAMA_BASE_URL") or env.get("OLLAMA_MODELS"):
+    if any(env.get(v) for v in ("OLLAMA_BASE_URL", "OLLAMA_MODELS", "OLLAMA_EMBEDDING_MODELS")):
         out.append(
             {
                 "name": "ollama",
                 "provider": "ollama",
                 "base_url": env.get("OLLAMA_BASE_URL") or DEFAULT_BASE_URLS["ollama"],
                 "models": _csv(env.get("OLLAMA_MODELS")),
+                "embedding_models": _csv(env.get("OLLAMA_EMBEDDING_MODELS")),
             }
         )
     return out

@@ -79,6 +79,17 @@ def test_openapi_lists_the_public_endpoints(gateway_factory: Any) -> None:
         "$ref": "#/components/schemas/Error"
     }
 
+    embeddings = paths["/v1/embeddings"]["post"]
+    body = embeddings["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/EmbeddingRequest"}
+    request = doc["components"]["schemas"]["EmbeddingRequest"]
+    assert set(request["required"]) == {"model", "input"}
+    assert set(request["properties"]["encoding_format"]["anyOf"][0]["enum"]) == {"float", "base64"}
+    assert len(request["properties"]["input"]["anyOf"]) == 4  # the four shapes OpenAI takes
+    assert embeddings["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EmbeddingList"
+    }
+
     models = paths["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
     assert models["schema"] == {"$ref": "#/components/schemas/ModelList"}
     health = paths["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]

@@ -3,7 +3,9 @@ GET /v1/models."""
 
 from __future__ import annotations
 
+import base64
 import re
+import struct
 import time
 from typing import Any
 
@@ -169,17 +171,36 @@ async def models(
     )
 
 
+def _embedding_inputs(value: Any) -> list[str] | None:
+    """OpenAI's four input shapes as texts (token ids as `t<id>` words); None when invalid."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(t, int) for t in value):
+        value = [value]  # one input as token ids
+    texts = []
+    for item in value:
+        if isinstance(item, str) and item:
+            texts.append(item)
+        elif isinstance(item, list) and item and all(isinstance(t, int) for t in item):
+            texts.append(" ".join(f"t{t}" for t in item))
+        else:
+            return None
+    return texts
+
+
 async def embeddings(
     server: FakeServer, request: web.Request, reply: Reply, body: Any
 ) -> web.StreamResponse:
-    """OpenAI's create-embeddings answer (float encoding) with `fake_embedding` vectors; the
-    request errors OpenAI itself gives for a missing model or an empty input."""
+    """OpenAI's create-embeddings answer with `fake_embedding` vectors, for text or token-id
+    input, as floats or base64 (little-endian float32) as asked; the request errors OpenAI
+    itself gives for a missing model or an empty input."""
     body = body if isinstance(body, dict) else {}
-    texts = body.get("input")
-    texts = [texts] if isinstance(texts, str) else texts
+    texts = _embedding_inputs(body.get("input"))
     if not body.get("model"):
         return web.json_response(openai_error("you must provide a model parameter"), status=400)
-    if not isinstance(texts, list) or not all(isinstance(t, str) and t for t in texts):
+    if texts is None:
         return web.json_response(
             openai_error("'$.input' is invalid: an input cannot be an empty string", "input"),
             status=400,
@@ -189,6 +210,10 @@ async def embeddings(
         {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)}
         for i, t in enumerate(texts)
     ]
+    if body.get("encoding_format") == "base64":
+        for row in rows:
+            vector = row["embedding"]
+            row["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     if reply.reorder:
         rows.reverse()
     tokens = sum(len(t.split()) for t in texts)

@@ -4,9 +4,11 @@ speak their providers' wire formats over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import re
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -511,7 +513,7 @@ def test_openai_embeddings(oai: FakeServer) -> None:
 @pytest.mark.parametrize(
     ("req", "param"),
     [({"input": ["x"]}, None), ({"model": "m", "input": ["x", ""]}, "input"),
-     ({"model": "m", "input": [1]}, "input")],
+     ({"model": "m", "input": [[1], []]}, "input"), ({"model": "m", "input": [1, "x"]}, "input")],
 )  # fmt: skip
 def test_openai_embeddings_refuses_what_openai_refuses(
     oai: FakeServer, req: dict[str, Any], param: str | None
@@ -519,6 +521,18 @@ def test_openai_embeddings_refuses_what_openai_refuses(
     status, _, raw = fetch(f"{oai.url}/v1/embeddings", req)
     err = json.loads(raw)["error"]
     assert (status, err["type"], err["param"]) == (400, "invalid_request_error", param)
+
+
+def test_openai_embeddings_take_token_ids_and_answer_base64_when_asked(oai: FakeServer) -> None:
+    _, _, raw = fetch(f"{oai.url}/v1/embeddings", {"model": "m", "input": [[5, 6], [7]]})
+    rows = json.loads(raw)["data"]
+    assert [r["embedding"] for r in rows] == [fake_embedding("t5 t6"), fake_embedding("t7")]
+    _, _, raw = fetch(f"{oai.url}/v1/embeddings", {"model": "m", "input": [5, 6]})
+    assert json.loads(raw)["data"][0]["embedding"] == fake_embedding("t5 t6")
+    req = {"model": "m", "input": "lamp", "encoding_format": "base64"}
+    _, _, raw = fetch(f"{oai.url}/v1/embeddings", req)
+    packed = base64.b64decode(json.loads(raw)["data"][0]["embedding"])
+    assert list(struct.unpack("<64f", packed)) == fake_embedding("lamp")
 
 
 def test_ollama_embed(oll: FakeServer) -> None:

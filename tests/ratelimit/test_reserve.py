@@ -83,6 +83,8 @@ TERMS = ModelTerms(2.5e-6, 10e-6, max_output=4096, largest_window=None)
             Reservation(100, 0.0, Flex(16, 16, 1, 0.0), 1),  # never more than max_output
         ),
         (100, 0, 1, None, 25, True, Reservation(100, 0.0, None, 1)),  # no such model
+        # no answer at all (embeddings, choices 0): the prompt alone, never a flex answer
+        (100, 0, 0, TERMS, 25, True, Reservation(100, 100 * 2.5e-6, None, 0)),
     ],
 )
 def test_reservation(

@@ -638,3 +638,49 @@ def test_plan_fallback_order_for_load_balanced_is_priority_then_relative_load() 
     rest = [t.deployment.name for t in plan.targets[1:]]
     expected = [n for n in ("heavy", "busy", "p1") if n != plan.first.deployment.name]
     assert rest == expected
+
+
+# --- embedding models ---------------------------------------------------------------------------
+
+
+def test_embedding_models_are_routed_only_for_embeddings_and_chat_models_only_for_chat() -> None:
+    clock = Clock()
+    chat = dep("chat", clock, models=("m", "both"))
+    emb = dep("emb", clock, models=("m",), embedding_models=("e", "both-e"), aliases={"ea": "e"})
+    r = router([chat, emb], S.ROUND_ROBIN, clock)
+    embedding = Needs(embedding=True, prompt_tokens=3)
+    assert set(firsts(r, 10)) == {"chat", "emb"}  # chat model m: both serve it
+    assert set(firsts(r, 10, embedding, model="e")) == {"emb"}
+    assert r.plan("ea", embedding).first.upstream_model == "e"  # aliases of embedding models
+    assert emb.embedding == {"e", "both-e", "ea"}
+    with pytest.raises(InvalidRequest) as e:
+        r.plan("e", Needs())
+    assert e.value.code == "model_not_supported" and e.value.param == "model"
+    assert "/v1/embeddings" in e.value.message
+    with pytest.raises(InvalidRequest) as e:
+        r.plan("m", embedding)
+    assert e.value.code == "model_not_supported" and "embedding_models" in e.value.message
+    # Capabilities say nothing about embeddings: a deployment without streaming still embeds.
+    with pytest.raises(ModelNotFound):
+        r.plan("nope", embedding)
+
+
+def test_a_batch_of_embeddings_is_not_held_to_one_context_window() -> None:
+    """The window bounds each input; the estimate sums the batch."""
+    clock = Clock()
+    emb = dep("emb", clock, models=(), embedding_models=("e",), context_window=512)
+    r = router([emb], S.ROUND_ROBIN, clock)
+    assert r.plan("e", Needs(embedding=True, prompt_tokens=100_000)).first.deployment is emb
+
+
+def test_embedding_models_need_no_capabilities() -> None:
+    clock = Clock()
+    emb = dep(
+        "emb",
+        clock,
+        models=(),
+        embedding_models=("e",),
+        capabilities=Capabilities(tools=False, images=False, json_mode=False, streaming=False),
+    )
+    r = router([emb], S.ROUND_ROBIN, clock)
+    assert r.plan("e", Needs(embedding=True)).first.deployment is emb

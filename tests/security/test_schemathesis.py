@@ -29,6 +29,7 @@ deployments:
   - name: demo
     provider: mock
     models: [mock]
+    embedding_models: [mock-embed]
     mock: {chunks: 3}
 """
 

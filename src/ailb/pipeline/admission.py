@@ -88,7 +88,7 @@ class Admission:
         """Refuses what the key may not do or has no room for; otherwise the request holds its
         reservation (`call.granted`) until it settles. `ceiling` is the most prompt tokens the
         request can cost, `answer_limit` the client's limit on each of `choices` answers
-        (0: none given)."""
+        (0: none given; `choices` 0: no answer, as for embeddings)."""
         assert call.needs is not None
         principal = call.principal
         permit(principal, model, collection)

@@ -16,6 +16,7 @@ from ailb.asgi import ARRIVED
 from ailb.auth.authenticator import OPEN
 from ailb.auth.principal import SCOPE_KEY
 from ailb.billing.usage import UsageRecorder
+from ailb.embeddings import LocalEmbedder
 from ailb.errors import APIError, RateLimited, ServiceUnavailable
 from ailb.memory.service import MemoryService
 from ailb.observability.access_log import AccessLog
@@ -24,16 +25,35 @@ from ailb.pipeline.admission import Admission
 from ailb.pipeline.call import Call
 from ailb.pipeline.context import Context
 from ailb.pipeline.exchange import Exchange, new_request_id
+from ailb.pipeline.local_embeddings import embed_locally, local_request
+from ailb.providers.embeddings import input_items
 from ailb.rag.service import RagService
 from ailb.ratelimit.policy import DeploymentGate, LimitPolicy
 from ailb.ratelimit.reserve import COMPLETION_ESTIMATE
-from ailb.routing.failover import OpenStream
+from ailb.routing.failover import OpenStream, embed
 from ailb.routing.router import Needs
 from ailb.runtime import Runtime
 
 log = logging.getLogger("ailb.pipeline")
 
 IMAGE_TOKENS = 850  # what one high-detail image costs in OpenAI's accounting, roughly
+
+
+def unrecordable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "Usage cannot be recorded right now (the gateway's disk is full); the "
+        "answer is withheld rather than left unbilled. Please retry.",
+        code="usage_unrecordable",
+    )
+
+
+def embedding_needs(value: Any) -> Needs:
+    """An embeddings request's routing needs: its prompt estimate (about four characters a
+    token; token ids are counted as they are)."""
+    tokens = 0
+    for item in input_items(value):
+        tokens += (len(item) + 3) // 4 if isinstance(item, str) else len(item)
+    return Needs(embedding=True, prompt_tokens=tokens)
 
 
 def request_needs(req: ChatCompletionRequest) -> Needs:
@@ -71,6 +91,7 @@ class Pipeline:
         limits: LimitPolicy | None = None,
         usage: UsageRecorder | None = None,
         instance: str = "",
+        encoder: LocalEmbedder | None = None,
     ) -> None:
         # Its `live` configuration is read once per request: a reload swaps it, and the request
         # keeps the one it started with (ailb.live).
@@ -80,6 +101,9 @@ class Pipeline:
         self.admission = Admission(limits, runtime.routes)
         self.context = Context(memory, rag)
         self.ledger = Ledger(usage, instance)
+        # The local embedder of memory and RAG, served as a model of its own name on
+        # /v1/embeddings (unless a deployment serves that name).
+        self.encoder = encoder
 
     def begin(self, scope: Any) -> Call:
         ex = Exchange(new_request_id(), scope.get(ARRIVED))
@@ -144,11 +168,7 @@ class Pipeline:
         account(ex, dep, result.get("usage"), call.needs, result)
         ex.status = 200
         if not self.ledger.record(ex):  # durable before the client sees the answer
-            raise ServiceUnavailable(
-                "Usage cannot be recorded right now (the gateway's disk is full); the "
-                "answer is withheld rather than left unbilled. Please retry.",
-                code="usage_unrecordable",
-            )
+            raise unrecordable()
         return result
 
     async def open_stream(self, call: Call) -> OpenStream:
@@ -165,6 +185,57 @@ class Pipeline:
         ex.attempts = opened.attempts
         ex.status = 200
         return opened
+
+    def accept_embedding(self, call: Call, raw: dict[str, Any], size: int) -> None:
+        """A validated embeddings request (OpenAI's body): upstreams are always asked for
+        floats, the face encodes what the client asked for."""
+        ex = call.ex
+        ex.api = "embeddings"
+        call.body_size = size
+        call.body = {**raw, "encoding_format": "float"}
+        call.needs = embedding_needs(raw["input"])
+        ex.model, ex.user = raw["model"], raw.get("user")
+        if call.live.settings.env.log_content:
+            ex.messages = raw["input"]
+
+    async def embed(self, call: Call) -> dict[str, Any]:
+        """Admit, route (or encode locally), settle: the OpenAI embeddings answer, in input
+        order, accounted and durably recorded."""
+        ex, router, needs = call.ex, call.live.router, call.needs
+        assert ex.model is not None and needs is not None
+        # No answer tokens (choices 0): the reservation is the prompt's ceiling alone.
+        await self.admission.admit_for(call, router, ex.model, None, ex.user, call.body_size, 0, 0)
+        encoder = self.encoder
+        waited = time.perf_counter()
+        if encoder is not None and ex.model == encoder.name and ex.model not in router.models():
+            texts = local_request(encoder, call.body)
+            try:
+                result, ex.prompt_tokens = await embed_locally(encoder, texts)
+            finally:
+                ex.upstream = time.perf_counter() - waited
+            ex.deployment = ex.provider = "local"
+        else:
+            if call.live.gated and self.limits is not None:
+                call.gate = DeploymentGate(self.limits, ex.request_id, needs.prompt_tokens)
+            plan = ex.plan = router.plan(ex.model, needs)
+            try:
+                result, dep, ex.attempts = await call.live.failover.complete(
+                    plan, call.body, ex.request_id, call.gate, embed
+                )
+            finally:
+                ex.upstream = time.perf_counter() - waited
+            ex.deployment = dep.name
+            ex.provider = dep.config.provider
+            account(ex, dep, result.get("usage"), needs, None)
+            if "usage" not in result:  # the upstream reported none: the estimate, as billed
+                result["usage"] = {
+                    "prompt_tokens": ex.prompt_tokens,
+                    "total_tokens": ex.prompt_tokens,
+                }
+        ex.status = 200
+        if not self.ledger.record(ex):
+            raise unrecordable()
+        return result
 
     def remember(self, call: Call, answer: str) -> None:
         self.context.remember(call, call.messages, answer)

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ailb.config import DeploymentConfig, Secret
+from ailb.errors import InvalidRequest
 from ailb.providers.anthropic_reply import StreamTranslator, to_completion, to_usage
 from ailb.providers.anthropic_request import (
     JSON_OBJECT_INSTRUCTION,
@@ -72,6 +73,16 @@ class AnthropicProvider:
         finally:
             resp.release()
         raise UpstreamError("protocol", "stream ended before message_stop")
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Anthropic has no embeddings API (the config refuses `embedding_models` here, so the
+        router never sends one; this says why if anything else does)."""
+        raise InvalidRequest(
+            f"The model `{body.get('model')}` on deployment `{self.config.name}` cannot embed: "
+            "Anthropic has no embeddings API.",
+            param="model",
+            code="unsupported_feature",
+        )
 
     async def list_models(self) -> list[str]:
         return model_ids(decode_json(await self.upstream.fetch(self._models), "model list"))

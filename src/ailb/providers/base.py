@@ -91,6 +91,12 @@ class Provider(Protocol):
         its terminal event raises too, so a truncated answer never looks complete."""
         ...
 
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Answer an OpenAI embeddings body (`encoding_format` float) with an OpenAI embeddings
+        list in input order, float vectors, `usage` when the upstream reported it
+        (ailb.providers.embeddings)."""
+        ...
+
     async def list_models(self) -> list[str]:
         """The upstream's models; doubles as the cheap active health probe."""
         ...

@@ -15,6 +15,7 @@ from typing import Any
 
 from ailb.config import DeploymentConfig
 from ailb.providers.base import ChunkBatch
+from ailb.providers.embeddings import MOCK_DIMENSIONS, embedding_list, input_items, mock_vector
 from ailb.text import estimate_tokens, message_text, prompt_text
 
 
@@ -150,8 +151,18 @@ class MockProvider:
             yield [chunk({}, "stop")]
         yield [{**base, "choices": [], "usage": self._usage(body, reply)}]
 
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Deterministic unit vectors (`dimensions` honoured), usage by the estimate."""
+        await self._wait()
+        items = input_items(body.get("input", ""))
+        dims = body.get("dimensions") or MOCK_DIMENSIONS
+        tokens = sum(estimate_tokens(i) if isinstance(i, str) else len(i) for i in items)
+        return embedding_list(
+            [mock_vector(i, dims) for i in items], body.get("model", "mock"), tokens
+        )
+
     async def list_models(self) -> list[str]:
-        return list(self.config.models)
+        return [*self.config.models, *self.config.embedding_models]
 
     async def close(self) -> None:
         return None

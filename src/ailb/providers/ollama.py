@@ -21,6 +21,7 @@ from typing import Any
 from ailb.config import DeploymentConfig, Secret
 from ailb.errors import UpstreamUnavailable
 from ailb.providers.base import ChunkBatch, UpstreamError
+from ailb.providers.embeddings import ollama_request, read_ollama
 from ailb.providers.http import Response
 from ailb.providers.ollama_reply import StreamTranslator, made_call, to_completion, to_usage
 from ailb.providers.ollama_request import Reading, to_chat_request, translate
@@ -83,6 +84,7 @@ class OllamaProvider:
         self.upstream = Upstream(config, headers)
         self._chat = self.upstream.head("POST", "/api/chat")
         self._tags = self.upstream.head("GET", "/api/tags")
+        self._embed = self.upstream.head("POST", "/api/embed")
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model", "")
@@ -158,6 +160,13 @@ class OllamaProvider:
         finally:
             resp.release()
         raise UpstreamError("protocol", "stream ended before its done line")
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = ollama_request(body)
+        reply = decode_json(await self.upstream.fetch(self._embed, encode(request)), "embed")
+        return read_ollama(
+            reply, body.get("model", ""), len(request["input"]), request.get("dimensions")
+        )
 
     async def list_models(self) -> list[str]:
         obj = decode_json(await self.upstream.fetch(self._tags), "model list")

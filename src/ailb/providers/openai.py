@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from ailb.config import DeploymentConfig, Secret
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
+from ailb.providers.embeddings import input_items, read_openai
 from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
 
 
@@ -91,6 +92,7 @@ class OpenAIProvider:
             "POST", "/chat/completions", {"Accept": "text/event-stream"}
         )
         self._models = self.upstream.head("GET", "/models")
+        self._embeddings = self.upstream.head("POST", "/embeddings")
         self._openai_host = reads_max_completion_tokens(config.base_url)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +125,11 @@ class OpenAIProvider:
         finally:
             resp.release()
         raise UpstreamError("protocol", "stream ended before [DONE]")
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Passed through (the gateway has set `encoding_format: float`)."""
+        raw = await self.upstream.fetch(self._embeddings, encode(body))
+        return read_openai(decode_json(raw, "embeddings"), len(input_items(body["input"])))
 
     async def list_models(self) -> list[str]:
         return model_ids(decode_json(await self.upstream.fetch(self._models), "model list"))

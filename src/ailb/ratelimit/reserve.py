@@ -111,12 +111,13 @@ def reservation(
     prompt_estimate: int,
     priced: bool,
 ) -> Reservation:
-    """`prompt`: prompt_ceiling(); `max_tokens`: the request's limit (0: none); `choices`: n;
+    """`prompt`: prompt_ceiling(); `max_tokens`: the request's limit (0: none); `choices`: n
+    (0: a request answered with no tokens, as embeddings are);
     `prompt_estimate`: the routing estimate of the prompt (what a context window must hold);
     `priced`: the key has a money budget (prices are looked at only then)."""
     input_price = terms.input_per_token if priced and terms is not None else 0.0
     output_price = terms.output_per_token if priced and terms is not None else 0.0
-    if max_tokens or terms is None:
+    if max_tokens or terms is None or not choices:  # no choices: no answer (embeddings)
         completion = choices * max_tokens
         usd = input_price * prompt + output_price * completion
         return Reservation(prompt + completion, usd, None, choices)

@@ -68,6 +68,8 @@ class DeploymentState:
     clock: Callable[[], float] = time.monotonic
     # Public model name -> upstream model name; configured, plus discovered when none configured.
     models: dict[str, str] = field(default_factory=dict)
+    # Which of `models` are embedding models (served on /v1/embeddings only): from the config.
+    embedding: frozenset[str] = frozenset()
     in_flight: int = 0
     requests: int = 0
     successes: int = 0
@@ -95,6 +97,7 @@ class DeploymentState:
 
     def __post_init__(self) -> None:
         self.models = self.config.served_models()
+        self.embedding = self.config.embedding_names()
 
     @property
     def name(self) -> str:

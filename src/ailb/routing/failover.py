@@ -77,15 +77,17 @@ class Failover:
         self._clock = clock
 
     async def complete(
-        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        gate: Gate | None = None,
+        operation: Call | None = None,
     ) -> tuple[dict[str, Any], DeploymentState, int]:
-        """The first successful answer: (chat.completion, deployment, attempts)."""
-
-        async def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
-            return await target.deployment.provider.complete(payload)
-
+        """The first successful answer: (chat.completion, deployment, attempts). `operation`
+        is what an attempt asks of a deployment (default: a chat completion; `embed`)."""
         result, target, attempts, started = await self._run(
-            plan, body, request_id, call, False, gate=gate
+            plan, body, request_id, operation or _complete, False, gate=gate
         )
         d = target.deployment
         d.end()
@@ -434,6 +436,15 @@ class Failover:
                 if discard is not None and not isinstance(outcome, BaseException):
                     await discard(outcome)  # it finished too, a moment too late
         raise self._final(state)
+
+
+async def _complete(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    return await target.deployment.provider.complete(payload)
+
+
+async def embed(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    """The operation of an embeddings request (`Failover.complete(..., operation=embed)`)."""
+    return await target.deployment.provider.embed(payload)
 
 
 class _AllFull(Exception):

@@ -49,7 +49,7 @@ class HealthMonitor:
         d.record_probe(True)
         if self._discovers(d):
             discovered = {m: m for m in models}
-            discovered.update(d.config.aliases)
+            discovered.update(d.config.served_models())  # embedding models, aliases
             if discovered != d.models:
                 d.models = discovered
                 self.router.rebuild_index()

@@ -27,6 +27,7 @@ class Needs:
     streaming: bool = False
     prompt_tokens: int = 0
     max_tokens: int = 0
+    embedding: bool = False  # an embeddings request: only deployments' embedding models serve
 
     @property
     def demanding(self) -> bool:
@@ -151,6 +152,24 @@ class _Pool:
         self.first_by_priority: DeploymentState | None = None
 
 
+EMBEDDING = 16  # the capability mask's bit for embeddings requests
+
+
+def wrong_kind(model: str, embedding: bool) -> InvalidRequest:
+    """A chat request to an embedding model, or the other way round."""
+    if embedding:
+        message = (
+            f"The model `{model}` is not an embedding model on this gateway (a deployment "
+            "declares its embedding models in `embedding_models`); it answers on the chat "
+            "endpoints."
+        )
+    else:
+        message = (
+            f"The model `{model}` is an embedding model: it answers on POST /v1/embeddings only."
+        )
+    return InvalidRequest(message, param="model", code="model_not_supported")
+
+
 class Router:
     EXPLORE_SHARE = 0.06  # latency_optimized: share of traffic spread over the non-fastest
 
@@ -261,13 +280,16 @@ class Router:
 
     def plan(self, model: str, needs: Needs, session_id: str | None = None) -> Plan:
         mask = needs.tools | needs.images << 1 | needs.json_mode << 2 | needs.streaming << 3
+        if needs.embedding:
+            mask |= EMBEDDING
         now = self._clock()
         entry = self._pools.get((model, mask))
         if entry is None or entry.epoch != self._epoch.n or now >= entry.valid_until:
             entry = self._build(model, mask, needs, now)
         if entry.error is not None:
             raise entry.error()
-        if needs.prompt_tokens + needs.max_tokens > entry.min_window:
+        if needs.prompt_tokens + needs.max_tokens > entry.min_window and not needs.embedding:
+            # (An embeddings request's estimate sums its inputs; a window bounds each one.)
             entry = self._build_fitting(model, mask, entry, needs, now)
         pool = entry.pool
         panic = entry.panic
@@ -320,9 +342,13 @@ class Router:
             raise ModelNotFound(model)
         entry = _Pool()
         entry.epoch = self._epoch.n
-        capable = [d for d in serving if _capable(d, needs)] if mask else list(serving)
-        if not capable:
-            what, param = _missing_capability(serving, needs)
+        # A model is a chat model or an embedding model (on each deployment that serves it).
+        of_kind = [d for d in serving if (model in d.embedding) is needs.embedding]
+        capable = [d for d in of_kind if _capable(d, needs)] if mask & ~EMBEDDING else of_kind
+        if not of_kind:
+            entry.error = functools.partial(wrong_kind, model, needs.embedding)
+        elif not capable:
+            what, param = _missing_capability(of_kind, needs)
             entry.error = functools.partial(
                 InvalidRequest,
                 f"No deployment of model `{model}` supports {what}.",
