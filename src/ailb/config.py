@@ -214,6 +214,7 @@ class EnvSettings(_Strict, frozen=True):
     redis_prefix: Annotated[str, Meta(max_length=64, pattern=r"^\S*\Z")] = "ailb:"
     redis_failure_mode: Literal["open", "closed"] = "open"
     key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
+    responses_ttl: Annotated[float, Meta(gt=0, le=365 * 86400)] = 30 * 86400.0
     signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0
     shutdown_grace: Annotated[int, Meta(ge=0, le=3600)] = 20  # whole seconds, as uvicorn takes
 
@@ -521,6 +522,12 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "redis_failure_mode",
         "open",
         "Redis unreachable: open (count in-process meanwhile, logged) or closed (answer 503).",
+    ),
+    "AILB_RESPONSES_TTL": (
+        "responses_ttl",
+        "2592000",
+        "Seconds a stored Responses API response (`store`, default true) is kept for "
+        "`previous_response_id`, retrieve and delete (30 days).",
     ),
     "AILB_KEY_ROTATION_GRACE": (
         "key_rotation_grace",

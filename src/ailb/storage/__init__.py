@@ -1,4 +1,5 @@
-"""Where keys and the usage ledger live: SQLite (embedded default) or PostgreSQL (shared).
+"""Where keys, the usage ledger and stored Responses API responses live: SQLite (embedded
+default) or PostgreSQL (shared).
 
 Both engines implement `Store`; the gateway never knows which one it has.
 """
@@ -75,3 +76,14 @@ class Store(Protocol):
         self, since: float, key_id: str | None = None
     ) -> dict[str, tuple[float, int]]:
         """key id -> (cost in USD, prompt + completion tokens) of records with ts >= since."""
+
+    # --- Responses API state (ailb.api.responses.store) -------------------------------------
+
+    async def put_response(self, response_id: str, owner: str, expires: float, doc: bytes) -> None:
+        """Keep one response's document until `expires` (epoch seconds); expired ones go."""
+
+    async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
+        """The document, if `owner` stored it and it has not expired by `now`."""
+
+    async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        """Whether a live document of `owner`'s was there (and is gone now)."""
