@@ -207,7 +207,11 @@ def content_part(part: Any, where: str) -> dict[str, Any]:
     if kind in ("input_text", "output_text", "text"):
         text = part.get("text")
         if not isinstance(text, str):
-            raise bad(f"{where}.text", f"Missing required parameter: '{where}.text'.")
+            raise bad(
+                f"{where}.text",
+                f"Missing required parameter: '{where}.text'.",
+                "missing_required_parameter",
+            )
         return {"type": "text", "text": text}
     if kind == "refusal":
         return {"type": "text", "text": str(part.get("refusal") or "")}
@@ -246,14 +250,22 @@ def function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     arguments = item.get("arguments", "")
     for key, value in (("call_id", call_id), ("name", name), ("arguments", arguments)):
         if not isinstance(value, str):
-            raise bad(f"{where}.{key}", f"Missing required parameter: '{where}.{key}'.")
+            raise bad(
+                f"{where}.{key}",
+                f"Missing required parameter: '{where}.{key}'.",
+                "missing_required_parameter",
+            )
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def function_output(item: dict[str, Any], where: str) -> dict[str, Any]:
     call_id, output = item.get("call_id"), item.get("output")
     if not isinstance(call_id, str):
-        raise bad(f"{where}.call_id", f"Missing required parameter: '{where}.call_id'.")
+        raise bad(
+            f"{where}.call_id",
+            f"Missing required parameter: '{where}.call_id'.",
+            "missing_required_parameter",
+        )
     if isinstance(output, list):
         parts = [content_part(p, f"{where}.output[{j}]") for j, p in enumerate(output)]
         if any(p["type"] != "text" for p in parts):
@@ -264,7 +276,11 @@ def function_output(item: dict[str, Any], where: str) -> dict[str, Any]:
             )
         output = "".join(p["text"] for p in parts)
     if not isinstance(output, str):
-        raise bad(f"{where}.output", f"Missing required parameter: '{where}.output'.")
+        raise bad(
+            f"{where}.output",
+            f"Missing required parameter: '{where}.output'.",
+            "missing_required_parameter",
+        )
     return {"role": "tool", "tool_call_id": call_id, "content": output}
 
 
