@@ -68,9 +68,11 @@ def test_broken_stream_ends_with_response_failed(openai_upstream, gw, client_for
     assert events[-1].response.error.code == "server_error"
     # The stream helper refuses to hand out a final response.
     openai_upstream.script(Reply(text="one two three four", pieces=4, cut_after=3))
-    with client.responses.stream(model="gpt-test", input="Hi") as stream:
-        with pytest.raises(RuntimeError, match="response.completed"):
-            stream.get_final_response()
+    with (
+        client.responses.stream(model="gpt-test", input="Hi") as stream,
+        pytest.raises(RuntimeError, match=r"response\.completed"),
+    ):
+        stream.get_final_response()
     # And a failed response is not stored.
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(events[-1].response.id)
