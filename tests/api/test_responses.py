@@ -241,3 +241,21 @@ def test_store_false_is_not_kept(backend, client):
     events = list(client.responses.create(model=backend.model, input="Hi", stream=True))
     streamed = events[-1].response
     assert client.responses.retrieve(streamed.id).output_text == streamed.output_text
+
+
+def test_tool_result_after_previous_response_id(backend, client):
+    """A follow-up that sends only the tool's output: the stored turn supplies the call."""
+    call = ToolCall(name="get_weather", arguments='{"city":"Rome"}', id="call_5")
+    backend.upstream.script(Reply(text="", tool_calls=[call], finish_reason="tool_calls"))
+    first = client.responses.create(model=backend.model, input="Weather in Rome?", tools=TOOLS)
+    fc = next(item for item in first.output if item.type == "function_call")
+    backend.upstream.script(Reply(text="Sunny in Rome."))
+    second = client.responses.create(
+        model=backend.model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": fc.call_id, "output": "sunny"}],
+        tools=TOOLS,
+    )
+    assert second.output_text == "Sunny in Rome."
+    sent = backend.sent_texts()
+    assert "Weather in Rome?" in sent and "sunny" in sent and fc.call_id in sent
