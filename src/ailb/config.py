@@ -120,8 +120,13 @@ class DeploymentConfig(_Strict, frozen=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     mock: MockOptions = msgspec.field(default_factory=MockOptions)
     max_connections: Annotated[int, Meta(ge=1)] = 1000
+    # The upstream serves OpenAI's Responses API itself (`native`): /v1/responses requests for
+    # models only such deployments serve are passed through to its /responses, not translated.
+    responses: Literal["translate", "native"] = "translate"
 
     def __post_init__(self) -> None:
+        if self.responses == "native" and self.provider != "openai":
+            raise ValueError("responses: native needs an openai deployment (its /responses)")
         if self.base_url is not None:
             validate_base_url(self.base_url)
         elif self.provider != "mock":

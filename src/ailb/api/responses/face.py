@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
 from ailb.api.openapi import Operation, path_param
+from ailb.api.responses import native
 from ailb.api.responses import request as translate
 from ailb.api.responses.events import ResponsesStream
 from ailb.api.responses.reply import answer_text, as_chat_messages, from_completion, new_id
@@ -33,6 +34,7 @@ from ailb.pipeline.call import Call
 from ailb.pipeline.core import Pipeline
 from ailb.pipeline.exchange import overhead
 from ailb.pipeline.stream import relay
+from ailb.providers.openai_responses import NATIVE
 
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PATH = "/v1/responses/{response_id}"
@@ -83,6 +85,9 @@ class ResponsesEndpoint:
                 raise bad_json(e) from None
             if not isinstance(raw, dict):
                 raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+            if native.is_native(call.live, raw.get("model")):
+                await self._pass_through(call, raw, len(body), receive, send)
+                return
             dec = translate.decode(raw)
             owner = caller_id(scope)
             earlier: list[dict[str, Any]] = []
@@ -135,6 +140,27 @@ class ResponsesEndpoint:
             )
         finally:
             pipeline.end(call)
+
+    async def _pass_through(
+        self, call: Call, raw: dict[str, Any], size: int, receive: Receive, send: Send
+    ) -> None:
+        """A model served only by `responses: native` deployments (ailb.api.responses.native)."""
+        pipeline = self.pipeline
+        try:
+            req, chat = chat_request(native.admission_body(raw))
+        except InvalidRequest as e:
+            raise client_param(e) from None
+        pipeline.accept(call, req, chat, size)
+        await pipeline.prepare(call)
+        call.body = native.upstream_body(raw, call.body)
+        if req.stream:
+            opened = await pipeline.open_stream(call)
+            encoder = native.NativeStream({"model": req.model}, time.time())
+            await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
+            return
+        result = await pipeline.complete(call)
+        body = _encode(result[NATIVE])
+        await send_bytes(send, 200, body, [*call.headers, overhead(call.ex)])
 
     def _answered(self, call: Call, response: dict[str, Any]) -> None:
         """Memory and the content log get the answer's text."""
