@@ -19,7 +19,7 @@ import pytest
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import GroupBy, UsageQuery, UsageRecord, UsageRow
-from ailb.storage import Store, StoreUnavailable
+from ailb.storage import Store, StoredResponse, StoreUnavailable
 from ailb.storage import sqlite_ledger as ledger
 from ailb.storage.postgres import USAGE_COLUMNS, PostgresStore
 from ailb.storage.sqlite import SqliteStore
@@ -648,14 +648,18 @@ def test_stored_responses_by_owner_until_they_expire(make_store: MakeStore) -> N
     async def scenario() -> None:
         async with opened(make_store, 2) as (store, other):
             now = time.time()
-            await store.put_response("resp_1", "alice", now + 60, b'{"a":1}')
-            await store.put_response("resp_old", "alice", now - 1, b"{}")
+            await store.put_responses(
+                [
+                    StoredResponse("resp_1", "alice", now + 60, b'{"a":1}'),
+                    StoredResponse("resp_old", "alice", now - 1, b"{}"),
+                ]
+            )
             assert await other.get_response("resp_1", "alice", now) == b'{"a":1}'
             assert await store.get_response("resp_1", "bob", now) is None
             assert await store.get_response("resp_1", "alice", now + 61) is None
             assert await store.get_response("resp_old", "alice", now) is None
             assert not await store.delete_response("resp_1", "bob", now)
-            await store.put_response("resp_1", "alice", now + 60, b'{"a":2}')  # replaced
+            await store.put_responses([StoredResponse("resp_1", "alice", now + 60, b'{"a":2}')])
             assert await store.get_response("resp_1", "alice", now) == b'{"a":2}'
             assert await other.delete_response("resp_1", "alice", now)
             assert not await store.delete_response("resp_1", "alice", now)
@@ -680,7 +684,7 @@ def test_postgres_schema_from_before_stored_responses_gets_them(
         finally:
             await conn.close()
         async with opened(lambda: PostgresStore(postgres_dsn, schema=pg_schema)) as (store,):
-            await store.put_response("resp_1", "o", time.time() + 60, b"{}")
+            await store.put_responses([StoredResponse("resp_1", "o", time.time() + 60, b"{}")])
             assert await store.get_response("resp_1", "o", time.time()) == b"{}"
 
     run(scenario())

@@ -7,7 +7,7 @@ Both engines implement `Store`; the gateway never knows which one it has.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
@@ -25,6 +25,15 @@ def usage_row(labels: dict[str, Any], totals: Sequence[Any]) -> UsageRow:
         completion_tokens=int(completion),
         cost_usd=float(cost),
     )
+
+
+class StoredResponse(NamedTuple):
+    """One Responses API response's document (ailb.api.responses.store), for its owner."""
+
+    id: str
+    owner: str
+    expires: float
+    doc: bytes
 
 
 class StoreUnavailable(Exception):
@@ -79,8 +88,9 @@ class Store(Protocol):
 
     # --- Responses API state (ailb.api.responses.store) -------------------------------------
 
-    async def put_response(self, response_id: str, owner: str, expires: float, doc: bytes) -> None:
-        """Keep one response's document until `expires` (epoch seconds); expired ones go."""
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        """Keep each document until its `expires` (epoch seconds), in one transaction (an id
+        stored before is replaced); expired documents go."""
 
     async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
         """The document, if `owner` stored it and it has not expired by `now`."""

@@ -19,7 +19,7 @@ import msgspec
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
-from ailb.storage import StoreUnavailable, usage_row
+from ailb.storage import StoredResponse, StoreUnavailable, usage_row
 
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
@@ -252,17 +252,16 @@ class PostgresStore:
 
     # --- Responses API state ----------------------------------------------------------------
 
-    async def put_response(self, response_id: str, owner: str, expires: float, doc: bytes) -> None:
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        if not items:
+            return
         async with self._acquire() as conn, conn.transaction():
             # Expired documents go as new ones come (the index makes it cheap when none has).
             await conn.execute("DELETE FROM responses WHERE expires <= $1", time.time())
-            await conn.execute(
+            await conn.executemany(
                 "INSERT INTO responses (id, owner, expires, doc) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (id) DO UPDATE SET owner = $2, expires = $3, doc = $4",
-                response_id,
-                owner,
-                expires,
-                doc,
+                [tuple(item) for item in items],
             )
 
     async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:

@@ -22,7 +22,7 @@ import msgspec
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
 from ailb.datadir import private_dir, private_file
-from ailb.storage import StoreUnavailable, usage_row
+from ailb.storage import StoredResponse, StoreUnavailable, usage_row
 from ailb.storage import sqlite_ledger as ledger
 
 T = TypeVar("T")
@@ -129,8 +129,9 @@ class SqliteStore:
 
     # --- Responses API state ----------------------------------------------------------------
 
-    async def put_response(self, response_id: str, owner: str, expires: float, doc: bytes) -> None:
-        await self._run(self._put_response, response_id, owner, expires, doc)
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        if items:
+            await self._run(self._put_responses, items)
 
     async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
         rows = await self._run(
@@ -143,13 +144,13 @@ class SqliteStore:
     async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
         return await self._run(self._delete_response, response_id, owner, now)
 
-    def _put_response(self, response_id: str, owner: str, expires: float, doc: bytes) -> None:
+    def _put_responses(self, items: Sequence[StoredResponse]) -> None:
         with self._errors(), self._write() as conn:
             # Expired documents go as new ones come (the index makes it cheap when none has).
             conn.execute("DELETE FROM responses WHERE expires <= ?", (time.time(),))
-            conn.execute(
+            conn.executemany(
                 "INSERT OR REPLACE INTO responses (id, owner, expires, doc) VALUES (?, ?, ?, ?)",
-                (response_id, owner, expires, doc),
+                items,
             )
 
     def _delete_response(self, response_id: str, owner: str, now: float) -> bool:

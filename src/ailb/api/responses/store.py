@@ -9,6 +9,7 @@ key finds nothing. They expire after AILB_RESPONSES_TTL seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ailb.errors import APIError, ServiceUnavailable
-from ailb.storage import Store, StoreUnavailable
+from ailb.storage import Store, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("ailb.responses")
 
@@ -52,9 +53,16 @@ def unavailable() -> ServiceUnavailable:
 
 
 class ResponseStore:
+    """Saves are written in batches: while one transaction runs, the responses finished
+    meanwhile wait for the next, each request still answered only once its document is durable
+    (a follow-up naming it must find it, on any instance). One transaction per request was the
+    face's largest cost."""
+
     def __init__(self, store: Store, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
+        self._pending: list[tuple[StoredResponse, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def load(self, owner: str, response_id: str, param: str | None = None) -> Stored:
         try:
@@ -79,12 +87,28 @@ class ResponseStore:
                 extra={"id": response["id"], "bytes": len(doc), "limit": MAX_DOCUMENT_BYTES},
             )
             return False
-        try:
-            await self.store.put_response(response["id"], owner, time.time() + self.ttl, doc)
-        except StoreUnavailable as e:
-            log.warning("response_not_stored", extra={"id": response["id"], "detail": str(e)})
-            return False
-        return True
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        item = StoredResponse(response["id"], owner, time.time() + self.ttl, doc)
+        self._pending.append((item, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        # Shielded: a client that goes away does not take the batch's write with it.
+        return await asyncio.shield(done)
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.put_responses([item for item, _ in batch])
+                stored = True
+            except (StoreUnavailable, RuntimeError) as e:  # RuntimeError: closed at shutdown
+                log.warning(
+                    "response_not_stored", extra={"responses": len(batch), "detail": str(e)}
+                )
+                stored = False
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(stored)
 
     async def delete(self, owner: str, response_id: str) -> None:
         try:
