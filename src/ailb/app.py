@@ -318,6 +318,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
             if control is not None:
                 await control.stop()
                 runtime.grpc_port = None
+            await stored_responses.flush()  # before the store they go to closes
             await _stop_accounts(runtime)
             await runtime.health.stop()
             if runtime.memory is not None:

@@ -122,7 +122,7 @@ class ResponsesEndpoint:
             result = await pipeline.complete(call)
             response = from_completion(result, response_id, created, dec.echo, **fields)
             headers = [*call.headers, overhead(ex)]
-            if dec.store and not await self._save(owner, response, conversation):
+            if dec.store and not await self._save(owner, response, conversation):  # too big
                 response["store"] = False
                 headers.append((STORED_HEADER, b"false"))
             await send_bytes(send, 200, _encode(response), headers)

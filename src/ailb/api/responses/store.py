@@ -24,6 +24,8 @@ log = logging.getLogger("ailb.responses")
 # A stored document's largest size: a long chain of responses (each carries the ones before)
 # or large inline images stop being stored here rather than growing without bound.
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+# Documents saved and not yet written (ResponseStore): past this, answers wait for the writer.
+MAX_UNWRITTEN = 2000
 
 
 class Stored(msgspec.Struct):
@@ -53,18 +55,24 @@ def unavailable() -> ServiceUnavailable:
 
 
 class ResponseStore:
-    """Saves are written in batches: while one transaction runs, the responses finished
-    meanwhile wait for the next, each request still answered only once its document is durable
-    (a follow-up naming it must find it, on any instance). One transaction per request was the
-    face's largest cost."""
+    """Saves are written behind the answer, in batches: a transaction per request (and, with
+    SQLite, its worker thread waiting for the GIL while the event loop is busy) cost the face
+    most of its throughput. Until its batch commits, a document is served from `_unwritten`, so
+    a follow-up through this instance always finds it; through another instance sharing
+    PostgreSQL it is found once the batch commits, milliseconds after the answer (README).
+    Unwritten documents are bounded: past MAX_UNWRITTEN a save waits for the writer."""
 
     def __init__(self, store: Store, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
-        self._pending: list[tuple[StoredResponse, asyncio.Future[bool]]] = []
+        self._unwritten: dict[str, StoredResponse] = {}  # response id -> its document
+        self._queued: list[StoredResponse] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def load(self, owner: str, response_id: str, param: str | None = None) -> Stored:
+        item = self._unwritten.get(response_id)
+        if item is not None and item.owner == owner and item.expires > time.time():
+            return _decode(item.doc)
         try:
             doc = await self.store.get_response(response_id, owner, time.time())
         except StoreUnavailable as e:
@@ -77,9 +85,9 @@ class ResponseStore:
     async def save(
         self, owner: str, response: dict[str, Any], messages: list[dict[str, Any]]
     ) -> bool:
-        """Whether it was stored: False when the document is over MAX_DOCUMENT_BYTES or the
-        store cannot be reached (logged; the answer still goes out, marked `store: false`
-        where it has not left yet: the client paid for it)."""
+        """Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES (logged; the
+        answer still goes out, marked `store: false` where it has not left yet: the client
+        paid for it)."""
         doc = _encode(Stored(response, messages))
         if len(doc) > MAX_DOCUMENT_BYTES:
             log.warning(
@@ -87,30 +95,37 @@ class ResponseStore:
                 extra={"id": response["id"], "bytes": len(doc), "limit": MAX_DOCUMENT_BYTES},
             )
             return False
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if len(self._unwritten) >= MAX_UNWRITTEN:
+            await self.flush()  # the store is slower than the answers: hold them back
         item = StoredResponse(response["id"], owner, time.time() + self.ttl, doc)
-        self._pending.append((item, done))
+        self._unwritten[item.id] = item
+        self._queued.append(item)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
-        # Shielded: a client that goes away does not take the batch's write with it.
-        return await asyncio.shield(done)
+        return True
+
+    async def flush(self) -> None:
+        """Until every document saved so far is written (or could not be)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def _write(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
+        while self._queued:
+            batch, self._queued = self._queued, []
             try:
-                await self.store.put_responses([item for item, _ in batch])
-                stored = True
-            except (StoreUnavailable, RuntimeError) as e:  # RuntimeError: closed at shutdown
+                await self.store.put_responses(batch)
+            except Exception as e:  # unreachable, closed at shutdown ...: logged, not silent
                 log.warning(
                     "response_not_stored", extra={"responses": len(batch), "detail": str(e)}
                 )
-                stored = False
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(stored)
+            for item in batch:
+                if self._unwritten.get(item.id) is item:
+                    del self._unwritten[item.id]
 
     async def delete(self, owner: str, response_id: str) -> None:
+        item = self._unwritten.get(response_id)
+        if item is not None and item.owner == owner:
+            await self.flush()  # deleted after its write, or the write would bring it back
         try:
             found = await self.store.delete_response(response_id, owner, time.time())
         except StoreUnavailable as e:
