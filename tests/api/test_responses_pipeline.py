@@ -108,3 +108,12 @@ def test_bad_json_is_400(gw, raw):
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_json"
+
+
+def test_openapi_document_has_the_operations(gw):
+    doc = httpx2.get(f"{gw.url}/openapi.json", timeout=10).json()
+    assert "post" in doc["paths"]["/v1/responses"]
+    item = doc["paths"]["/v1/responses/{response_id}"]
+    assert {"get", "delete"} <= set(item)
+    post = doc["paths"]["/v1/responses"]["post"]
+    assert "text/event-stream" in post["responses"]["200"]["content"]
