@@ -253,3 +253,29 @@ def test_broken_before_any_chunk_still_starts_the_response():
         "response.failed",
     ]
     sdk_replay(events)
+
+
+LOGPROBS = [
+    {"token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+     "top_logprobs": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105]}]},
+]  # fmt: skip
+
+
+def test_token_logprobs_carry_over():
+    result = completion({"role": "assistant", "content": "Hi"})
+    result["choices"][0]["logprobs"] = {"content": LOGPROBS}
+    resp = strict(from_completion(result, "resp_1", 1.0, ECHO))
+    part = resp.output[0].content[0]
+    assert part.logprobs is not None and part.logprobs[0].token == "Hi"
+
+    stream = [
+        {**chunk({"content": "Hi"}), "choices": [
+            {"index": 0, "delta": {"content": "Hi"}, "logprobs": {"content": LOGPROBS}}]},
+        chunk({}, "stop"),
+    ]  # fmt: skip
+    events, _ = run(stream)
+    sdk_replay(events)
+    delta = next(e for e in events if e["type"] == "response.output_text.delta")
+    assert delta["logprobs"] == LOGPROBS
+    final = strict(events[-1]["response"])
+    assert final.output[0].content[0].logprobs[0].logprob == -0.1

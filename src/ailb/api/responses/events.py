@@ -27,6 +27,7 @@ from ailb.api.responses.reply import (
     response_object,
     sse,
     text_part,
+    token_logprobs,
     usage_of,
 )
 
@@ -34,7 +35,7 @@ from ailb.api.responses.reply import (
 class _Item:
     """One output item being streamed: its index, id, kind and what it has so far."""
 
-    __slots__ = ("call_id", "id", "index", "kind", "name", "text")
+    __slots__ = ("call_id", "id", "index", "kind", "logprobs", "name", "text")
 
     def __init__(self, index: int, kind: str, item_id: str) -> None:
         self.index = index
@@ -43,10 +44,11 @@ class _Item:
         self.text = ""  # message text, reasoning text or function arguments
         self.call_id = ""
         self.name = ""
+        self.logprobs: list[Any] = []  # text's token logprobs, when the client asked for them
 
     def whole(self, status: str) -> dict[str, Any]:
         if self.kind == "message":
-            return message_item(self.id, [text_part(self.text)], status)
+            return message_item(self.id, [text_part(self.text, self.logprobs)], status)
         if self.kind == "function_call":
             return function_item(self.id, self.call_id, self.name, self.text, status)
         return reasoning_item(self.id, self.text, status)
@@ -92,7 +94,7 @@ class ResponsesStream:
                 self._reasoning(out, thought)
             content = delta.get("content")
             if isinstance(content, str) and content:
-                self._text(out, content)
+                self._text(out, content, token_logprobs(choice))
             for call in delta.get("tool_calls") or ():
                 self._call(out, call)
             if choice.get("finish_reason"):
@@ -177,7 +179,7 @@ class ResponsesStream:
             delta=piece,
         )
 
-    def _text(self, out: list[bytes], piece: str) -> None:
+    def _text(self, out: list[bytes], piece: str, logprobs: list[Any]) -> None:
         item = self.text_item
         if item is None:
             self._close_reasoning(out)
@@ -197,6 +199,7 @@ class ResponsesStream:
                 part=text_part(""),
             )
         item.text += piece
+        item.logprobs += logprobs
         self._event(
             out,
             "response.output_text.delta",
@@ -204,7 +207,7 @@ class ResponsesStream:
             output_index=item.index,
             content_index=0,
             delta=piece,
-            logprobs=[],
+            logprobs=logprobs,
         )
 
     def _call(self, out: list[bytes], call: dict[str, Any]) -> None:
@@ -246,7 +249,7 @@ class ResponsesStream:
                 output_index=item.index,
                 content_index=0,
                 text=item.text,
-                logprobs=[],
+                logprobs=item.logprobs,
             )
             self._event(
                 out,
@@ -254,7 +257,7 @@ class ResponsesStream:
                 item_id=item.id,
                 output_index=item.index,
                 content_index=0,
-                part=text_part(item.text),
+                part=text_part(item.text, item.logprobs),
             )
         elif item.kind == "function_call":
             self._event(

@@ -85,8 +85,16 @@ def usage_of(chat: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+
+def token_logprobs(choice: dict[str, Any]) -> list[Any]:
+    """A chat choice's (or chunk choice's) token logprobs: the Responses API's entries have the
+    same fields (token, logprob, bytes, top_logprobs)."""
+    found = choice.get("logprobs")
+    content = found.get("content") if isinstance(found, dict) else None
+    return content if isinstance(content, list) else []
 
 
 def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict[str, Any]:
@@ -128,7 +136,9 @@ def reasoning_text(message: dict[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
+def output_items(
+    message: dict[str, Any], logprobs: list[Any] | None = None
+) -> list[dict[str, Any]]:
     """A chat answer's message as Response output items: reasoning, text, function calls."""
     out: list[dict[str, Any]] = []
     thought = reasoning_text(message)
@@ -137,7 +147,7 @@ def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     content = message.get("content")
     parts: list[dict[str, Any]] = []
     if isinstance(content, str) and content:
-        parts.append(text_part(content))
+        parts.append(text_part(content, logprobs))
     elif isinstance(content, list):  # some servers answer in parts
         text = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if text:
@@ -170,7 +180,7 @@ def from_completion(
         created_at,
         echo,
         status="completed",
-        output=output_items(choice.get("message") or {}),
+        output=output_items(choice.get("message") or {}, token_logprobs(choice)),
         usage=usage_of(result.get("usage")),
         model=result.get("model"),
         finish_reason=choice.get("finish_reason"),
