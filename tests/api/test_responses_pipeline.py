@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.openai import gateway_config
 from tests.fakes.server import Reply
+from tests.gateway import create_key
 from tests.rag.test_rag_e2e import http, setup_docs
 
 
@@ -117,3 +118,23 @@ def test_openapi_document_has_the_operations(gw):
     assert {"get", "delete"} <= set(item)
     post = doc["paths"]["/v1/responses"]["post"]
     assert "text/event-stream" in post["responses"]["200"]["content"]
+
+
+def test_keys_own_their_responses_and_their_scopes_apply(
+    openai_upstream, gateway_factory, client_for
+):
+    master = "sk-master-0123456789abcdef"
+    gw = gateway_factory(gateway_config(openai_upstream.url), {"AILB_MASTER_KEY": master})
+    alice = client_for(gw, api_key=create_key(gw.url, master, "alice")["key"])
+    bob = client_for(gw, api_key=create_key(gw.url, master, "bob")["key"])
+    narrow = client_for(gw, api_key=create_key(gw.url, master, "n", models=["other-*"])["key"])
+    first = alice.responses.create(model="gpt-test", input="Hi")
+    assert alice.responses.retrieve(first.id).id == first.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="gpt-test", input="x", previous_response_id=first.id)
+    with pytest.raises(openai.PermissionDeniedError):
+        narrow.responses.create(model="gpt-test", input="Hi")
+    with pytest.raises(openai.AuthenticationError):
+        client_for(gw, api_key="sk-wrong").responses.retrieve(first.id)
