@@ -4,6 +4,7 @@ errors, an explicit failure for a stream broken after its first byte."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx2
 import openai
@@ -138,3 +139,32 @@ def test_keys_own_their_responses_and_their_scopes_apply(
         narrow.responses.create(model="gpt-test", input="Hi")
     with pytest.raises(openai.AuthenticationError):
         client_for(gw, api_key="sk-wrong").responses.retrieve(first.id)
+
+
+def test_instances_sharing_postgresql_share_stored_responses(
+    openai_upstream, gateway_factory, client_for, postgres_dsn, pg_schema, tmp_path
+):
+    env = {"DATABASE_URL": postgres_dsn, "AILB_DATABASE_SCHEMA": pg_schema}
+    one = client_for(gateway_factory(gateway_config(openai_upstream.url), env))
+    two = client_for(
+        gateway_factory(
+            gateway_config(openai_upstream.url), {**env, "AILB_DATA_DIR": str(tmp_path / "two")}
+        )
+    )
+    openai_upstream.script(Reply(text="Remember: 42."))
+    first = one.responses.create(model="gpt-test", input="Pick a number.")
+    deadline = time.monotonic() + 5  # written behind the answer: milliseconds later
+    while True:
+        try:
+            got = two.responses.retrieve(first.id)
+            break
+        except openai.NotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    assert got.output_text == "Remember: 42."
+    two.responses.create(model="gpt-test", input="Which?", previous_response_id=first.id)
+    assert "Remember: 42." in json.dumps(sent_messages(openai_upstream))
+    two.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        one.responses.retrieve(first.id)
