@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ailb.api.responses.request import decode
+from ailb.api.schemas import chat_request
 from ailb.errors import InvalidRequest
 
 M = "gpt-test"
@@ -247,3 +250,33 @@ def test_hosted_tool_error_names_it():
     with pytest.raises(InvalidRequest) as e:
         decode({"model": M, "input": "x", "tools": [{"type": "web_search"}]})
     assert "web_search" in e.value.message
+
+
+# Any JSON a client may send: the translation answers it or refuses it with a 400, never crashes.
+_words = st.sampled_from(
+    ["", "x", "user", "assistant", "function", "message", "function_call", "input_text",
+     "input_image", "json_schema", "web_search", "auto", "required"]
+)  # fmt: skip
+_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | _words
+_keys = st.sampled_from(
+    ["type", "role", "content", "text", "name", "call_id", "arguments", "output", "image_url",
+     "file_data", "format", "schema", "tools", "mode", "effort", "session_id", "strict"]
+)  # fmt: skip
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+    max_leaves=25,
+)
+_fields = st.sampled_from(
+    ["input", "instructions", "tools", "tool_choice", "text", "reasoning", "metadata", "store",
+     "stream", "max_output_tokens", "temperature", "previous_response_id", "top_logprobs"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_fields, _json, max_size=6))
+def test_any_body_is_translated_or_refused(body):
+    try:
+        chat_request(decode({"model": M, "input": "x", **body}).chat_body([]))
+    except InvalidRequest as e:
+        assert e.status == 400 and e.message

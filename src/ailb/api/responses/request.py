@@ -298,7 +298,7 @@ def tools(value: Any) -> list[dict[str, Any]]:
                 f"tools[{i}].type",
                 f"Tools of type '{kind}' run on OpenAI's own servers and are not available "
                 "through this gateway; only function tools are."
-                if kind in HOSTED_TOOLS
+                if isinstance(kind, str) and kind in HOSTED_TOOLS
                 else f"Invalid value for 'tools[{i}].type': {kind!r}; only function tools are "
                 "supported.",
                 "unsupported_value",
@@ -328,7 +328,7 @@ def tool_choice(value: Any) -> Any:
                 "type": "allowed_tools",
                 "allowed_tools": {"mode": value.get("mode", "auto"), "tools": chosen},
             }
-        if kind in HOSTED_TOOLS:
+        if isinstance(kind, str) and kind in HOSTED_TOOLS:
             raise bad(
                 "tool_choice",
                 f"Tools of type '{kind}' are not available through this gateway.",
