@@ -168,6 +168,8 @@ CALLS = [
     chunk({}, "tool_calls"),
     chunk(None, usage=USAGE),
 ]
+REFUSE = [chunk({"role": "assistant", "refusal": ""}), chunk({"refusal": "I can"}),
+          chunk({"refusal": "not."}), chunk({}, "stop")]  # fmt: skip
 THINK = [chunk({"reasoning_content": "hmm"}), chunk({"content": "yes"}), chunk({}, "stop")]
 
 
@@ -204,6 +206,13 @@ THINK = [chunk({"reasoning_content": "hmm"}), chunk({"content": "yes"}), chunk({
         ),
         ([], ["response.created", "response.in_progress", "response.completed"]),
         (
+            REFUSE,
+            ["response.created", "response.in_progress", "response.output_item.added",
+             "response.content_part.added", "response.refusal.delta", "response.refusal.delta",
+             "response.refusal.done", "response.content_part.done",
+             "response.output_item.done", "response.completed"],
+        ),
+        (
             [chunk({"content": "cut"}), chunk({}, "length")],
             ["response.created", "response.in_progress", "response.output_item.added",
              "response.content_part.added", "response.output_text.delta",
@@ -222,6 +231,9 @@ def test_stream_sequences(chunks, sequence):
     # What the stream delivered is what the final response says.
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert final.output_text == deltas
+    if chunks is REFUSE:
+        assert final.output[0].content[0].type == "refusal"
+        assert final.output[0].content[0].refusal == "I cannot."
     if chunks is CALLS:
         calls = [i for i in final.output if i.type == "function_call"]
         assert [(c.call_id, c.name, c.arguments) for c in calls] == [

@@ -6,6 +6,8 @@ The sequence is the one OpenAI sends and the SDK's stream state checks, item by 
     per item: response.output_item.added,
       text:      response.content_part.added, response.output_text.delta…,
                  response.output_text.done, response.content_part.done
+      refusal:   response.content_part.added, response.refusal.delta…,
+                 response.refusal.done, response.content_part.done
       function:  response.function_call_arguments.delta…, response.function_call_arguments.done
       reasoning: response.reasoning_text.delta…, response.reasoning_text.done
     response.output_item.done,
@@ -24,6 +26,7 @@ from ailb.api.responses.reply import (
     message_item,
     new_id,
     reasoning_item,
+    refusal_part,
     response_object,
     sse,
     text_part,
@@ -51,6 +54,8 @@ class _Item:
             return message_item(self.id, [text_part(self.text, self.logprobs)], status)
         if self.kind == "function_call":
             return function_item(self.id, self.call_id, self.name, self.text, status)
+        if self.kind == "refusal":  # a message whose one part is the refusal
+            return message_item(self.id, [refusal_part(self.text)], status)
         return reasoning_item(self.id, self.text, status)
 
 
@@ -70,6 +75,7 @@ class ResponsesStream:
         self.items: list[_Item] = []
         self.done_items: list[tuple[int, dict[str, Any]]] = []  # (output index, item)
         self.text_item: _Item | None = None
+        self.refusal: _Item | None = None
         self.thought: _Item | None = None
         self.calls: dict[int, _Item] = {}  # chat's tool call index -> its item
         self.finish_reason: str | None = None
@@ -95,6 +101,9 @@ class ResponsesStream:
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self._text(out, content, token_logprobs(choice))
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._refusal(out, refusal)
             for call in delta.get("tool_calls") or ():
                 self._call(out, call)
             if choice.get("finish_reason"):
@@ -183,6 +192,7 @@ class ResponsesStream:
         item = self.text_item
         if item is None:
             self._close_reasoning(out)
+            self._close_text(out)  # a refusal before it
             item = self.text_item = self._open("message", "msg")
             self._event(
                 out,
@@ -208,6 +218,36 @@ class ResponsesStream:
             content_index=0,
             delta=piece,
             logprobs=logprobs,
+        )
+
+    def _refusal(self, out: list[bytes], piece: str) -> None:
+        item = self.refusal
+        if item is None:
+            self._close_reasoning(out)
+            self._close_text(out)
+            item = self.refusal = self._open("refusal", "msg")
+            self._event(
+                out,
+                "response.output_item.added",
+                output_index=item.index,
+                item=message_item(item.id, [], "in_progress"),
+            )
+            self._event(
+                out,
+                "response.content_part.added",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                part=refusal_part(""),
+            )
+        item.text += piece
+        self._event(
+            out,
+            "response.refusal.delta",
+            item_id=item.id,
+            output_index=item.index,
+            content_index=0,
+            delta=piece,
         )
 
     def _call(self, out: list[bytes], call: dict[str, Any]) -> None:
@@ -259,6 +299,23 @@ class ResponsesStream:
                 content_index=0,
                 part=text_part(item.text, item.logprobs),
             )
+        elif item.kind == "refusal":
+            self._event(
+                out,
+                "response.refusal.done",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                refusal=item.text,
+            )
+            self._event(
+                out,
+                "response.content_part.done",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                part=refusal_part(item.text),
+            )
         elif item.kind == "function_call":
             self._event(
                 out,
@@ -284,6 +341,9 @@ class ResponsesStream:
         if self.text_item is not None:
             self._close(out, self.text_item)
             self.text_item = None
+        if self.refusal is not None:
+            self._close(out, self.refusal)
+            self.refusal = None
 
     def _close_reasoning(self, out: list[bytes]) -> None:
         if self.thought is not None:
@@ -293,4 +353,4 @@ class ResponsesStream:
     def _close_all(self, out: list[bytes]) -> None:
         for item in sorted(self.items, key=lambda i: i.index):
             self._close(out, item)
-        self.text_item = self.thought = None
+        self.text_item = self.thought = self.refusal = None

@@ -89,6 +89,10 @@ def text_part(text: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
+def refusal_part(text: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": text}
+
+
 def token_logprobs(choice: dict[str, Any]) -> list[Any]:
     """A chat choice's (or chunk choice's) token logprobs: the Responses API's entries have the
     same fields (token, logprob, bytes, top_logprobs)."""
@@ -153,7 +157,7 @@ def output_items(
         if text:
             parts.append(text_part(text))
     if message.get("refusal"):
-        parts.append({"type": "refusal", "refusal": message["refusal"]})
+        parts.append(refusal_part(message["refusal"]))
     if parts:
         out.append(message_item(new_id("msg"), parts, "completed"))
     for call in message.get("tool_calls") or ():
