@@ -24,6 +24,9 @@ from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
 from ailb.api.embeddings import EmbeddingList, EmbeddingRequest, EmbeddingsEndpoint
 from ailb.api.openapi import Operation, document
+from ailb.api.responses import face as responses_face
+from ailb.api.responses.face import RESPONSES_PATH, ResponsesEndpoint
+from ailb.api.responses.store import ResponseStore
 from ailb.api.schemas import (
     SSE_EVENT_SCHEMA,
     ChatCompletion,
@@ -93,6 +96,7 @@ class Gateway:
         self,
         api: Starlette,
         chat: ChatCompletionsEndpoint,
+        responses: ResponsesEndpoint,
         runtime: Runtime,
         max_body_bytes: int,
         reloader: Reloader,
@@ -100,6 +104,7 @@ class Gateway:
     ) -> None:
         self.api = api
         self.chat = chat
+        self.responses = responses
         self.runtime = runtime
         self.reloader = reloader  # the serving process's SIGHUP handler reloads through it
         self.control = control
@@ -137,6 +142,9 @@ class Gateway:
                     return
             if path == CHAT_PATH and scope["method"] == "POST":
                 await self.chat(scope, receive, send)
+                return
+            if path == RESPONSES_PATH and scope["method"] == "POST":
+                await self.responses(scope, receive, send)
                 return
         await self.api(scope, receive, send)
 
@@ -308,12 +316,19 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
     embeddings = EmbeddingsEndpoint(pipeline, env.max_body_bytes)
+    assert runtime.store is not None
+    stored_responses = ResponseStore(runtime.store, env.responses_ttl)
+    responses = ResponsesEndpoint(pipeline, env.max_body_bytes, stored_responses)
 
     routes: list[Any] = [
         Route(CHAT_PATH, chat, methods=["POST"]),
         Route(EMBEDDINGS_PATH, embeddings, methods=["POST"]),
+        Route(RESPONSES_PATH, responses, methods=["POST"]),
     ]
-    operations = [_chat_operation(), _embeddings_operation()]
+    operations = [_chat_operation(), _embeddings_operation(), responses_face.create_operation()]
+    r, ops = responses_face.build(stored_responses)
+    routes += r
+    operations += ops
     for module in (models, health, stats, sessions, rag, keys, usage, metrics):
         r, ops = module.build(runtime)
         routes += r
@@ -353,6 +368,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
             if control is not None:
                 await control.stop()
                 runtime.grpc_port = None
+            await stored_responses.flush()  # before the store they go to closes
             await _stop_accounts(runtime)
             await runtime.health.stop()
             if runtime.memory is not None:
@@ -378,7 +394,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     # Starlette answers a path with a stray slash with a redirect to an absolute URL built
     # from the client's Host header (an open redirect). Envoy matches paths strictly: so here.
     api.router.redirect_slashes = False
-    return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control)
+    return Gateway(api, chat, responses, runtime, env.max_body_bytes, reloader, control)
 
 
 def environment_loader(running: Settings) -> SettingsLoader:

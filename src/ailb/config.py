@@ -132,8 +132,13 @@ class DeploymentConfig(_Strict, frozen=True):
     # (HTTPS_PROXY ...). load_settings leaves the effective one: a URL, or None for direct.
     proxy: str | None = None
     ca_file: str | None = None  # PEM bundle trusted for this upstream instead of the system's
+    # The upstream serves OpenAI's Responses API itself (`native`): /v1/responses requests for
+    # models only such deployments serve are passed through to its /responses, not translated.
+    responses: Literal["translate", "native"] = "translate"
 
     def __post_init__(self) -> None:
+        if self.responses == "native" and self.provider != "openai":
+            raise ValueError("responses: native needs an openai deployment (its /responses)")
         if self.proxy is not None and self.proxy.strip().lower() not in ("", egress.DIRECT):
             try:
                 egress.validate_proxy_url(self.proxy)
@@ -259,6 +264,7 @@ class EnvSettings(_Strict, frozen=True):
     redis_prefix: Annotated[str, Meta(max_length=64, pattern=r"^\S*\Z")] = "ailb:"
     redis_failure_mode: Literal["open", "closed"] = "open"
     key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
+    responses_ttl: Annotated[float, Meta(gt=0, le=365 * 86400)] = 30 * 86400.0
     signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0
     shutdown_grace: Annotated[int, Meta(ge=0, le=3600)] = 20  # whole seconds, as uvicorn takes
 
@@ -612,6 +618,12 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "redis_failure_mode",
         "open",
         "Redis unreachable: open (count in-process meanwhile, logged) or closed (answer 503).",
+    ),
+    "AILB_RESPONSES_TTL": (
+        "responses_ttl",
+        "2592000",
+        "Seconds a stored Responses API response (`store`, default true) is kept for "
+        "`previous_response_id`, retrieve and delete (30 days).",
     ),
     "AILB_KEY_ROTATION_GRACE": (
         "key_rotation_grace",

@@ -1,5 +1,6 @@
-"""A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), POST /v1/embeddings,
-GET /v1/models."""
+"""A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), POST /v1/responses (JSON or
+SSE events, text answers only: the native Responses pass-through's upstream), POST
+/v1/embeddings, GET /v1/models."""
 
 from __future__ import annotations
 
@@ -228,10 +229,71 @@ async def embeddings(
     )
 
 
+def response(model: str, reply: Reply, status: str = "completed") -> dict[str, Any]:
+    """OpenAI's Response object for a text reply, as its Responses API answers it."""
+    p, c = reply.usage
+    message = {
+        "id": "msg_up1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+    }
+    return {
+        "id": "resp_upstream1",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": status,
+        "model": model,
+        "output": [message] if status != "in_progress" else [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": p,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": c,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": p + c,
+        }
+        if status == "completed"
+        else None,
+    }
+
+
+async def responses(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    model = body.get("model", "?") if isinstance(body, dict) else "?"
+    if not (isinstance(body, dict) and body.get("stream")):
+        return web.json_response(response(model, reply), headers=reply.headers)
+    started = response(model, reply, "in_progress")
+    item = {"id": "msg_up1", "type": "message", "role": "assistant", "status": "in_progress",
+            "content": []}  # fmt: skip
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_up1", "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", **where, "part": part},
+        *({"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+          for piece in split_text(reply.text, reply.pieces)),
+        {"type": "response.output_text.done", **where, "text": reply.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**part, "text": reply.text}},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": response(model, reply)["output"][0]},
+        {"type": "response.completed", "response": response(model, reply)},
+    ]  # fmt: skip
+    frames = [sse_frame({**e, "sequence_number": i}, event=e["type"]) for i, e in enumerate(events)]
+    return await server.stream(request, reply, frames)
+
+
 def fake_openai() -> FakeServer:
     return FakeServer(
         {
             ("POST", "/v1/chat/completions"): chat,
+            ("POST", "/v1/responses"): responses,
             ("POST", "/v1/embeddings"): embeddings,
             ("GET", "/v1/models"): models,
         }

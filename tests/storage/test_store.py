@@ -19,7 +19,7 @@ import pytest
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import GroupBy, UsageQuery, UsageRecord, UsageRow
-from ailb.storage import Store, StoreUnavailable
+from ailb.storage import Store, StoredResponse, StoreUnavailable
 from ailb.storage import sqlite_ledger as ledger
 from ailb.storage.postgres import USAGE_COLUMNS, PostgresStore
 from ailb.storage.sqlite import SqliteStore
@@ -637,5 +637,54 @@ def test_ledger_totals_match_the_records_at_any_bounds(make_store: MakeStore) ->
             spent = await store.spent_since(base + 61.5, key_id="ka")
             (want,) = expected(UsageQuery(from_ts=base + 61.5, key_id="ka"))
             assert spent == {"ka": (want.cost_usd, want.prompt_tokens + want.completion_tokens)}
+
+    run(scenario())
+
+
+def test_stored_responses_by_owner_until_they_expire(make_store: MakeStore) -> None:
+    """Responses API state: a document is found by its owner only, until it expires; delete
+    says whether there was one; expired documents go when new ones are stored."""
+
+    async def scenario() -> None:
+        async with opened(make_store, 2) as (store, other):
+            now = time.time()
+            await store.put_responses(
+                [
+                    StoredResponse("resp_1", "alice", now + 60, b'{"a":1}'),
+                    StoredResponse("resp_old", "alice", now - 1, b"{}"),
+                ]
+            )
+            assert await other.get_response("resp_1", "alice", now) == b'{"a":1}'
+            assert await store.get_response("resp_1", "bob", now) is None
+            assert await store.get_response("resp_1", "alice", now + 61) is None
+            assert await store.get_response("resp_old", "alice", now) is None
+            assert not await store.delete_response("resp_1", "bob", now)
+            await store.put_responses([StoredResponse("resp_1", "alice", now + 60, b'{"a":2}')])
+            assert await store.get_response("resp_1", "alice", now) == b'{"a":2}'
+            assert await other.delete_response("resp_1", "alice", now)
+            assert not await store.delete_response("resp_1", "alice", now)
+            assert await store.get_response("resp_1", "alice", now) is None
+            # The expired one went when a document was stored after it expired.
+            assert not await store.delete_response("resp_old", "alice", now - 2)
+
+    run(scenario())
+
+
+def test_postgres_schema_from_before_stored_responses_gets_them(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """A schema made by a version without the responses table is completed on open."""
+
+    async def scenario() -> None:
+        async with opened(lambda: PostgresStore(postgres_dsn, schema=pg_schema)):
+            pass
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DROP TABLE "{pg_schema}".responses')
+        finally:
+            await conn.close()
+        async with opened(lambda: PostgresStore(postgres_dsn, schema=pg_schema)) as (store,):
+            await store.put_responses([StoredResponse("resp_1", "o", time.time() + 60, b"{}")])
+            assert await store.get_response("resp_1", "o", time.time()) == b"{}"
 
     run(scenario())

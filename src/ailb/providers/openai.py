@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ailb.config import DeploymentConfig, Secret
+from ailb.providers import openai_responses as native
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
 from ailb.providers.embeddings import input_items, read_openai
 from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
@@ -94,13 +95,27 @@ class OpenAIProvider:
         self._models = self.upstream.head("GET", "/models")
         self._embeddings = self.upstream.head("POST", "/embeddings")
         self._openai_host = reads_max_completion_tokens(config.base_url)
+        self._responses = self.upstream.head("POST", "/responses")
+        self._responses_stream = self.upstream.head(
+            "POST", "/responses", {"Accept": "text/event-stream"}
+        )
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        if native.NATIVE in body:  # a Responses pass-through (ailb.providers.openai_responses)
+            return await native.complete(self.upstream, self._responses, body)
         body = name_roles(name_answer_limit(body, self._openai_host), self._openai_host)
         raw = await self.upstream.fetch(self._chat, encode(body))
         return check_completion(decode_json(raw, "chat completion"))
 
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
+        if native.NATIVE in body:
+            passed = native.stream(self.upstream, self._responses_stream, body)
+            try:
+                async for passed_batch in passed:
+                    yield passed_batch
+            finally:
+                await passed.aclose()  # now, not when collected: it holds the connection
+            return
         body = name_roles(name_answer_limit(body, self._openai_host), self._openai_host)
         body = prepare_stream_body(body)
         resp = await self.upstream.send(self._chat_stream, encode(body))

@@ -1,4 +1,5 @@
-"""Where keys and the usage ledger live: SQLite (embedded default) or PostgreSQL (shared).
+"""Where keys, the usage ledger and stored Responses API responses live: SQLite (embedded
+default) or PostgreSQL (shared).
 
 Both engines implement `Store`; the gateway never knows which one it has.
 """
@@ -6,7 +7,7 @@ Both engines implement `Store`; the gateway never knows which one it has.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
@@ -24,6 +25,15 @@ def usage_row(labels: dict[str, Any], totals: Sequence[Any]) -> UsageRow:
         completion_tokens=int(completion),
         cost_usd=float(cost),
     )
+
+
+class StoredResponse(NamedTuple):
+    """One Responses API response's document (ailb.api.responses.store), for its owner."""
+
+    id: str
+    owner: str
+    expires: float
+    doc: bytes
 
 
 class StoreUnavailable(Exception):
@@ -75,3 +85,15 @@ class Store(Protocol):
         self, since: float, key_id: str | None = None
     ) -> dict[str, tuple[float, int]]:
         """key id -> (cost in USD, prompt + completion tokens) of records with ts >= since."""
+
+    # --- Responses API state (ailb.api.responses.store) -------------------------------------
+
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        """Keep each document until its `expires` (epoch seconds), in one transaction (an id
+        stored before is replaced); expired documents go."""
+
+    async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
+        """The document, if `owner` stored it and it has not expired by `now`."""
+
+    async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        """Whether a live document of `owner`'s was there (and is gone now)."""

@@ -19,7 +19,7 @@ import msgspec
 
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
-from ailb.storage import StoreUnavailable, usage_row
+from ailb.storage import StoredResponse, StoreUnavailable, usage_row
 
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
@@ -65,15 +65,16 @@ SCHEMA = (
     + ")",
     "CREATE INDEX IF NOT EXISTS usage_ts ON {s}.usage (ts)",
     "CREATE INDEX IF NOT EXISTS usage_key_ts ON {s}.usage (key_id, ts)",
-    # Last: a ledger from before the column gets it; when it exists, the whole schema does (it
-    # is made in one transaction).
+    # A ledger from before the column gets it.
     "ALTER TABLE {s}.usage ADD COLUMN IF NOT EXISTS api text NOT NULL DEFAULT 'chat'",
+    # Last: when it exists, the whole schema does (it is made in one transaction).
+    "CREATE TABLE IF NOT EXISTS {s}.responses ("
+    " id text PRIMARY KEY, owner text NOT NULL, expires double precision NOT NULL,"
+    " doc bytea NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS responses_expires ON {s}.responses (expires)",
 )
 
-SCHEMA_DONE = (
-    "SELECT 1 FROM information_schema.columns"
-    " WHERE table_schema = $1 AND table_name = 'usage' AND column_name = 'api'"
-)
+SCHEMA_DONE = "SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = 'responses_expires'"
 
 # One statement for a whole batch: each column travels as one array parameter.
 INSERT_USAGE = (
@@ -248,6 +249,40 @@ class PostgresStore:
         async with self._acquire() as conn:
             rows = await conn.fetch(sql + " GROUP BY key_id", *args)
         return {row[0]: (float(row[1]), int(row[2])) for row in rows}
+
+    # --- Responses API state ----------------------------------------------------------------
+
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        if not items:
+            return
+        async with self._acquire() as conn, conn.transaction():
+            # Expired documents go as new ones come (the index makes it cheap when none has).
+            await conn.execute("DELETE FROM responses WHERE expires <= $1", time.time())
+            await conn.executemany(
+                "INSERT INTO responses (id, owner, expires, doc) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (id) DO UPDATE SET owner = $2, expires = $3, doc = $4",
+                [tuple(item) for item in items],
+            )
+
+    async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
+        async with self._acquire() as conn:
+            doc = await conn.fetchval(
+                "SELECT doc FROM responses WHERE id = $1 AND owner = $2 AND expires > $3",
+                response_id,
+                owner,
+                now,
+            )
+        return None if doc is None else bytes(doc)
+
+    async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        async with self._acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM responses WHERE id = $1 AND owner = $2 AND expires > $3",
+                response_id,
+                owner,
+                now,
+            )
+        return bool(int(status.split()[-1]))
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import msgspec
 from ailb.auth.keys import ApiKey
 from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
 from ailb.datadir import private_dir, private_file
-from ailb.storage import StoreUnavailable, usage_row
+from ailb.storage import StoredResponse, StoreUnavailable, usage_row
 from ailb.storage import sqlite_ledger as ledger
 
 T = TypeVar("T")
@@ -34,6 +34,14 @@ SCHEMA = (
         doc TEXT NOT NULL
     )""",
     *ledger.SCHEMA,
+    # Responses API state: one document per response, by owner, until it expires.
+    """CREATE TABLE IF NOT EXISTS responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires REAL NOT NULL,
+        doc BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)",
 )
 OPEN_ATTEMPTS = 100
 
@@ -118,6 +126,40 @@ class SqliteStore:
     ) -> dict[str, tuple[float, int]]:
         found = await self._run(self._totals, ["key"], key_id, None, since, None)
         return {k: (float(t[4]), int(t[2] + t[3])) for (k,), t in found.items()}
+
+    # --- Responses API state ----------------------------------------------------------------
+
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        if items:
+            await self._run(self._put_responses, items)
+
+    async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
+        rows = await self._run(
+            self._fetch,
+            "SELECT doc FROM responses WHERE id = ? AND owner = ? AND expires > ?",
+            (response_id, owner, now),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        return await self._run(self._delete_response, response_id, owner, now)
+
+    def _put_responses(self, items: Sequence[StoredResponse]) -> None:
+        with self._errors(), self._write() as conn:
+            # Expired documents go as new ones come (the index makes it cheap when none has).
+            conn.execute("DELETE FROM responses WHERE expires <= ?", (time.time(),))
+            conn.executemany(
+                "INSERT OR REPLACE INTO responses (id, owner, expires, doc) VALUES (?, ?, ?, ?)",
+                items,
+            )
+
+    def _delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        with self._errors(), self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM responses WHERE id = ? AND owner = ? AND expires > ?",
+                (response_id, owner, now),
+            )
+            return cur.rowcount > 0
 
     # --- worker thread ----------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The OpenAI Responses API face: /v1/responses, translated to the chat pipeline."""

@@ -1,0 +1,236 @@
+"""POST /v1/responses, GET and DELETE /v1/responses/{id}: the Responses API face of the
+pipeline. A request is translated to chat (request.py), goes through the same pipeline as chat
+(keys, limits, budgets, memory, RAG, routing, failover, usage), and its answer is translated
+back (reply.py, events.py); stored responses (store.py) make previous_response_id work on every
+provider."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from ailb.api.common import JSONResponse
+from ailb.api.openapi import Operation, path_param
+from ailb.api.responses import native
+from ailb.api.responses import request as translate
+from ailb.api.responses.events import ResponsesStream
+from ailb.api.responses.reply import answer_text, as_chat_messages, from_completion, new_id
+from ailb.api.responses.schemas import (
+    RESPONSES_SSE_SCHEMA,
+    DeletedResponse,
+    Response,
+    ResponsesRequest,
+)
+from ailb.api.responses.store import ResponseStore
+from ailb.api.schemas import bad_json, chat_request
+from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
+from ailb.auth.identity import caller_id
+from ailb.errors import APIError, InvalidRequest
+from ailb.pipeline.call import Call
+from ailb.pipeline.core import Pipeline
+from ailb.pipeline.exchange import overhead
+from ailb.pipeline.stream import relay
+from ailb.providers.openai_responses import NATIVE
+
+RESPONSES_PATH = "/v1/responses"
+RESPONSE_PATH = "/v1/responses/{response_id}"
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+# A chat field a translated request failed on, by the name the client sent it under.
+CLIENT_NAMES = {
+    "messages": "input",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "reasoning_effort": "reasoning.effort",
+}
+STORED_HEADER = b"x-ailb-response-stored"
+
+
+def client_param(err: InvalidRequest) -> InvalidRequest:
+    """A chat validation error, naming the Responses field the client sent."""
+    param = err.param
+    if param:
+        head, sep, rest = param.partition(".")
+        bracket = head.find("[")
+        name = head if bracket < 0 else head[:bracket]
+        if name in CLIENT_NAMES:
+            renamed = CLIENT_NAMES[name] + head[len(name) :] + sep + rest
+            err.message = err.message.replace(f"'{param}'", f"'{renamed}'")
+            err.param = renamed
+    return err
+
+
+class ResponsesEndpoint:
+    def __init__(self, pipeline: Pipeline, max_body_bytes: int, store: ResponseStore) -> None:
+        self.pipeline = pipeline
+        self.max_body_bytes = max_body_bytes
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pipeline = self.pipeline
+        call = pipeline.begin(scope)
+        ex = call.ex
+        ex.api = "responses"
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            try:
+                raw = _decode(body)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise bad_json(e) from None
+            if not isinstance(raw, dict):
+                raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+            if native.is_native(call.live, raw.get("model")):
+                await self._pass_through(call, raw, len(body), receive, send)
+                return
+            dec = translate.decode(raw)
+            owner = caller_id(scope)
+            earlier: list[dict[str, Any]] = []
+            if dec.previous_response_id is not None:
+                stored = await self.store.load(
+                    owner, dec.previous_response_id, "previous_response_id"
+                )
+                earlier = stored.messages
+            try:
+                req, chat = chat_request(dec.chat_body(earlier))
+            except InvalidRequest as e:
+                raise client_param(e) from None
+            pipeline.accept(call, req, chat, len(body))
+            await pipeline.prepare(call)
+            fields = {
+                "instructions": dec.instructions,
+                "previous_response_id": dec.previous_response_id,
+                "store": dec.store,
+            }
+            response_id, created = new_id("resp"), time.time()
+            conversation = [*earlier, *dec.messages]
+            if dec.stream:
+                opened = await pipeline.open_stream(call)
+                encoder = ResponsesStream(response_id, created, dec.echo, **fields)
+                await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
+                response = encoder.response
+                if response is not None:  # complete (or cut by the token limit)
+                    self._answered(call, response)
+                    if dec.store:
+                        await self._save(owner, response, conversation)
+                return
+            result = await pipeline.complete(call)
+            response = from_completion(result, response_id, created, dec.echo, **fields)
+            headers = [*call.headers, overhead(ex)]
+            if dec.store and not await self._save(owner, response, conversation):  # too big
+                response["store"] = False
+                headers.append((STORED_HEADER, b"false"))
+            await send_bytes(send, 200, _encode(response), headers)
+            self._answered(call, response)
+        except (APIError, RecursionError) as exc:
+            await self._refuse(send, exc, call)
+        except ClientDisconnected:
+            ex.status, ex.error = 499, "client_disconnected"
+        except Exception:
+            pipeline.crashed(call)
+            await send_error(
+                send,
+                APIError("The gateway failed to process the request."),
+                [*call.headers, overhead(ex)],
+            )
+        finally:
+            pipeline.end(call)
+
+    async def _pass_through(
+        self, call: Call, raw: dict[str, Any], size: int, receive: Receive, send: Send
+    ) -> None:
+        """A model served only by `responses: native` deployments (ailb.api.responses.native)."""
+        pipeline = self.pipeline
+        try:
+            req, chat = chat_request(native.admission_body(raw))
+        except InvalidRequest as e:
+            raise client_param(e) from None
+        pipeline.accept(call, req, chat, size)
+        await pipeline.prepare(call)
+        call.body = native.upstream_body(raw, call.body)
+        if req.stream:
+            opened = await pipeline.open_stream(call)
+            encoder = native.NativeStream({"model": req.model}, time.time())
+            await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
+            return
+        result = await pipeline.complete(call)
+        body = _encode(result[NATIVE])
+        await send_bytes(send, 200, body, [*call.headers, overhead(call.ex)])
+
+    def _answered(self, call: Call, response: dict[str, Any]) -> None:
+        """Memory and the content log get the answer's text."""
+        text = answer_text(response["output"])
+        if call.ex.messages is not None:
+            call.ex.answer = text
+        self.pipeline.remember(call, text)
+
+    async def _save(
+        self, owner: str, response: dict[str, Any], conversation: list[dict[str, Any]]
+    ) -> bool:
+        messages = [*conversation, *as_chat_messages(response["output"])]
+        return await self.store.save(owner, response, messages)
+
+    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
+        e = exc if isinstance(exc, APIError) else bad_json(exc)
+        self.pipeline.refused(call, e)
+        await send_error(send, e, [*call.headers, overhead(call.ex)])
+
+
+def build(store: ResponseStore) -> tuple[list[Route], list[Operation]]:
+    """GET and DELETE of a stored response (POST is the ASGI endpoint above)."""
+
+    async def get_response(request: Request) -> JSONResponse:
+        stored = await store.load(caller_id(request.scope), request.path_params["response_id"])
+        return JSONResponse(stored.response)
+
+    async def delete_response(request: Request) -> JSONResponse:
+        response_id = request.path_params["response_id"]
+        await store.delete(caller_id(request.scope), response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+    param = [path_param("response_id", "The id of a stored response (resp_…)")]
+    return (
+        [
+            Route(RESPONSE_PATH, get_response, methods=["GET"]),
+            Route(RESPONSE_PATH, delete_response, methods=["DELETE"]),
+        ],
+        [
+            Operation(
+                "GET",
+                RESPONSE_PATH,
+                "A stored response (only the key that created it; kept AILB_RESPONSES_TTL)",
+                "OpenAI-compatible",
+                response=Response,
+                errors=(404, 503),
+                parameters=param,
+            ),
+            Operation(
+                "DELETE",
+                RESPONSE_PATH,
+                "Delete a stored response",
+                "OpenAI-compatible",
+                response=DeletedResponse,
+                errors=(404, 503),
+                parameters=param,
+            ),
+        ],
+    )
+
+
+def create_operation() -> Operation:
+    return Operation(
+        "POST",
+        RESPONSES_PATH,
+        "Create a model response (OpenAI Responses API, translated to every provider; SSE "
+        "events when stream=true)",
+        "OpenAI-compatible",
+        request=ResponsesRequest,
+        response=Response,
+        response_media={"text/event-stream": {"schema": RESPONSES_SSE_SCHEMA}},
+        errors=(400, 403, 404, 413, 429, 502, 503, 504),
+    )

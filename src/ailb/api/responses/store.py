@@ -1,0 +1,135 @@
+"""Response state, so `previous_response_id`, retrieve and delete work on every provider.
+
+Each stored response is one document in the gateway's own store (SQLite in AILB_DATA_DIR, or
+PostgreSQL with DATABASE_URL): the Response object as answered, and the conversation that led
+to it as chat messages (the earlier responses' too, without instructions), which a follow-up
+prepends. Documents belong to the caller (identity.caller_id, as memory's sessions do): another
+key finds nothing. They expire after AILB_RESPONSES_TTL seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from ailb.errors import APIError, ServiceUnavailable
+from ailb.storage import Store, StoredResponse, StoreUnavailable
+
+log = logging.getLogger("ailb.responses")
+
+# A stored document's largest size: a long chain of responses (each carries the ones before)
+# or large inline images stop being stored here rather than growing without bound.
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+# Documents saved and not yet written (ResponseStore): past this, answers wait for the writer.
+MAX_UNWRITTEN = 2000
+
+
+class Stored(msgspec.Struct):
+    response: dict[str, Any]
+    messages: list[dict[str, Any]]  # the conversation up to and including this response
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Stored).decode
+
+
+class ResponseNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+
+    def __init__(self, response_id: str, param: str | None = None) -> None:
+        super().__init__(
+            f"Response with id '{response_id}' not found.", param=param, code="not_found"
+        )
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The response store is unavailable right now; try again.",
+        code="response_store_unavailable",
+    )
+
+
+class ResponseStore:
+    """Saves are written behind the answer, in batches: a transaction per request (and, with
+    SQLite, its worker thread waiting for the GIL while the event loop is busy) cost the face
+    most of its throughput. Until its batch commits, a document is served from `_unwritten`, so
+    a follow-up through this instance always finds it; through another instance sharing
+    PostgreSQL it is found once the batch commits, milliseconds after the answer (README).
+    Unwritten documents are bounded: past MAX_UNWRITTEN a save waits for the writer."""
+
+    def __init__(self, store: Store, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._unwritten: dict[str, StoredResponse] = {}  # response id -> its document
+        self._queued: list[StoredResponse] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def load(self, owner: str, response_id: str, param: str | None = None) -> Stored:
+        item = self._unwritten.get(response_id)
+        if item is not None and item.owner == owner and item.expires > time.time():
+            return _decode(item.doc)
+        try:
+            doc = await self.store.get_response(response_id, owner, time.time())
+        except StoreUnavailable as e:
+            log.warning("response_store_unavailable", extra={"detail": str(e)})
+            raise unavailable() from None
+        if doc is None:
+            raise ResponseNotFound(response_id, param)
+        return _decode(doc)
+
+    async def save(
+        self, owner: str, response: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> bool:
+        """Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES (logged; the
+        answer still goes out, marked `store: false` where it has not left yet: the client
+        paid for it)."""
+        doc = _encode(Stored(response, messages))
+        if len(doc) > MAX_DOCUMENT_BYTES:
+            log.warning(
+                "response_not_stored",
+                extra={"id": response["id"], "bytes": len(doc), "limit": MAX_DOCUMENT_BYTES},
+            )
+            return False
+        if len(self._unwritten) >= MAX_UNWRITTEN:
+            await self.flush()  # the store is slower than the answers: hold them back
+        item = StoredResponse(response["id"], owner, time.time() + self.ttl, doc)
+        self._unwritten[item.id] = item
+        self._queued.append(item)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return True
+
+    async def flush(self) -> None:
+        """Until every document saved so far is written (or could not be)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self.store.put_responses(batch)
+            except Exception as e:  # unreachable, closed at shutdown ...: logged, not silent
+                log.warning(
+                    "response_not_stored", extra={"responses": len(batch), "detail": str(e)}
+                )
+            for item in batch:
+                if self._unwritten.get(item.id) is item:
+                    del self._unwritten[item.id]
+
+    async def delete(self, owner: str, response_id: str) -> None:
+        item = self._unwritten.get(response_id)
+        if item is not None and item.owner == owner:
+            await self.flush()  # deleted after its write, or the write would bring it back
+        try:
+            found = await self.store.delete_response(response_id, owner, time.time())
+        except StoreUnavailable as e:
+            log.warning("response_store_unavailable", extra={"detail": str(e)})
+            raise unavailable() from None
+        if not found:
+            raise ResponseNotFound(response_id)

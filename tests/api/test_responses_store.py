@@ -1,0 +1,152 @@
+"""ResponseStore: written behind the answer in batches, yet always found by its owner."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ailb.api.responses.store import (
+    MAX_DOCUMENT_BYTES,
+    ResponseNotFound,
+    ResponseStore,
+    ServiceUnavailable,
+)
+from ailb.storage import StoredResponse, StoreUnavailable
+from ailb.storage.sqlite import SqliteStore
+
+
+class GatedStore:
+    """A store whose writes wait for `gate`; it records each batch."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.batches: list[list[str]] = []
+        self.docs: dict[tuple[str, str], bytes] = {}
+        self.fail = False
+
+    async def put_responses(self, items: Sequence[StoredResponse]) -> None:
+        await self.gate.wait()
+        if self.fail:
+            raise StoreUnavailable("down")
+        self.batches.append([i.id for i in items])
+        for i in items:
+            self.docs[(i.id, i.owner)] = i.doc
+
+    async def get_response(self, response_id: str, owner: str, now: float) -> bytes | None:
+        if self.fail:
+            raise StoreUnavailable("down")
+        return self.docs.get((response_id, owner))
+
+    async def delete_response(self, response_id: str, owner: str, now: float) -> bool:
+        return self.docs.pop((response_id, owner), None) is not None
+
+
+def response(rid: str) -> dict[str, Any]:
+    return {"id": rid, "object": "response", "output": []}
+
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_unwritten_documents_are_found_by_their_owner_only():
+    async def scenario() -> None:
+        backend = GatedStore()
+        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        assert await store.save("alice", response("resp_1"), MESSAGES)
+        assert await store.save("alice", response("resp_2"), MESSAGES)
+        assert backend.batches == []  # not written yet: the answers did not wait
+        assert (await store.load("alice", "resp_1")).messages == MESSAGES
+        with pytest.raises(ResponseNotFound):
+            await store.load("bob", "resp_1")
+        backend.gate.set()
+        await store.flush()
+        assert backend.batches == [["resp_1"], ["resp_2"]] or backend.batches == [
+            ["resp_1", "resp_2"]
+        ]
+        assert (await store.load("alice", "resp_2")).response["id"] == "resp_2"
+
+    asyncio.run(scenario())
+
+
+def test_saves_made_during_a_write_go_in_one_batch():
+    async def scenario() -> None:
+        backend = GatedStore()
+        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        await store.save("o", response("first"), MESSAGES)
+        await asyncio.sleep(0)  # the writer takes "first" and waits on the gate
+        for i in range(5):
+            await store.save("o", response(f"r{i}"), MESSAGES)
+        backend.gate.set()
+        await store.flush()
+        assert backend.batches == [["first"], [f"r{i}" for i in range(5)]]
+
+    asyncio.run(scenario())
+
+
+def test_delete_of_an_unwritten_document_waits_for_its_write():
+    async def scenario() -> None:
+        backend = GatedStore()
+        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        await store.save("o", response("resp_1"), MESSAGES)
+        deleting = asyncio.create_task(store.delete("o", "resp_1"))
+        await asyncio.sleep(0.01)
+        assert not deleting.done()
+        backend.gate.set()
+        await deleting
+        assert backend.docs == {}  # written, then deleted: not brought back
+        with pytest.raises(ResponseNotFound):
+            await store.load("o", "resp_1")
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_write_is_logged_not_raised(caplog):
+    async def scenario() -> None:
+        backend = GatedStore()
+        backend.fail = True
+        backend.gate.set()
+        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        assert await store.save("o", response("resp_1"), MESSAGES)
+        await store.flush()
+        with pytest.raises(ServiceUnavailable):
+            await store.load("o", "resp_1")
+
+    asyncio.run(scenario())
+    assert any(r.message == "response_not_stored" for r in caplog.records)
+
+
+def test_too_large_documents_are_not_kept():
+    async def scenario() -> None:
+        store = ResponseStore(GatedStore(), ttl=60)  # type: ignore[arg-type]
+        big = [{"role": "user", "content": "x" * (MAX_DOCUMENT_BYTES + 1)}]
+        assert not await store.save("o", response("resp_big"), big)
+        with pytest.raises(ResponseNotFound):
+            await store.load("o", "resp_big")
+
+    asyncio.run(scenario())
+
+
+def test_flush_writes_everything_to_sqlite(tmp_path: Path):
+    async def scenario() -> None:
+        backend = SqliteStore(str(tmp_path / "ailb.db"))
+        await backend.open()
+        try:
+            store = ResponseStore(backend, ttl=60)
+            for i in range(50):
+                await store.save("o", response(f"resp_{i}"), MESSAGES)
+            await store.flush()
+            for i in range(50):
+                assert await backend.get_response(f"resp_{i}", "o", time.time()) is not None
+            expired = ResponseStore(backend, ttl=-1)
+            await expired.save("o", response("resp_old"), MESSAGES)
+            with pytest.raises(ResponseNotFound):
+                await expired.load("o", "resp_old")
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
