@@ -22,6 +22,20 @@ from ailb.api import reload as reload_api
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
+from ailb.api.messages import (
+    COUNT_TOKENS_PATH,
+    MESSAGES_PATH,
+    CountTokensEndpoint,
+    MessagesEndpoint,
+    send_anthropic_error,
+)
+from ailb.api.messages_schema import (
+    AnthropicError,
+    CountTokensRequest,
+    MessagesRequest,
+    TokenCount,
+)
+from ailb.api.messages_schema import Message as MessageObject
 from ailb.api.openapi import Operation, document
 from ailb.api.schemas import (
     SSE_EVENT_SCHEMA,
@@ -95,9 +109,12 @@ class Gateway:
         max_body_bytes: int,
         reloader: Reloader,
         control: ControlServer | None = None,
+        posts: dict[str, Any] | None = None,
     ) -> None:
         self.api = api
         self.chat = chat
+        # Other faces' POST endpoints, also served here without Starlette's routing.
+        self.posts: dict[str, Any] = posts or {}
         self.runtime = runtime
         self.reloader = reloader  # the serving process's SIGHUP handler reloads through it
         self.control = control
@@ -129,13 +146,21 @@ class Gateway:
                         self.auth.verify_signature(principal, scope, body)
                         receive = _replay(body, receive)
                 except APIError as e:
-                    await send_error(send, e, [])
+                    if path.startswith(MESSAGES_PATH):  # Anthropic's clients read its shape
+                        await send_anthropic_error(send, e, [])
+                    else:
+                        await send_error(send, e, [])
                     return
                 except ClientDisconnected:
                     return
-            if path == CHAT_PATH and scope["method"] == "POST":
-                await self.chat(scope, receive, send)
-                return
+            if scope["method"] == "POST":
+                if path == CHAT_PATH:
+                    await self.chat(scope, receive, send)
+                    return
+                endpoint = self.posts.get(path)
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
         await self.api(scope, receive, send)
 
     async def drain(self) -> None:
@@ -210,6 +235,41 @@ def _chat_operation() -> Operation:
     )
 
 
+def _messages_operations() -> list[Operation]:
+    errors = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+    shape = {status: AnthropicError for status in errors}
+    note = (
+        "Anthropic's Messages API: passed through to Anthropic deployments (with the client's "
+        "anthropic-version and anthropic-beta headers), translated for the others. Errors are "
+        "in Anthropic's shape (`{type: error, error: {type, message}}`)."
+    )
+    return [
+        Operation(
+            "POST",
+            MESSAGES_PATH,
+            "Create a message (Anthropic Messages API; SSE events when stream=true)",
+            "Anthropic-compatible",
+            request=MessagesRequest,
+            response=MessageObject,
+            response_media={"text/event-stream": {"schema": {"type": "string"}}},
+            errors=errors,
+            other_responses=shape,
+            description=note,
+        ),
+        Operation(
+            "POST",
+            COUNT_TOKENS_PATH,
+            "Count a message's input tokens (Anthropic upstreams count; others: an estimate)",
+            "Anthropic-compatible",
+            request=CountTokensRequest,
+            response=TokenCount,
+            errors=(400, 401, 403, 404, 413),
+            other_responses={s: AnthropicError for s in (400, 401, 403, 404, 413)},
+            description=note,
+        ),
+    ]
+
+
 def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gateway:
     """The gateway for `settings`. `load` gives the settings a reload applies (SIGHUP, gRPC
     Reload, POST /api/reload); by default they are read again from this process's environment
@@ -267,9 +327,14 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         settings.module_id,
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
+    posts: dict[str, Any] = {
+        MESSAGES_PATH: MessagesEndpoint(pipeline, env.max_body_bytes),
+        COUNT_TOKENS_PATH: CountTokensEndpoint(pipeline, env.max_body_bytes),
+    }
 
     routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
-    operations = [_chat_operation()]
+    routes += [Route(path, endpoint, methods=["POST"]) for path, endpoint in posts.items()]
+    operations = [_chat_operation(), *_messages_operations()]
     for module in (models, health, stats, sessions, rag, keys, usage, metrics):
         r, ops = module.build(runtime)
         routes += r
@@ -334,7 +399,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     # Starlette answers a path with a stray slash with a redirect to an absolute URL built
     # from the client's Host header (an open redirect). Envoy matches paths strictly: so here.
     api.router.redirect_slashes = False
-    return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control)
+    return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control, posts)
 
 
 def environment_loader(running: Settings) -> SettingsLoader:

@@ -24,6 +24,10 @@ from ailb.routing.router import Plan, Target
 log = logging.getLogger("ailb.routing")
 
 Call = Callable[[Target, dict[str, Any]], Awaitable[Any]]
+# What an attempt runs instead of the provider's chat call (a face that passes its own wire
+# format through to deployments that speak it): given the target and the chat body.
+Complete = Callable[[Target, dict[str, Any]], Awaitable[dict[str, Any]]]
+Stream = Callable[[Target, dict[str, Any]], AsyncGenerator[ChunkBatch, None]]
 # A deployment's own rpm/tpm check before an attempt: None to go ahead, else seconds until it
 # has room (the attempt is skipped: another deployment is tried, or the request waits briefly).
 Gate = Callable[[DeploymentState], Awaitable[float | None]]
@@ -70,11 +74,19 @@ class Failover:
         self._clock = clock
 
     async def complete(
-        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        gate: Gate | None = None,
+        op: Complete | None = None,
     ) -> tuple[dict[str, Any], DeploymentState, int]:
-        """The first successful answer: (chat.completion, deployment, attempts)."""
+        """The first successful answer: (chat.completion, deployment, attempts). `op`: what
+        each attempt runs instead of the provider's `complete`."""
 
         async def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+            if op is not None:
+                return await op(target, payload)
             return await target.deployment.provider.complete(payload)
 
         result, target, attempts, started = await self._run(
@@ -86,10 +98,20 @@ class Failover:
         return result, d, attempts
 
     async def open_stream(
-        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        gate: Gate | None = None,
+        op: Stream | None = None,
     ) -> OpenStream:
+        """`op`: what each attempt runs instead of the provider's `stream`."""
+
         async def call(target: Target, payload: dict[str, Any]) -> tuple[Any, ChunkBatch]:
-            gen = target.deployment.provider.stream(payload)
+            if op is not None:
+                gen = op(target, payload)
+            else:
+                gen = target.deployment.provider.stream(payload)
             try:
                 first = await anext(gen)
             except StopAsyncIteration:
