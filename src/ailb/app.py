@@ -63,7 +63,7 @@ from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
 from ailb.datadir import secure_data_dir
 from ailb.embeddings import build_embedder
-from ailb.errors import APIError, error_for_status
+from ailb.errors import APIError, anthropic_body, error_for_status
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
 from ailb.native import compiled_modules, stale_builds
@@ -186,9 +186,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def _api_error(_: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return error_response(exc)
+    return _error_response(request, exc)
+
+
+def _error_response(request: Request, err: APIError) -> Response:
+    """The error in the shape of the API the path belongs to (Anthropic's for /v1/messages)."""
+    if request.scope["path"].startswith(MESSAGES_PATH):
+        return Response(anthropic_body(err), err.status, err.headers, media_type="application/json")
+    return error_response(err)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -203,7 +210,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         msg = exc.detail if isinstance(exc.detail, str) else "Request failed."
     err = error_for_status(exc.status_code, msg)
     err.headers = headers
-    return error_response(err)
+    return _error_response(request, err)
 
 
 def _allowed_methods(request: Request) -> str:

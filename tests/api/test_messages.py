@@ -552,3 +552,18 @@ def test_usage_record_says_messages(make_face: Any) -> None:
     r = httpx2.get(f"{face.gateway.url}/metrics", headers={"authorization": f"Bearer {MASTER}"})
     assert r.status_code == 200, r.text
     assert 'api="messages"' in r.text
+
+
+def test_unknown_method_and_request_id_in_anthropic_shape(make_face: Any) -> None:
+    face = make_face("openai")
+    r = httpx2.get(f"{face.gateway.url}/v1/messages")
+    assert r.status_code == 405
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    face.upstream.script(Reply(text="ok"))
+    raw = face.client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.request_id == raw.headers["x-request-id"]
+    r = httpx2.post(f"{face.gateway.url}/messages", json={"model": MODEL})  # without /v1
+    assert r.status_code == 400 and r.json()["type"] == "error"

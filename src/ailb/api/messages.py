@@ -143,6 +143,8 @@ class MessagesEndpoint:
         call = pipeline.begin(scope)
         ex = call.ex
         ex.api = "messages"
+        # Where the anthropic SDK looks for a request's id (`_request_id`, in its errors too).
+        call.headers.append((b"request-id", ex.request_id.encode()))
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
             translated = translate(decode_body(body))
