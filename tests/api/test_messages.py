@@ -567,3 +567,38 @@ def test_unknown_method_and_request_id_in_anthropic_shape(make_face: Any) -> Non
     assert raw.request_id == raw.headers["x-request-id"]
     r = httpx2.post(f"{face.gateway.url}/messages", json={"model": MODEL})  # without /v1
     assert r.status_code == 400 and r.json()["type"] == "error"
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_rag_passages_reach_both_paths(make_face: Any, kind: str) -> None:
+    face = make_face(kind, {"ENABLE_RAG": "true"}, api_key="sk-alice")
+    alice = {"x-api-key": "sk-alice"}
+    with httpx2.Client(base_url=face.gateway.url, timeout=30) as c:
+        assert c.post("/api/rag/collections", json={"name": "harbour"}, headers=alice).is_success
+        docs = [{"id": "tides.txt", "text": "Tide tables come out every Monday.", "format": "text"}]
+        r = c.post(
+            "/api/rag/collections/harbour/documents", json={"documents": docs}, headers=alice
+        )
+        assert r.is_success, r.text
+    face.upstream.script(Reply(text="Mondays.", pieces=2))
+    with face.client.messages.with_streaming_response.create(
+        model=MODEL,
+        max_tokens=20,
+        stream=True,
+        system="You are the harbour assistant.",
+        extra_body={"rag_collection": "harbour", "rag_top_k": 1},
+        messages=[{"role": "user", "content": "When do tide tables come out?"}],
+    ) as resp:
+        assert resp.headers["x-ailb-rag"] == "hit"
+        assert resp.headers["x-ailb-rag-sources"] == "tides.txt#0"
+        body = resp.read().decode()
+    assert body.count("text_delta") == 2 and body.endswith(
+        "event: message_stop\n" + ('data: {"type":"message_stop"}\n\n')
+    )
+    sent = face.sent()
+    assert "rag_collection" not in sent and "rag_top_k" not in sent
+    if kind == "anthropic":
+        assert sent["system"].startswith("You are the harbour assistant.\n\n")
+        assert "every Monday" in sent["system"]
+    else:
+        assert "every Monday" in sent["messages"][1]["content"]
