@@ -477,6 +477,13 @@ def test_an_empty_stream_is_still_a_whole_message() -> None:
     assert [n for n, _ in run([])] == ["message_start", "message_delta", "message_stop"]
 
 
+def test_without_upstream_usage_the_estimate_stands() -> None:
+    enc = MessagesStream("m", "i", input_tokens=42)
+    out = events((enc.encode(chunk({"content": "x"})) or b"") + enc.done())
+    assert out[0][1]["message"]["usage"]["input_tokens"] == 42
+    assert out[-2][1]["usage"] == {"output_tokens": 0}
+
+
 def test_stream_sequence_assembles_with_the_sdk() -> None:
     from anthropic.lib.streaming._messages import accumulate_event
     from anthropic.types import RawMessageStreamEvent

@@ -155,10 +155,11 @@ class MessagesEndpoint:
             message_id = "msg_" + ex.request_id.removeprefix("req_")
             if req.stream:
                 opened = await pipeline.open_stream(call, attempts.stream)
+                assert call.needs is not None
                 encoder: MessagesStream | PassThroughStream = (
                     PassThroughStream()
                     if isinstance(opened.deployment.provider, AnthropicProvider)
-                    else MessagesStream(req.model, message_id)
+                    else MessagesStream(req.model, message_id, call.needs.prompt_tokens)
                 )
                 collect = call.owner is not None or ex.messages is not None
                 answer = await relay(

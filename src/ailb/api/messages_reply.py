@@ -118,7 +118,9 @@ class MessagesStream:
     __slots__ = ("_block", "_kind", "_next", "_started", "_stop", "_tools", "_usage", "start")
     headers = SSE_HEADERS
 
-    def __init__(self, model: str, message_id: str) -> None:
+    def __init__(self, model: str, message_id: str, input_tokens: int = 0) -> None:
+        """`input_tokens`: the gateway's estimate for `message_start` (the upstream's count
+        comes at the end, in `message_delta`, which the SDK's helpers take over it)."""
         self.start: dict[str, Any] = {
             "id": message_id,
             "type": "message",
@@ -127,7 +129,7 @@ class MessagesStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": usage_of(None),
+            "usage": {**usage_of(None), "input_tokens": input_tokens},
         }
         self._started = False
         self._block: int | None = None  # the open block's index
@@ -206,7 +208,8 @@ class MessagesStream:
             self._started = True
             out.append(event("message_start", {"message": self.start}))
         self._close(out)
-        usage = usage_of(self._usage)
+        # Without the upstream's usage, only output_tokens (required): the estimate stands.
+        usage = usage_of(self._usage) if self._usage else {"output_tokens": 0}
         stop = stop_reason(self._stop, bool(self._tools))
         out.append(
             event(
