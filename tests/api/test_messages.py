@@ -477,6 +477,15 @@ def test_what_only_anthropic_does_is_refused_by_name(make_face: Any, kind: str) 
             messages=[{"role": "user", "content": "hi"}],
         )
     assert "web_search_20250305" in e.value.body["error"]["message"]  # type: ignore[index]
+    with pytest.raises(anthropic.BadRequestError) as e:  # streamed: refused before any byte
+        face.client.messages.create(
+            model=MODEL,
+            max_tokens=5,
+            stream=True,
+            extra_body={"container": "c-1"},
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    assert "container" in e.value.body["error"]["message"]  # type: ignore[index]
     assert face.upstream.calls(PATHS[kind]) == []
 
 
