@@ -23,6 +23,20 @@ from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
 from ailb.api.embeddings import EmbeddingList, EmbeddingRequest, EmbeddingsEndpoint
+from ailb.api.messages import (
+    COUNT_TOKENS_PATH,
+    MESSAGES_PATH,
+    CountTokensEndpoint,
+    MessagesEndpoint,
+    send_anthropic_error,
+)
+from ailb.api.messages_schema import (
+    AnthropicError,
+    CountTokensRequest,
+    MessagesRequest,
+    TokenCount,
+)
+from ailb.api.messages_schema import Message as MessageObject
 from ailb.api.openapi import Operation, document
 from ailb.api.responses import face as responses_face
 from ailb.api.responses.face import RESPONSES_PATH, ResponsesEndpoint
@@ -53,7 +67,7 @@ from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
 from ailb.datadir import secure_data_dir
 from ailb.embeddings import LocalEmbedder, build_embedder
-from ailb.errors import APIError, error_for_status
+from ailb.errors import APIError, anthropic_body, error_for_status
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
 from ailb.native import compiled_modules, stale_builds
@@ -96,15 +110,16 @@ class Gateway:
         self,
         api: Starlette,
         chat: ChatCompletionsEndpoint,
-        responses: ResponsesEndpoint,
         runtime: Runtime,
         max_body_bytes: int,
         reloader: Reloader,
         control: ControlServer | None = None,
+        posts: dict[str, Any] | None = None,
     ) -> None:
         self.api = api
         self.chat = chat
-        self.responses = responses
+        # Other faces' POST endpoints, also served here without Starlette's routing.
+        self.posts: dict[str, Any] = posts or {}
         self.runtime = runtime
         self.reloader = reloader  # the serving process's SIGHUP handler reloads through it
         self.control = control
@@ -136,16 +151,21 @@ class Gateway:
                         self.auth.verify_signature(principal, scope, body)
                         receive = _replay(body, receive)
                 except APIError as e:
-                    await send_error(send, e, [])
+                    if path.startswith(MESSAGES_PATH):  # Anthropic's clients read its shape
+                        await send_anthropic_error(send, e, [])
+                    else:
+                        await send_error(send, e, [])
                     return
                 except ClientDisconnected:
                     return
-            if path == CHAT_PATH and scope["method"] == "POST":
-                await self.chat(scope, receive, send)
-                return
-            if path == RESPONSES_PATH and scope["method"] == "POST":
-                await self.responses(scope, receive, send)
-                return
+            if scope["method"] == "POST":
+                if path == CHAT_PATH:
+                    await self.chat(scope, receive, send)
+                    return
+                endpoint = self.posts.get(path)
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
         await self.api(scope, receive, send)
 
     async def drain(self) -> None:
@@ -183,9 +203,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def _api_error(_: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return error_response(exc)
+    return _error_response(request, exc)
+
+
+def _error_response(request: Request, err: APIError) -> Response:
+    """The error in the shape of the API the path belongs to (Anthropic's for /v1/messages)."""
+    if request.scope["path"].startswith(MESSAGES_PATH):
+        return Response(anthropic_body(err), err.status, err.headers, media_type="application/json")
+    return error_response(err)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -200,7 +227,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         msg = exc.detail if isinstance(exc.detail, str) else "Request failed."
     err = error_for_status(exc.status_code, msg)
     err.headers = headers
-    return error_response(err)
+    return _error_response(request, err)
 
 
 def _allowed_methods(request: Request) -> str:
@@ -245,6 +272,41 @@ def _embeddings_operation() -> Operation:
         "and failed over like chat, and the gateway's own `all-MiniLM-L6-v2` when the local "
         "embedder is active.",
     )
+
+
+def _messages_operations() -> list[Operation]:
+    errors = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+    shape = {status: AnthropicError for status in errors}
+    note = (
+        "Anthropic's Messages API: passed through to Anthropic deployments (with the client's "
+        "anthropic-version and anthropic-beta headers), translated for the others. Errors are "
+        "in Anthropic's shape (`{type: error, error: {type, message}}`)."
+    )
+    return [
+        Operation(
+            "POST",
+            MESSAGES_PATH,
+            "Create a message (Anthropic Messages API; SSE events when stream=true)",
+            "Anthropic-compatible",
+            request=MessagesRequest,
+            response=MessageObject,
+            response_media={"text/event-stream": {"schema": {"type": "string"}}},
+            errors=errors,
+            other_responses=shape,
+            description=note,
+        ),
+        Operation(
+            "POST",
+            COUNT_TOKENS_PATH,
+            "Count a message's input tokens (Anthropic upstreams count; others: an estimate)",
+            "Anthropic-compatible",
+            request=CountTokensRequest,
+            response=TokenCount,
+            errors=(400, 401, 403, 404, 413),
+            other_responses={s: AnthropicError for s in (400, 401, 403, 404, 413)},
+            description=note,
+        ),
+    ]
 
 
 def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gateway:
@@ -315,17 +377,24 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         encoder,
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
-    embeddings = EmbeddingsEndpoint(pipeline, env.max_body_bytes)
     assert runtime.store is not None
     stored_responses = ResponseStore(runtime.store, env.responses_ttl)
-    responses = ResponsesEndpoint(pipeline, env.max_body_bytes, stored_responses)
+    # The faces' POST endpoints: served by the Gateway directly, without Starlette's routing.
+    posts: dict[str, Any] = {
+        EMBEDDINGS_PATH: EmbeddingsEndpoint(pipeline, env.max_body_bytes),
+        RESPONSES_PATH: ResponsesEndpoint(pipeline, env.max_body_bytes, stored_responses),
+        MESSAGES_PATH: MessagesEndpoint(pipeline, env.max_body_bytes),
+        COUNT_TOKENS_PATH: CountTokensEndpoint(pipeline, env.max_body_bytes),
+    }
 
-    routes: list[Any] = [
-        Route(CHAT_PATH, chat, methods=["POST"]),
-        Route(EMBEDDINGS_PATH, embeddings, methods=["POST"]),
-        Route(RESPONSES_PATH, responses, methods=["POST"]),
+    routes: list[Any] = [Route(CHAT_PATH, chat, methods=["POST"])]
+    routes += [Route(path, endpoint, methods=["POST"]) for path, endpoint in posts.items()]
+    operations = [
+        _chat_operation(),
+        _embeddings_operation(),
+        responses_face.create_operation(),
+        *_messages_operations(),
     ]
-    operations = [_chat_operation(), _embeddings_operation(), responses_face.create_operation()]
     r, ops = responses_face.build(stored_responses)
     routes += r
     operations += ops
@@ -394,7 +463,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     # Starlette answers a path with a stray slash with a redirect to an absolute URL built
     # from the client's Host header (an open redirect). Envoy matches paths strictly: so here.
     api.router.redirect_slashes = False
-    return Gateway(api, chat, responses, runtime, env.max_body_bytes, reloader, control)
+    return Gateway(api, chat, runtime, env.max_body_bytes, reloader, control, posts)
 
 
 def environment_loader(running: Settings) -> SettingsLoader:

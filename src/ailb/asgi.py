@@ -72,6 +72,9 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, err: APIError, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_error(
+    send: Send, err: APIError, headers: list[tuple[bytes, bytes]], body: bytes | None = None
+) -> None:
+    """`err` with its status and headers; `body` when a face renders it in its own shape."""
     extra = [(k.encode(), v.encode()) for k, v in err.headers.items()]
-    await send_bytes(send, err.status, err.body(), [*headers, *extra])
+    await send_bytes(send, err.status, err.body() if body is None else body, [*headers, *extra])

@@ -140,3 +140,34 @@ STATUS_TYPES = {
 
 def error_for_status(status: int, message: str, code: str | None = None) -> APIError:
     return APIError(message, status=status, type=STATUS_TYPES.get(status, "api_error"), code=code)
+
+
+# Anthropic's error types by HTTP status: the Messages API face answers in its shape, which
+# the anthropic SDK turns into its typed exceptions (BadRequestError, AuthenticationError ...).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_payload(err: APIError) -> dict[str, Any]:
+    """`err` in Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`."""
+    return {
+        "type": "error",
+        "error": {"type": ANTHROPIC_TYPES.get(err.status, "api_error"), "message": err.message},
+    }
+
+
+def anthropic_body(err: APIError) -> bytes:
+    return _encode(anthropic_payload(err))

@@ -362,5 +362,31 @@ async def models(
     )
 
 
+def counted_tokens(body: dict[str, Any]) -> int:
+    """The fake's token count of a count_tokens body: a character count of what it counts."""
+    counted = {k: body.get(k) for k in ("system", "messages", "tools")}
+    return len(json.dumps(counted, separators=(",", ":"))) // 4
+
+
+async def count_tokens(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    """POST /v1/messages/count_tokens: the Messages API's checks, without `max_tokens`."""
+    body = body if isinstance(body, dict) else {}
+    problem = check_request({"max_tokens": 4096, **body})
+    for extra in ("stream", "max_tokens"):
+        if extra in body:
+            problem = f"{extra}: Extra inputs are not permitted"
+    if problem is not None:
+        return web.json_response(anthropic_error("invalid_request_error", problem), status=400)
+    return web.json_response({"input_tokens": counted_tokens(body)})
+
+
 def fake_anthropic() -> FakeServer:
-    return FakeServer({("POST", "/v1/messages"): messages, ("GET", "/v1/models"): models})
+    return FakeServer(
+        {
+            ("POST", "/v1/messages"): messages,
+            ("POST", "/v1/messages/count_tokens"): count_tokens,
+            ("GET", "/v1/models"): models,
+        }
+    )

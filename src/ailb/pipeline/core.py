@@ -30,7 +30,7 @@ from ailb.providers.embeddings import input_items
 from ailb.rag.service import RagService
 from ailb.ratelimit.policy import DeploymentGate, LimitPolicy
 from ailb.ratelimit.reserve import COMPLETION_ESTIMATE
-from ailb.routing.failover import OpenStream, embed
+from ailb.routing.failover import Complete, OpenStream, Stream, embed
 from ailb.routing.router import Needs
 from ailb.runtime import Runtime
 
@@ -152,14 +152,16 @@ class Pipeline:
         assert call.needs is not None
         call.ex.plan = router.plan(req.model, call.needs, req.session_id)
 
-    async def complete(self, call: Call) -> dict[str, Any]:
-        """The whole answer, accounted and durably recorded (or no answer at all)."""
+    async def complete(self, call: Call, op: Complete | None = None) -> dict[str, Any]:
+        """The whole answer, accounted and durably recorded (or no answer at all). `op`: what
+        each attempt runs instead of the provider's chat call (it answers in chat terms, or
+        at least with chat `usage`)."""
         ex, plan = call.ex, call.ex.plan
         assert plan is not None and call.needs is not None
         waited = time.perf_counter()
         try:
             result, dep, ex.attempts = await call.live.failover.complete(
-                plan, call.body, ex.request_id, call.gate
+                plan, call.body, ex.request_id, call.gate, op
             )
         finally:
             ex.upstream = time.perf_counter() - waited
@@ -171,13 +173,17 @@ class Pipeline:
             raise unrecordable()
         return result
 
-    async def open_stream(self, call: Call) -> OpenStream:
-        """The upstream stream, open with its first batch: from here the status is 200."""
+    async def open_stream(self, call: Call, op: Stream | None = None) -> OpenStream:
+        """The upstream stream, open with its first batch: from here the status is 200. `op`:
+        what each attempt runs instead of the provider's `stream` (its chunks carry chat
+        `usage` and text deltas, for the accounting and memory)."""
         ex, plan = call.ex, call.ex.plan
         assert plan is not None
         waited = time.perf_counter()
         try:
-            opened = await call.live.failover.open_stream(plan, call.body, ex.request_id, call.gate)
+            opened = await call.live.failover.open_stream(
+                plan, call.body, ex.request_id, call.gate, op
+            )
         finally:
             ex.upstream = time.perf_counter() - waited
         ex.deployment = opened.deployment.name

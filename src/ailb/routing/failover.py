@@ -25,6 +25,10 @@ from ailb.routing.router import Plan, Target
 log = logging.getLogger("ailb.routing")
 
 Call = Callable[[Target, dict[str, Any]], Awaitable[Any]]
+# What an attempt runs instead of the provider's chat call (a face that passes its own wire
+# format through to deployments that speak it): given the target and the chat body.
+Complete = Callable[[Target, dict[str, Any]], Awaitable[dict[str, Any]]]
+Stream = Callable[[Target, dict[str, Any]], AsyncGenerator[ChunkBatch, None]]
 # A deployment's own rpm/tpm check before an attempt: None to go ahead, else seconds until it
 # has room (the attempt is skipped: another deployment is tried, or the request waits briefly).
 Gate = Callable[[DeploymentState], Awaitable[float | None]]
@@ -85,7 +89,8 @@ class Failover:
         operation: Call | None = None,
     ) -> tuple[dict[str, Any], DeploymentState, int]:
         """The first successful answer: (chat.completion, deployment, attempts). `operation`
-        is what an attempt asks of a deployment (default: a chat completion; `embed`)."""
+        is what an attempt asks of a deployment (default: a chat completion; `embed`, a face's
+        pass-through)."""
         result, target, attempts, started = await self._run(
             plan, body, request_id, operation or _complete, False, gate=gate
         )
@@ -95,10 +100,20 @@ class Failover:
         return result, d, attempts
 
     async def open_stream(
-        self, plan: Plan, body: dict[str, Any], request_id: str, gate: Gate | None = None
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        request_id: str,
+        gate: Gate | None = None,
+        op: Stream | None = None,
     ) -> OpenStream:
+        """`op`: what each attempt runs instead of the provider's `stream`."""
+
         async def call(target: Target, payload: dict[str, Any]) -> tuple[Any, ChunkBatch]:
-            gen = target.deployment.provider.stream(payload)
+            if op is not None:
+                gen = op(target, payload)
+            else:
+                gen = target.deployment.provider.stream(payload)
             try:
                 first = await anext(gen)
             except StopAsyncIteration:
