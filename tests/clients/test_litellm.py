@@ -170,7 +170,10 @@ def litellm_leaves_no_event_loop() -> Iterator[None]:
     and close it only at exit; a later module replacing it would leave it to the collector,
     open, with its connections (a ResourceWarning, an error here). Closed when done."""
     yield
-    loop = asyncio.get_event_loop()
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:  # none set (an earlier test cleared it): nothing of litellm's left
+        return
     if not loop.is_closed() and not loop.is_running():
         loop.run_until_complete(close_litellm_async_clients())
         loop.close()
