@@ -1,6 +1,6 @@
 """A fake OpenAI server: POST /v1/chat/completions (JSON or SSE), POST /v1/responses (JSON or
 SSE events, text answers only: the native Responses pass-through's upstream), POST
-/v1/embeddings, GET /v1/models."""
+/v1/completions (the legacy API, JSON or SSE), POST /v1/embeddings, GET /v1/models."""
 
 from __future__ import annotations
 
@@ -289,11 +289,68 @@ async def responses(
     return await server.stream(request, reply, frames)
 
 
+def text_completion(model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    """The legacy API's answer: one `text` choice per prompt (and `n`), with `echo` and
+    `logprobs` as OpenAI gives them, so a pass-through test can see them arrive."""
+    prompts = body.get("prompt")
+    count = len(prompts) if isinstance(prompts, list) and prompts and isinstance(prompts[0], str) else 1
+    n = body.get("n") or 1
+    echo = body.get("echo") is True
+    choices = []
+    for i in range(count * n):
+        prompt = prompts[i // n] if isinstance(prompts, list) and count > 1 else prompts
+        text = (str(prompt) if echo else "") + reply.text
+        choice: dict[str, Any] = {"text": text, "index": i, "logprobs": None,
+                                  "finish_reason": reply.finish_reason}  # fmt: skip
+        if body.get("logprobs") is not None:
+            tokens = re.findall(r"\S+\s*", text)
+            choice["logprobs"] = {"tokens": tokens, "token_logprobs": [-0.25] * len(tokens),
+                                  "top_logprobs": None, "text_offset": []}  # fmt: skip
+        choices.append(choice)
+    p, c = reply.usage
+    return {
+        "id": "cmpl-up1",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+    }
+
+
+async def completions(
+    server: FakeServer, request: web.Request, reply: Reply, body: Any
+) -> web.StreamResponse:
+    body = body if isinstance(body, dict) else {}
+    model = body.get("model", "?")
+    if body.get("prompt") is None:
+        return web.json_response(openai_error("Missing prompt.", "prompt"), status=400)
+    if not body.get("stream"):
+        return web.json_response(text_completion(model, reply, body), headers=reply.headers)
+    base = {"id": "cmpl-up1", "object": "text_completion", "created": 0, "model": model}
+    frames = [
+        sse_frame({**base, "choices": [{"text": piece, "index": 0, "logprobs": None,
+                                        "finish_reason": None}]})
+        for piece in split_text(reply.text, reply.pieces)
+    ]  # fmt: skip
+    frames.append(
+        sse_frame({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
+                                        "finish_reason": reply.finish_reason}]})
+    )  # fmt: skip
+    if (body.get("stream_options") or {}).get("include_usage"):
+        p, c = reply.usage
+        usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        frames.append(sse_frame({**base, "choices": [], "usage": usage}))
+    frames.append(b"data: [DONE]\n\n")
+    return await server.stream(request, reply, frames)
+
+
 def fake_openai() -> FakeServer:
     return FakeServer(
         {
             ("POST", "/v1/chat/completions"): chat,
             ("POST", "/v1/responses"): responses,
+            ("POST", "/v1/completions"): completions,
             ("POST", "/v1/embeddings"): embeddings,
             ("GET", "/v1/models"): models,
         }

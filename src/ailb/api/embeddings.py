@@ -9,14 +9,13 @@ OpenAI does, and as the openai SDK asks by default).
 from __future__ import annotations
 
 import base64
-import re
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 from msgspec import Meta
 
-from ailb.api.schemas import bad_json, with_integral_floats
+from ailb.api.schemas import bad_json, parse_body
 from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
 from ailb.errors import APIError, InvalidRequest
 from ailb.pipeline.call import Call
@@ -88,9 +87,7 @@ class EmbeddingList(msgspec.Struct):
     usage: EmbeddingUsage
 
 
-_decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-_AT = re.compile(r"- at `\$\.?([^`]*)`")
 
 
 SHAPES = (
@@ -135,36 +132,9 @@ def check_input(value: Any) -> None:
 
 def parse_embedding_request(body: bytes) -> tuple[EmbeddingRequest, dict[str, Any]]:
     """The validated request and the raw body (fields not modelled pass through)."""
-    try:
-        raw = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise bad_json(e) from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    try:
-        req = msgspec.convert(raw, EmbeddingRequest)
-    except msgspec.ValidationError as e:
-        retried = with_integral_floats(raw, EmbeddingRequest)
-        if retried is None:
-            raise _invalid(e) from None
-        req, raw = retried
+    req, raw = parse_body(body, EmbeddingRequest)
     check_input(req.input)
     return req, raw
-
-
-def _invalid(e: msgspec.ValidationError) -> InvalidRequest:
-    text = str(e)
-    m = _AT.search(text)
-    param = (m.group(1) or None) if m else None
-    if text.startswith("Object missing required field"):
-        name = text.split("`")[1]
-        return InvalidRequest(
-            f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-        )
-    detail = _AT.sub("", text).strip()
-    return InvalidRequest(
-        f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
-    )
 
 
 def encode_vectors(answer: dict[str, Any], base64_wanted: bool) -> dict[str, Any]:

@@ -192,26 +192,51 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, An
             if req.tools:
                 check_tools(req.tools)
             return req, raw
-        text = str(e)
-        m = _AT.search(text)
-        param = (m.group(1) or None) if m else None
-        if text.startswith("Object missing required field"):
-            field = text.split("`")[1]
-            param = f"{param}.{field}" if param else field
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}'.",
-                param=param,
-                code="missing_required_parameter",
-            ) from None
-        detail = _AT.sub("", text).strip()
-        raise InvalidRequest(
-            f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
-        ) from None
+        raise invalid_field(e) from None
     except RecursionError as e:
         raise bad_json(e) from None
     if req.tools:
         check_tools(req.tools)
     return req, raw
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def parse_body(body: bytes, kind: type[S]) -> tuple[S, dict[str, Any]]:
+    """A face's request body validated as `kind`, and the raw object (fields not modelled pass
+    through): chat's errors for bad JSON and for invalid or missing fields."""
+    try:
+        raw = _decode_any(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise bad_json(e) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        return msgspec.convert(raw, kind), raw
+    except msgspec.ValidationError as e:
+        retried = with_integral_floats(raw, kind)
+        if retried is None:
+            raise invalid_field(e) from None
+        return retried
+
+
+def invalid_field(e: msgspec.ValidationError) -> InvalidRequest:
+    text = str(e)
+    m = _AT.search(text)
+    param = (m.group(1) or None) if m else None
+    if text.startswith("Object missing required field"):
+        field = text.split("`")[1]
+        param = f"{param}.{field}" if param else field
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    detail = _AT.sub("", text).strip()
+    return InvalidRequest(
+        f"Invalid value for '{param}': {detail}.", param=param, code="invalid_value"
+    )
 
 
 def chat_request(raw: dict[str, Any]) -> tuple[ChatCompletionRequest, dict[str, Any]]:

@@ -95,6 +95,10 @@ class OpenAIProvider:
         self._models = self.upstream.head("GET", "/models")
         self._embeddings = self.upstream.head("POST", "/embeddings")
         self._openai_host = reads_max_completion_tokens(config.base_url)
+        self._text = self.upstream.head("POST", "/completions")
+        self._text_stream = self.upstream.head(
+            "POST", "/completions", {"Accept": "text/event-stream"}
+        )
         self._responses = self.upstream.head("POST", "/responses")
         self._responses_stream = self.upstream.head(
             "POST", "/responses", {"Accept": "text/event-stream"}
@@ -141,6 +145,36 @@ class OpenAIProvider:
             resp.release()
         raise UpstreamError("protocol", "stream ended before [DONE]")
 
+    # --- the legacy completions API passed through (the /v1/completions face) ---------------
+
+    async def complete_text(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The client's completions body as it is: the upstream's `text_completion`."""
+        obj = decode_json(await self.upstream.fetch(self._text, encode(body)), "completion")
+        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+            raise UpstreamError("protocol", "upstream answer is not a text_completion object")
+        return obj
+
+    async def stream_text(self, body: dict[str, Any]) -> AsyncGenerator[ChunkBatch, None]:
+        """The upstream's completion chunks, each as it is in `raw`, with what the gateway reads
+        of it in chat terms (the text as a delta, the usage)."""
+        resp = await self.upstream.send(self._text_stream, encode(prepare_stream_body(body)))
+        try:
+            decoder = SSEDecoder()
+            async for data in resp.iter_chunks():
+                batch: ChunkBatch = []
+                for event, payload in decoder.feed(data):
+                    chunk = parse_stream_event(event, payload, self.upstream.secrets)
+                    if chunk is None:
+                        if batch:
+                            yield batch
+                        return
+                    batch.append(_text_chunk_read(chunk))
+                if batch:
+                    yield batch
+        finally:
+            resp.release()
+        raise UpstreamError("protocol", "stream ended before [DONE]")
+
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         """Passed through (the gateway has set `encoding_format: float`)."""
         raw = await self.upstream.fetch(self._embeddings, encode(body))
@@ -151,6 +185,24 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self.upstream.close()
+
+
+def _text_chunk_read(chunk: dict[str, Any]) -> dict[str, Any]:
+    read: dict[str, Any] = {"raw": chunk}
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices:
+        read["choices"] = [
+            {
+                "index": c.get("index", 0),
+                "delta": {"content": c.get("text") or ""},
+                "finish_reason": c.get("finish_reason"),
+            }
+            for c in choices
+            if isinstance(c, dict)
+        ]
+    if chunk.get("usage"):
+        read["usage"] = chunk["usage"]
+    return read
 
 
 def _as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
