@@ -22,6 +22,12 @@ from ailb.api import reload as reload_api
 from ailb.api.chat import ChatCompletionsEndpoint
 from ailb.api.client_guard import guarded_protocol
 from ailb.api.common import JSONResponse, error_response
+from ailb.api.completions import (
+    COMPLETIONS_PATH,
+    CompletionRequest,
+    CompletionsEndpoint,
+    TextCompletion,
+)
 from ailb.api.embeddings import EmbeddingList, EmbeddingRequest, EmbeddingsEndpoint
 from ailb.api.messages import (
     COUNT_TOKENS_PATH,
@@ -259,6 +265,23 @@ def _chat_operation() -> Operation:
     )
 
 
+def _completions_operation() -> Operation:
+    return Operation(
+        "POST",
+        COMPLETIONS_PATH,
+        "Create a completion (OpenAI's legacy prompt API; SSE when stream=true)",
+        "OpenAI-compatible",
+        request=CompletionRequest,
+        response=TextCompletion,
+        response_media={"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        errors=(400, 403, 404, 413, 429, 502, 503, 504),
+        description="Passed through to OpenAI-format deployments; for the others the prompt is "
+        "one user message and the chat answer comes back as `text_completion` (one text "
+        "prompt, no `suffix`, `echo`, `best_of` or `logprobs` there). `max_tokens` defaults "
+        "to 16, as OpenAI's.",
+    )
+
+
 def _embeddings_operation() -> Operation:
     return Operation(
         "POST",
@@ -382,6 +405,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     # The faces' POST endpoints: served by the Gateway directly, without Starlette's routing.
     posts: dict[str, Any] = {
         EMBEDDINGS_PATH: EmbeddingsEndpoint(pipeline, env.max_body_bytes),
+        COMPLETIONS_PATH: CompletionsEndpoint(pipeline, env.max_body_bytes),
         RESPONSES_PATH: ResponsesEndpoint(pipeline, env.max_body_bytes, stored_responses),
         MESSAGES_PATH: MessagesEndpoint(pipeline, env.max_body_bytes),
         COUNT_TOKENS_PATH: CountTokensEndpoint(pipeline, env.max_body_bytes),
@@ -392,6 +416,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     operations = [
         _chat_operation(),
         _embeddings_operation(),
+        _completions_operation(),
         responses_face.create_operation(),
         *_messages_operations(),
     ]

@@ -112,9 +112,11 @@ def text_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
 
 
 def _completion_id(chat_id: Any) -> str:
-    if isinstance(chat_id, str) and chat_id.startswith("chatcmpl-"):
-        return "cmpl-" + chat_id[len("chatcmpl-") :]
-    return chat_id if isinstance(chat_id, str) and chat_id else "cmpl-ailb"
+    """`cmpl-…`, as the API names its objects, from the chat answer's id (a provider's own,
+    such as Anthropic's `msg_…`, kept after the prefix)."""
+    if not isinstance(chat_id, str) or not chat_id:
+        return "cmpl-ailb"
+    return "cmpl-" + chat_id.removeprefix("chatcmpl-")
 
 
 def _text(content: Any) -> str:
