@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 from msgspec import Meta
 
-from ailb import egress
+from ailb.upstream import egress
 
 
 class ConfigError(ValueError):

@@ -293,7 +293,9 @@ def text_completion(model: str, reply: Reply, body: dict[str, Any]) -> dict[str,
     """The legacy API's answer: one `text` choice per prompt (and `n`), with `echo` and
     `logprobs` as OpenAI gives them, so a pass-through test can see them arrive."""
     prompts = body.get("prompt")
-    count = len(prompts) if isinstance(prompts, list) and prompts and isinstance(prompts[0], str) else 1
+    count = (
+        len(prompts) if isinstance(prompts, list) and prompts and isinstance(prompts[0], str) else 1
+    )
     n = body.get("n") or 1
     echo = body.get("echo") is True
     choices = []

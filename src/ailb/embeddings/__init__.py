@@ -20,10 +20,10 @@ from ailb.config import (
     EnvSettings,
     Secret,
 )
-from ailb.egress import parse_proxy
 from ailb.embeddings.minilm import Array
 from ailb.embeddings.provider import WIRES, EmbeddingError, ProviderEmbedder
 from ailb.embeddings.wordpiece import WordPieceCounter
+from ailb.upstream.egress import parse_proxy
 
 __all__ = [
     "Embedder",

@@ -22,12 +22,12 @@ import msgspec
 import numpy as np
 
 from ailb.config import Secret, Timeouts
-from ailb.egress import Proxy
 from ailb.embeddings.minilm import Array
 from ailb.embeddings.wordpiece import WordPieceCounter
 from ailb.providers.base import UpstreamError
-from ailb.providers.http import Pool
-from ailb.providers.transport import credentials_in, encode, exchange_timeouts, status_error
+from ailb.upstream.egress import Proxy
+from ailb.upstream.http import Pool
+from ailb.upstream.transport import credentials_in, encode, exchange_timeouts, status_error
 
 # Inputs are cut to this many characters. OpenAI refuses (400) an input over its models' 8192
 # tokens instead of truncating, and a refused memory turn would be retried for ever; even at two

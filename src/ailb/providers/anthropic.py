@@ -21,7 +21,7 @@ from ailb.providers.anthropic_request import (
     translate,
 )
 from ailb.providers.base import ChunkBatch, UpstreamError
-from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
+from ailb.upstream.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
 
 API_VERSION = "2023-06-01"
 # The client's headers a Messages API request passed through takes along (the API version it

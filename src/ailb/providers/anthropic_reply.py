@@ -20,7 +20,7 @@ from typing import Any
 
 from ailb.providers.anthropic_request import Reading
 from ailb.providers.base import UpstreamError, error_message_from
-from ailb.providers.transport import decode_json
+from ailb.upstream.transport import decode_json
 
 PLAIN = Reading()
 

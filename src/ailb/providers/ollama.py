@@ -22,10 +22,10 @@ from ailb.config import DeploymentConfig, Secret
 from ailb.errors import UpstreamUnavailable
 from ailb.providers.base import ChunkBatch, UpstreamError
 from ailb.providers.embeddings import ollama_request, read_ollama
-from ailb.providers.http import Response
 from ailb.providers.ollama_reply import StreamTranslator, made_call, to_completion, to_usage
 from ailb.providers.ollama_request import Reading, to_chat_request, translate
-from ailb.providers.transport import NDJSONDecoder, Upstream, decode_json, encode
+from ailb.upstream.http import Response
+from ailb.upstream.transport import NDJSONDecoder, Upstream, decode_json, encode
 
 __all__ = [
     "OllamaProvider",

@@ -11,7 +11,7 @@ from ailb.config import DeploymentConfig, Secret
 from ailb.providers import openai_responses as native
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
 from ailb.providers.embeddings import input_items, read_openai
-from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
+from ailb.upstream.transport import SSEDecoder, Upstream, decode_json, encode, model_ids
 
 
 def reads_max_completion_tokens(base_url: str | None) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ailb.providers.base import ChunkBatch, UpstreamError, error_message_from
-from ailb.providers.transport import SSEDecoder, Upstream, decode_json, encode
+from ailb.upstream.transport import SSEDecoder, Upstream, decode_json, encode
 
 NATIVE = "ailb_responses"
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))

@@ -4,9 +4,9 @@ Why not aiohttp: measured here (one core, a proxy in front of a fast upstream), 
 costs ~200 µs a request and this one a fraction of that, which decides the gateway's speed
 (DESIGN §1). It does only what upstream APIs need: one pool per deployment, TLS, fixed-length
 and chunked bodies, gzip/deflate, streaming reads with flow control, the four timeouts
-(connect, first byte, idle read, total), and an egress proxy (ailb.egress): a CONNECT tunnel
-for https upstreams, with TLS to the upstream inside it, and absolute-form requests for plain
-http ones. No redirects or cookies.
+(connect, first byte, idle read, total), and an egress proxy (ailb.upstream.egress): a CONNECT
+tunnel for https upstreams, with TLS to the upstream inside it, and absolute-form requests for
+plain http ones. No redirects or cookies.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ailb.egress import Proxy
 from ailb.providers.base import UpstreamError
+from ailb.upstream.egress import Proxy
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes before we stop reading the socket
 

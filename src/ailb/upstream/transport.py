@@ -10,12 +10,12 @@ from typing import Any
 
 import msgspec
 
-from ailb import egress
 from ailb.config import DeploymentConfig, Timeouts
-from ailb.egress import parse_proxy
 from ailb.observability.logging import MIN_SECRET
 from ailb.providers.base import UpstreamError, error_message_from
-from ailb.providers.http import Pool, Response
+from ailb.upstream import egress
+from ailb.upstream.egress import parse_proxy
+from ailb.upstream.http import Pool, Response
 
 _decode = msgspec.json.decode
 encode = msgspec.json.Encoder().encode

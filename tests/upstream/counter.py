@@ -1,7 +1,7 @@
 """A proxy.py plugin that only watches: one line per request the proxy carries (a CONNECT for
 a tunnel, each absolute-form request on a plain connection), appended to the file named by
 AILB_TEST_PROXY_LOG, so a test counts what really went through the proxy. Loaded by the
-proxy.py process (`--plugins tests.egress.counter.Counter`), never by the gateway."""
+proxy.py process (`--plugins tests.upstream.counter.Counter`), never by the gateway."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from ailb.config import ConfigError, DeploymentConfig, load_settings
-from ailb.egress import bypassed, env_proxy, parse_proxy, resolve, validate_proxy_url
+from ailb.upstream.egress import bypassed, env_proxy, parse_proxy, resolve, validate_proxy_url
 
 P = "http://proxy.corp:3128"
 

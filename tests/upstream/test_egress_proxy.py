@@ -17,10 +17,10 @@ import pytest
 
 from ailb.config import load_settings
 from ailb.embeddings import build_embedder
-from tests.egress.harness import ForwardProxy, free_port, make_ca
 from tests.fakes.openai import fake_openai
 from tests.fakes.server import FakeServer, Reply
 from tests.gateway import RunningGateway
+from tests.upstream.harness import ForwardProxy, free_port, make_ca
 
 GatewayFactory = Callable[..., RunningGateway]
 ClientFor = Callable[..., openai.OpenAI]

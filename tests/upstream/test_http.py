@@ -1,4 +1,4 @@
-"""AILB's HTTP/1.1 upstream client (ailb.providers.http) against raw asyncio servers on
+"""AILB's HTTP/1.1 upstream client (ailb.upstream.http) against raw asyncio servers on
 127.0.0.1, so every test controls the exact bytes on the wire: framing, keep-alive, stale
 sockets, timeouts and the pool limit."""
 
@@ -17,7 +17,7 @@ from types import TracebackType
 import pytest
 
 from ailb.providers.base import UpstreamError
-from ailb.providers.http import Pool, Response
+from ailb.upstream.http import Pool, Response
 
 
 @dataclass

@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 class ForwardProxy:
-    """`python -m proxy` in a subprocess, with the counting plugin (tests/egress/counter.py)."""
+    """`python -m proxy` in a subprocess, with the counting plugin (tests/upstream/counter.py)."""
 
     def __init__(self, workdir: Path, basic_auth: str | None = None) -> None:
         self.port = free_port()
@@ -30,7 +30,7 @@ class ForwardProxy:
             sys.executable, "-m", "proxy",
             "--hostname", "127.0.0.1", "--port", str(self.port),
             "--num-acceptors", "1", "--num-workers", "1",
-            "--plugins", "tests.egress.counter.Counter",
+            "--plugins", "tests.upstream.counter.Counter",
             "--log-level", "WARNING",
         ]  # fmt: skip
         if basic_auth:
