@@ -74,6 +74,7 @@ from ailb.control.reload import Reloader, SettingsLoader
 from ailb.datadir import secure_data_dir
 from ailb.embeddings import LocalEmbedder, build_embedder
 from ailb.errors import APIError, anthropic_body, error_for_status
+from ailb.journal import Journal
 from ailb.live import build_live
 from ailb.memory.service import MemoryService, memory_backend, memory_in_chroma
 from ailb.native import compiled_modules, stale_builds
@@ -88,7 +89,7 @@ from ailb.ratelimit.local import LocalAdmitter
 from ailb.ratelimit.policy import LimitPolicy
 from ailb.routing.health import HealthMonitor
 from ailb.runtime import Runtime
-from ailb.storage import Store, StoreUnavailable
+from ailb.storage import Store, StoredResponse, StoreUnavailable
 from ailb.vectorstore.backend import VectorBackend
 from ailb.vectorstore.chroma import VectorStore
 
@@ -401,7 +402,11 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     )
     chat = ChatCompletionsEndpoint(pipeline, env.max_body_bytes)
     assert runtime.store is not None
-    stored_responses = ResponseStore(runtime.store, env.responses_ttl)
+    stored_responses = ResponseStore(
+        runtime.store,
+        env.responses_ttl,
+        Journal(os.path.join(env.data_dir, "responses-journal"), StoredResponse, "responses"),
+    )
     # The faces' POST endpoints: served by the Gateway directly, without Starlette's routing.
     posts: dict[str, Any] = {
         EMBEDDINGS_PATH: EmbeddingsEndpoint(pipeline, env.max_body_bytes),
@@ -454,6 +459,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         await runtime.health.start()
         if runtime.memory is not None:
             await runtime.memory.start()
+        await stored_responses.start()  # after the store: it stores what a crash left
         reloader.start()
         try:
             yield
@@ -462,7 +468,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
             if control is not None:
                 await control.stop()
                 runtime.grpc_port = None
-            await stored_responses.flush()  # before the store they go to closes
+            await stored_responses.stop()  # before the store they go to closes
             await _stop_accounts(runtime)
             await runtime.health.stop()
             if runtime.memory is not None:

@@ -16,6 +16,7 @@ from ailb.api.responses.store import (
     ResponseStore,
     ServiceUnavailable,
 )
+from ailb.journal import Journal
 from ailb.storage import StoredResponse, StoreUnavailable
 from ailb.storage.sqlite import SqliteStore
 
@@ -46,6 +47,12 @@ class GatedStore:
         return self.docs.pop((response_id, owner), None) is not None
 
 
+async def started(backend: Any, ttl: float, journal: Path) -> ResponseStore:
+    store = ResponseStore(backend, ttl, Journal(str(journal), StoredResponse, "responses"))
+    await store.start()
+    return store
+
+
 def response(rid: str) -> dict[str, Any]:
     return {"id": rid, "object": "response", "output": []}
 
@@ -53,10 +60,10 @@ def response(rid: str) -> dict[str, Any]:
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def test_unwritten_documents_are_found_by_their_owner_only():
+def test_unwritten_documents_are_found_by_their_owner_only(tmp_path: Path):
     async def scenario() -> None:
         backend = GatedStore()
-        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        store = await started(backend, 60, tmp_path / "store")
         assert await store.save("alice", response("resp_1"), MESSAGES)
         assert await store.save("alice", response("resp_2"), MESSAGES)
         assert backend.batches == []  # not written yet: the answers did not wait
@@ -73,10 +80,10 @@ def test_unwritten_documents_are_found_by_their_owner_only():
     asyncio.run(scenario())
 
 
-def test_saves_made_during_a_write_go_in_one_batch():
+def test_saves_made_during_a_write_go_in_one_batch(tmp_path: Path):
     async def scenario() -> None:
         backend = GatedStore()
-        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        store = await started(backend, 60, tmp_path / "store")
         await store.save("o", response("first"), MESSAGES)
         await asyncio.sleep(0)  # the writer takes "first" and waits on the gate
         for i in range(5):
@@ -88,10 +95,10 @@ def test_saves_made_during_a_write_go_in_one_batch():
     asyncio.run(scenario())
 
 
-def test_delete_of_an_unwritten_document_waits_for_its_write():
+def test_delete_of_an_unwritten_document_waits_for_its_write(tmp_path: Path):
     async def scenario() -> None:
         backend = GatedStore()
-        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        store = await started(backend, 60, tmp_path / "store")
         await store.save("o", response("resp_1"), MESSAGES)
         deleting = asyncio.create_task(store.delete("o", "resp_1"))
         await asyncio.sleep(0.01)
@@ -105,12 +112,12 @@ def test_delete_of_an_unwritten_document_waits_for_its_write():
     asyncio.run(scenario())
 
 
-def test_a_failed_write_is_logged_not_raised(caplog):
+def test_a_failed_write_is_logged_not_raised(caplog, tmp_path: Path):
     async def scenario() -> None:
         backend = GatedStore()
         backend.fail = True
         backend.gate.set()
-        store = ResponseStore(backend, ttl=60)  # type: ignore[arg-type]
+        store = await started(backend, 60, tmp_path / "store")
         assert await store.save("o", response("resp_1"), MESSAGES)
         await store.flush()
         with pytest.raises(ServiceUnavailable):
@@ -120,9 +127,9 @@ def test_a_failed_write_is_logged_not_raised(caplog):
     assert any(r.message == "response_not_stored" for r in caplog.records)
 
 
-def test_too_large_documents_are_not_kept():
+def test_too_large_documents_are_not_kept(tmp_path: Path):
     async def scenario() -> None:
-        store = ResponseStore(GatedStore(), ttl=60)  # type: ignore[arg-type]
+        store = await started(GatedStore(), 60, tmp_path / "store")
         big = [{"role": "user", "content": "x" * (MAX_DOCUMENT_BYTES + 1)}]
         assert not await store.save("o", response("resp_big"), big)
         with pytest.raises(ResponseNotFound):
@@ -136,13 +143,13 @@ def test_flush_writes_everything_to_sqlite(tmp_path: Path):
         backend = SqliteStore(str(tmp_path / "ailb.db"))
         await backend.open()
         try:
-            store = ResponseStore(backend, ttl=60)
+            store = await started(backend, 60, tmp_path / "store")
             for i in range(50):
                 await store.save("o", response(f"resp_{i}"), MESSAGES)
             await store.flush()
             for i in range(50):
                 assert await backend.get_response(f"resp_{i}", "o", time.time()) is not None
-            expired = ResponseStore(backend, ttl=-1)
+            expired = await started(backend, -1, tmp_path / "expired")
             await expired.save("o", response("resp_old"), MESSAGES)
             with pytest.raises(ResponseNotFound):
                 await expired.load("o", "resp_old")
@@ -150,3 +157,35 @@ def test_flush_writes_everything_to_sqlite(tmp_path: Path):
             await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_documents_a_crashed_process_left_unwritten_are_stored_at_the_next_start(tmp_path: Path):
+    """Saved (the client has its id) but the store never took the batch before the process
+    died: the journal keeps the documents, and the next start on the data directory stores
+    them, so `previous_response_id` still finds them."""
+
+    async def crashed() -> None:
+        store = await started(GatedStore(), 60, tmp_path / "journal")  # writes never finish
+        for i in range(3):
+            assert await store.save("o", response(f"resp_{i}"), MESSAGES)
+        # No stop(): the process dies with its writer waiting. Its death closes the segment's
+        # file (and so its lock), which this process must do by hand.
+        store.journal.close()
+
+    asyncio.run(crashed())
+
+    async def restarted() -> None:
+        backend = SqliteStore(str(tmp_path / "ailb.db"))
+        await backend.open()
+        try:
+            store = await started(backend, 60, tmp_path / "journal")
+            await store.flush()
+            for i in range(3):
+                assert await backend.get_response(f"resp_{i}", "o", time.time()) is not None
+                assert (await store.load("o", f"resp_{i}")).response["id"] == f"resp_{i}"
+            await store.stop()
+            assert not list((tmp_path / "journal").glob("responses*"))  # all stored: none left
+        finally:
+            await backend.close()
+
+    asyncio.run(restarted())

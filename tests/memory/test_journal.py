@@ -154,7 +154,7 @@ def test_a_forgotten_session_does_not_come_back_from_the_journal(tmp_path):
 
 
 def test_stored_exchanges_do_not_pile_up_in_the_journal(tmp_path, monkeypatch):
-    monkeypatch.setattr("ailb.memory.journal.ROTATE_BYTES", 4096)
+    monkeypatch.setattr("ailb.journal.ROTATE_BYTES", 4096)
 
     async def main() -> tuple[int, list[str], list[str]]:
         m = memory(tmp_path)

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from ailb.errors import APIError, ServiceUnavailable
+from ailb.journal import Journal
 from ailb.storage import Store, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("ailb.responses")
@@ -55,19 +56,42 @@ def unavailable() -> ServiceUnavailable:
 
 
 class ResponseStore:
-    """Saves are written behind the answer, in batches: a transaction per request (and, with
-    SQLite, its worker thread waiting for the GIL while the event loop is busy) cost the face
-    most of its throughput. Until its batch commits, a document is served from `_unwritten`, so
-    a follow-up through this instance always finds it; through another instance sharing
-    PostgreSQL it is found once the batch commits, milliseconds after the answer (README).
-    Unwritten documents are bounded: past MAX_UNWRITTEN a save waits for the writer."""
+    """Saves are written to the store behind the answer, in batches: a transaction per request
+    (and, with SQLite, its worker thread waiting for the GIL while the event loop is busy) cost
+    the face most of its throughput. Before the answer, a document is copied into a journal
+    (ailb.journal: a memory-mapped segment, which survives a crash of the process), so what a
+    client was told is stored is never lost: a process that dies before its batch commits
+    leaves the segment to the next one to start, which stores it. Until its batch commits, a
+    document is served from `_unwritten`, so a follow-up through this instance always finds it;
+    through another instance sharing PostgreSQL it is found once the batch commits,
+    milliseconds after the answer (README). Unwritten documents are bounded: past
+    MAX_UNWRITTEN a save waits for the writer."""
 
-    def __init__(self, store: Store, ttl: float) -> None:
+    def __init__(self, store: Store, ttl: float, journal: Journal[StoredResponse]) -> None:
         self.store = store
         self.ttl = ttl
+        self.journal = journal
         self._unwritten: dict[str, StoredResponse] = {}  # response id -> its document
-        self._queued: list[StoredResponse] = []
+        self._queued: list[tuple[StoredResponse, str | None]] = []  # with its segment
         self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the journal and store what a process that died left in it."""
+        left = await asyncio.to_thread(self.journal.open)
+        if not left:
+            return
+        now = time.time()
+        for segment, item in left:
+            item = StoredResponse(*item)
+            if item.expires > now:
+                self._unwritten[item.id] = item
+            self._queued.append((item, segment))
+        self._writer = asyncio.create_task(self._write())
+
+    async def stop(self) -> None:
+        """Write what is queued; a segment whose documents could not be stored stays."""
+        await self.flush()
+        self.journal.close()
 
     async def load(self, owner: str, response_id: str, param: str | None = None) -> Stored:
         item = self._unwritten.get(response_id)
@@ -98,8 +122,9 @@ class ResponseStore:
         if len(self._unwritten) >= MAX_UNWRITTEN:
             await self.flush()  # the store is slower than the answers: hold them back
         item = StoredResponse(response["id"], owner, time.time() + self.ttl, doc)
+        segment = self.journal.append(item)  # durable before the answer, as the ledger is
         self._unwritten[item.id] = item
-        self._queued.append(item)
+        self._queued.append((item, segment))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         return True
@@ -111,13 +136,19 @@ class ResponseStore:
 
     async def _write(self) -> None:
         while self._queued:
-            batch, self._queued = self._queued, []
+            queued, self._queued = self._queued, []
+            batch = [item for item, _ in queued]
             try:
                 await self.store.put_responses(batch)
             except Exception as e:  # unreachable, closed at shutdown ...: logged, not silent
+                # Their journal segments stay: the next start stores them.
                 log.warning(
                     "response_not_stored", extra={"responses": len(batch), "detail": str(e)}
                 )
+            else:
+                self.journal.stored(segment for _, segment in queued)
+                if not self._queued:
+                    self.journal.drained()
             for item in batch:
                 if self._unwritten.get(item.id) is item:
                     del self._unwritten[item.id]
