@@ -48,15 +48,23 @@ class RunningGateway:
             if self.server.started:
                 return self
             if not self._thread.is_alive():
+                self._release()  # nobody stops a gateway that did not start
                 raise RuntimeError("gateway failed to start")
             threading.Event().wait(0.01)
+        self.stop()
         raise RuntimeError("gateway did not start in 5 s")
+
+    def _release(self) -> None:
+        """Its loop and listening socket, closed now rather than left to the collector (whose
+        ResourceWarning pytest reports against whichever later test it happens in)."""
+        self._thread.join(15)
+        if not self._loop.is_closed():
+            self._loop.close()
+        self._sock.close()
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(15)
-        self._loop.close()
-        self._sock.close()
+        self._release()
 
     @property
     def url(self) -> str:
