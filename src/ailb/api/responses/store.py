@@ -27,6 +27,10 @@ log = logging.getLogger("ailb.responses")
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 # Documents saved and not yet written (ResponseStore): past this, answers wait for the writer.
 MAX_UNWRITTEN = 2000
+# The writer gathers a batch this long (or to BATCH_ROWS): a transaction's fixed cost (the
+# thread hand-off, BEGIN, COMMIT) spread over many documents rather than one or two.
+BATCH_SECONDS = 0.02
+BATCH_ROWS = 500
 
 
 class Stored(msgspec.Struct):
@@ -136,6 +140,8 @@ class ResponseStore:
 
     async def _write(self) -> None:
         while self._queued:
+            if len(self._queued) < BATCH_ROWS:
+                await asyncio.sleep(BATCH_SECONDS)
             queued, self._queued = self._queued, []
             batch = [item for item, _ in queued]
             try:
