@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ailb.api.responses.store import (
+    BATCH_SECONDS,
     MAX_DOCUMENT_BYTES,
     ResponseNotFound,
     ResponseStore,
@@ -85,7 +86,7 @@ def test_saves_made_during_a_write_go_in_one_batch(tmp_path: Path):
         backend = GatedStore()
         store = await started(backend, 60, tmp_path / "store")
         await store.save("o", response("first"), MESSAGES)
-        await asyncio.sleep(0)  # the writer takes "first" and waits on the gate
+        await asyncio.sleep(BATCH_SECONDS * 3)  # the writer takes "first", waits on the gate
         for i in range(5):
             await store.save("o", response(f"r{i}"), MESSAGES)
         backend.gate.set()
