@@ -36,17 +36,16 @@ def stream_error_frame(message: str, code: str) -> bytes:
 
 class ChatStream:
     """Chat chunks as SSE `data:` frames, ending with `[DONE]`. Upstream streams always carry
-    usage (billing needs it); its chunk reaches only a client that asked for it."""
+    usage (billing needs it); its chunk reaches only a client that asked for it (`skip_usage`:
+    the relay leaves it out)."""
 
-    __slots__ = ("include_usage",)
+    __slots__ = ("skip_usage",)
     headers = SSE_HEADERS
 
     def __init__(self, include_usage: bool) -> None:
-        self.include_usage = include_usage
+        self.skip_usage = not include_usage
 
-    def encode(self, chunk: dict[str, Any]) -> bytes | None:
-        if not self.include_usage and chunk.get("usage") and not chunk.get("choices"):
-            return None
+    def encode(self, chunk: dict[str, Any]) -> bytes:
         return b"data: " + _encode(chunk) + b"\n\n"
 
     def done(self) -> bytes:

@@ -60,14 +60,23 @@ class Admission:
         self._terms = TermsCache()  # what each model's deployments charge and allow
 
     async def admit(self, call: Call, router: Router) -> None:
-        """A chat-shaped request (every face but embeddings): see `admit_for`."""
+        """A chat-shaped request (every face but embeddings): see `admit_for`. Written out, as
+        it runs for every chat request: a request without a key, or a gateway without limits,
+        computes no reservation."""
         req = call.req
-        assert req is not None and call.needs is not None
-        await self.admit_for(
+        assert req is not None
+        principal = call.principal
+        key = principal.key
+        if key is not None:
+            permit(principal, req.model, req.rag_collection)
+        if self.routes.active:
+            self._route(router, req.model)
+        if self.limits is None or key is None:  # no key (master, open): no limits
+            return
+        await self._reserve(
             call,
             router,
             req.model,
-            req.rag_collection,
             req.user,
             prompt_ceiling(req.messages, call.body_size),
             max(req.max_tokens or 0, req.max_completion_tokens or 0),
@@ -89,18 +98,33 @@ class Admission:
         reservation (`call.granted`) until it settles. `ceiling` is the most prompt tokens the
         request can cost, `answer_limit` the client's limit on each of `choices` answers
         (0: none given; `choices` 0: no answer, as for embeddings)."""
-        assert call.needs is not None
         principal = call.principal
         permit(principal, model, collection)
-        routes = self.routes
-        if routes.active and model in router.models():
-            wait = routes.take(model)
+        if self.routes.active:
+            self._route(router, model)
+        if self.limits is None or principal.key is None:  # no key (master, open): no limits
+            return
+        await self._reserve(call, router, model, user, ceiling, answer_limit, choices)
+
+    def _route(self, router: Router, model: str) -> None:
+        """The control plane's requests-per-second for the model (ApplyRateLimit)."""
+        if model in router.models():
+            wait = self.routes.take(model)
             if wait:
                 raise route_limited(model, wait)
-        key = principal.key
-        limits = self.limits
-        if limits is None or key is None:  # no key (master, open): no limits
-            return
+
+    async def _reserve(
+        self,
+        call: Call,
+        router: Router,
+        model: str,
+        user: str | None,
+        ceiling: int,
+        answer_limit: int,
+        choices: int,
+    ) -> None:
+        limits, key, principal = self.limits, call.principal.key, call.principal
+        assert limits is not None and key is not None and call.needs is not None
         reserved = call.reserved = reservation(
             ceiling,
             answer_limit,

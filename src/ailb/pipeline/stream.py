@@ -66,6 +66,9 @@ async def relay(
     watcher.add_done_callback(on_receive)
 
     encode = encoder.encode
+    # A face may say its client gets no usage-only chunk (chat without include_usage): checked
+    # here, where the chunk is read anyway, rather than in a call per chunk.
+    skip_usage = getattr(encoder, "skip_usage", False)
     usage: dict[str, Any] | None = None
     chars = 0
     pieces: list[str] | None = [] if collect else None
@@ -89,6 +92,8 @@ async def relay(
                     u = chunk.get("usage")
                     if u:
                         usage = u
+                        if skip_usage and not choices:
+                            continue
                     frame = encode(chunk)
                     if frame is not None:
                         frames.append(frame)
