@@ -107,7 +107,13 @@ async def relay(
             account(ex, dep, usage, needs, None, streamed_chars=chars)
             accounted = True
             ledger.record(ex)  # durable before the stream's last frame
-            await send({"type": "http.response.body", "body": encoder.done()})
+            final = encoder.done()
+            # A face's own "before the end" (Responses: the stored response, journaled), so
+            # what the last frame tells the client exists does.
+            finish = getattr(encoder, "finish", None)
+            if finish is not None:
+                await finish()
+            await send({"type": "http.response.body", "body": final})
             dep.record_success(time.perf_counter() - opened.started, opened.ttft)
             complete = True
         except UpstreamError as e:

@@ -18,6 +18,7 @@ A broken stream ends with response.failed, never with response.completed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ailb.api.chat import SSE_HEADERS
@@ -81,6 +82,8 @@ class ResponsesStream:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.response: dict[str, Any] | None = None  # the final Response, once complete
+        # Called with the final Response before its last event leaves (the face stores it).
+        self.keep: Callable[[dict[str, Any]], Awaitable[object]] | None = None
 
     # --- StreamEncoder ----------------------------------------------------------------------
 
@@ -119,6 +122,10 @@ class ResponsesStream:
         self.response = response
         self._event(out, kind, response=response)
         return b"".join(out)
+
+    async def finish(self) -> None:
+        if self.keep is not None and self.response is not None:
+            await self.keep(self.response)
 
     def error(self, message: str, code: str) -> bytes:
         out: list[bytes] = []

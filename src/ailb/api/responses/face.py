@@ -112,12 +112,15 @@ class ResponsesEndpoint:
             if dec.stream:
                 opened = await pipeline.open_stream(call)
                 encoder = ResponsesStream(response_id, created, dec.echo, **fields)
+                if dec.store:  # stored (journaled) before the completed event leaves
+
+                    async def keep(response: dict[str, Any]) -> bool:
+                        return await self._save(owner, response, conversation)
+
+                    encoder.keep = keep
                 await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
-                response = encoder.response
-                if response is not None:  # complete (or cut by the token limit)
-                    self._answered(call, response)
-                    if dec.store:
-                        await self._save(owner, response, conversation)
+                if encoder.response is not None:  # complete (or cut by the token limit)
+                    self._answered(call, encoder.response)
                 return
             result = await pipeline.complete(call)
             response = from_completion(result, response_id, created, dec.echo, **fields)
