@@ -4,7 +4,7 @@ Fully offline and without torch: the package's safetensors weights and tokenizer
 its install directory (its own loader, which needs sentence-transformers, is never used), and
 the 6-layer BERT of the model card is built as an ONNX graph from them (minilm_graph.py). Then
 mean pooling over real tokens and L2 normalisation, matching sentence-transformers' output (a
-test holds it to the reference vectors in ../shared/fixtures).
+test holds it to the reference vectors copied into tests/embeddings/fixtures).
 """
 
 from __future__ import annotations
