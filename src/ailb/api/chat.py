@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from ailb.api.schemas import bad_json, parse_chat_request
+from ailb.api.face import refuse
+from ailb.api.schemas import parse_chat_request
 from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
 from ailb.errors import APIError
-from ailb.pipeline.call import Call
 from ailb.pipeline.core import Pipeline
 from ailb.pipeline.exchange import overhead
 from ailb.pipeline.stream import relay
@@ -103,7 +103,7 @@ class ChatCompletionsEndpoint:
             # Answered from another frame: a local naming the exception here would make a cycle
             # (its traceback holds this frame), keeping the request's body until the collector
             # runs.
-            await self._refuse(send, exc, call)
+            await refuse(self.pipeline, send, exc, call)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client_disconnected"
         except Exception:
@@ -115,10 +115,3 @@ class ChatCompletionsEndpoint:
             )
         finally:
             pipeline.end(call)
-
-    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
-        # RecursionError: JSON nested just shallower than the decoder's limit, too deep for a
-        # provider's translation or the encoder deeper in the stack (about 1,000 levels).
-        e = exc if isinstance(exc, APIError) else bad_json(exc)
-        self.pipeline.refused(call, e)
-        await send_error(send, e, [*call.headers, overhead(call.ex)])

@@ -21,9 +21,10 @@ from ailb.api.completions_translate import (
     text_chunk,
     text_completion,
 )
-from ailb.api.schemas import AILB_FIELDS, bad_json, chat_request, parse_body
-from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
-from ailb.errors import APIError, InvalidRequest
+from ailb.api.face import serve
+from ailb.api.schemas import AILB_FIELDS, chat_request, parse_body
+from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
+from ailb.errors import InvalidRequest
 from ailb.pipeline.call import Call
 from ailb.pipeline.core import Pipeline
 from ailb.pipeline.exchange import overhead
@@ -177,62 +178,49 @@ class CompletionsEndpoint:
         self.attempts = Attempts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pipeline = self.pipeline
-        call = pipeline.begin(scope)
-        ex = call.ex
-        ex.api = "completions"
-        try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-            req, raw = parse_body(body, CompletionRequest)
-            for name in AILB_FIELDS:
-                if name in raw:
-                    raise InvalidRequest(
-                        f"`{name}` is not served on /v1/completions; use /v1/chat/completions "
-                        "or /v1/responses for memory and RAG.",
-                        param=name,
-                        code="unsupported_feature",
-                    )
-            # OpenAI's default for this API, explicit: the reservation and every upstream
-            # then agree on the answer's length.
-            raw = {
-                **raw,
-                "max_tokens": DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
-            }
-            view, view_raw = chat_request(chat_view(req, raw))
-            pipeline.accept(call, view, view_raw, len(body))
-            call.body = raw
-            await pipeline.prepare(call)
-            if req.stream:
-                opened = await pipeline.open_stream(call, self.attempts.stream)
-                include_usage = bool((req.stream_options or {}).get("include_usage"))
-                await relay(
-                    pipeline.runtime,
-                    pipeline.ledger,
-                    call,
-                    opened,
-                    receive,
-                    send,
-                    CompletionStream(include_usage),
-                )
-                return
-            result = await pipeline.complete(call, self.attempts.complete)
-            await send_bytes(send, 200, _encode(result), [*call.headers, overhead(ex)])
-        except (APIError, RecursionError) as exc:
-            await self._refuse(send, exc, call)
-        except ClientDisconnected:
-            ex.status, ex.error = 499, "client_disconnected"
-        except Exception:
-            pipeline.crashed(call)
-            await send_error(
-                send,
-                APIError("The gateway failed to process the request."),
-                [*call.headers, overhead(ex)],
-            )
-        finally:
-            pipeline.end(call)
+        await serve(
+            self.pipeline,
+            scope,
+            send,
+            "completions",
+            lambda call: self._handle(call, scope, receive, send),
+        )
 
-    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
-        # Answered from another frame, as in the chat face: no cycle through the traceback.
-        e = exc if isinstance(exc, APIError) else bad_json(exc)
-        self.pipeline.refused(call, e)
-        await send_error(send, e, [*call.headers, overhead(call.ex)])
+    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+        pipeline = self.pipeline
+        ex = call.ex
+        body = await read_body(scope, receive, self.max_body_bytes)
+        req, raw = parse_body(body, CompletionRequest)
+        for name in AILB_FIELDS:
+            if name in raw:
+                raise InvalidRequest(
+                    f"`{name}` is not served on /v1/completions; use /v1/chat/completions "
+                    "or /v1/responses for memory and RAG.",
+                    param=name,
+                    code="unsupported_feature",
+                )
+        # OpenAI's default for this API, explicit: the reservation and every upstream
+        # then agree on the answer's length.
+        raw = {
+            **raw,
+            "max_tokens": DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
+        }
+        view, view_raw = chat_request(chat_view(req, raw))
+        pipeline.accept(call, view, view_raw, len(body))
+        call.body = raw
+        await pipeline.prepare(call)
+        if req.stream:
+            opened = await pipeline.open_stream(call, self.attempts.stream)
+            include_usage = bool((req.stream_options or {}).get("include_usage"))
+            await relay(
+                pipeline.runtime,
+                pipeline.ledger,
+                call,
+                opened,
+                receive,
+                send,
+                CompletionStream(include_usage),
+            )
+            return
+        result = await pipeline.complete(call, self.attempts.complete)
+        await send_bytes(send, 200, _encode(result), [*call.headers, overhead(ex)])

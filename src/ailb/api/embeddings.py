@@ -15,9 +15,10 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
-from ailb.api.schemas import bad_json, parse_body
-from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
-from ailb.errors import APIError, InvalidRequest
+from ailb.api.face import serve
+from ailb.api.schemas import parse_body
+from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
+from ailb.errors import InvalidRequest
 from ailb.pipeline.call import Call
 from ailb.pipeline.core import Pipeline
 from ailb.pipeline.exchange import overhead
@@ -156,33 +157,12 @@ class EmbeddingsEndpoint:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pipeline = self.pipeline
-        call = pipeline.begin(scope)
-        ex = call.ex
-        ex.api = "embeddings"
-        try:
+        async def handle(call: Call) -> None:
             body = await read_body(scope, receive, self.max_body_bytes)
             req, raw = parse_embedding_request(body)
-            pipeline.accept_embedding(call, raw, len(body))
-            answer = await pipeline.embed(call)
+            self.pipeline.accept_embedding(call, raw, len(body))
+            answer = await self.pipeline.embed(call)
             encoded = _encode(encode_vectors(answer, req.encoding_format == "base64"))
-            await send_bytes(send, 200, encoded, [*call.headers, overhead(ex)])
-        except (APIError, RecursionError) as exc:
-            # Answered from another frame (see the chat face: no cycle through the traceback).
-            await self._refuse(send, exc, call)
-        except ClientDisconnected:
-            ex.status, ex.error = 499, "client_disconnected"
-        except Exception:
-            pipeline.crashed(call)
-            await send_error(
-                send,
-                APIError("The gateway failed to process the request."),
-                [*call.headers, overhead(ex)],
-            )
-        finally:
-            pipeline.end(call)
+            await send_bytes(send, 200, encoded, [*call.headers, overhead(call.ex)])
 
-    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
-        e = exc if isinstance(exc, APIError) else bad_json(exc)
-        self.pipeline.refused(call, e)
-        await send_error(send, e, [*call.headers, overhead(call.ex)])
+        await serve(self.pipeline, scope, send, "embeddings", handle)

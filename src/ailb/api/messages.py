@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from ailb.api.face import serve
 from ailb.api.messages_reply import (
     PASSED,
     MessagesStream,
@@ -139,63 +140,51 @@ class MessagesEndpoint:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(
+            self.pipeline,
+            scope,
+            send,
+            "messages",
+            lambda call: self._handle(call, scope, receive, send),
+            send_anthropic_error,
+        )
+
+    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self.pipeline
-        call = pipeline.begin(scope)
         ex = call.ex
-        ex.api = "messages"
         # Where the anthropic SDK looks for a request's id (`_request_id`, in its errors too).
         call.headers.append((b"request-id", ex.request_id.encode()))
-        try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-            translated = translate(decode_body(body))
-            req, raw = chat_request(translated.chat)
-            pipeline.accept(call, req, raw, len(body))
-            attempts = Attempts(translated, forwarded_headers(scope), call)
-            await pipeline.prepare(call)
-            message_id = "msg_" + ex.request_id.removeprefix("req_")
-            if req.stream:
-                opened = await pipeline.open_stream(call, attempts.stream)
-                assert call.needs is not None
-                encoder: MessagesStream | PassThroughStream = (
-                    PassThroughStream()
-                    if isinstance(opened.deployment.provider, AnthropicProvider)
-                    else MessagesStream(req.model, message_id, call.needs.prompt_tokens)
-                )
-                collect = call.owner is not None or ex.messages is not None
-                answer = await relay(
-                    pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder, collect
-                )
-                if answer is not None:
-                    pipeline.remember(call, answer)
-                return
-            result = await pipeline.complete(call, attempts.complete)
-            passed = result.get(PASSED)
-            message = passed if passed is not None else to_message(result, req.model, message_id)
-            await send_bytes(send, 200, _encode(message), [*call.headers, overhead(ex)])
-            if ex.messages is not None or call.owner is not None:
-                text = message_text(message)
-                if ex.messages is not None:
-                    ex.answer = text
-                pipeline.remember(call, text)
-        except (APIError, RecursionError) as exc:
-            await self._refuse(send, exc, call)
-        except ClientDisconnected:
-            ex.status, ex.error = 499, "client_disconnected"
-        except Exception:
-            pipeline.crashed(call)
-            await send_anthropic_error(
-                send,
-                APIError("The gateway failed to process the request."),
-                [*call.headers, overhead(ex)],
+        body = await read_body(scope, receive, self.max_body_bytes)
+        translated = translate(decode_body(body))
+        req, raw = chat_request(translated.chat)
+        pipeline.accept(call, req, raw, len(body))
+        attempts = Attempts(translated, forwarded_headers(scope), call)
+        await pipeline.prepare(call)
+        message_id = "msg_" + ex.request_id.removeprefix("req_")
+        if req.stream:
+            opened = await pipeline.open_stream(call, attempts.stream)
+            assert call.needs is not None
+            encoder: MessagesStream | PassThroughStream = (
+                PassThroughStream()
+                if isinstance(opened.deployment.provider, AnthropicProvider)
+                else MessagesStream(req.model, message_id, call.needs.prompt_tokens)
             )
-        finally:
-            pipeline.end(call)
-
-    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
-        # Answered from another frame, as in the chat face: no cycle through the traceback.
-        e = exc if isinstance(exc, APIError) else bad_json(exc)
-        self.pipeline.refused(call, e)
-        await send_anthropic_error(send, e, [*call.headers, overhead(call.ex)])
+            collect = call.owner is not None or ex.messages is not None
+            answer = await relay(
+                pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder, collect
+            )
+            if answer is not None:
+                pipeline.remember(call, answer)
+            return
+        result = await pipeline.complete(call, attempts.complete)
+        passed = result.get(PASSED)
+        message = passed if passed is not None else to_message(result, req.model, message_id)
+        await send_bytes(send, 200, _encode(message), [*call.headers, overhead(ex)])
+        if ex.messages is not None or call.owner is not None:
+            text = message_text(message)
+            if ex.messages is not None:
+                ex.answer = text
+            pipeline.remember(call, text)
 
 
 def estimate_input_tokens(translated: Translated, prompt_tokens: int) -> int:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
+from ailb.api.face import serve
 from ailb.api.openapi import Operation, path_param
 from ailb.api.responses import native
 from ailb.api.responses import request as translate
@@ -27,9 +28,9 @@ from ailb.api.responses.schemas import (
 )
 from ailb.api.responses.store import ResponseStore
 from ailb.api.schemas import bad_json, chat_request
-from ailb.asgi import ClientDisconnected, Receive, Scope, Send, read_body, send_bytes, send_error
+from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
 from ailb.auth.identity import caller_id
-from ailb.errors import APIError, InvalidRequest
+from ailb.errors import InvalidRequest
 from ailb.pipeline.call import Call
 from ailb.pipeline.core import Pipeline
 from ailb.pipeline.exchange import overhead
@@ -73,76 +74,67 @@ class ResponsesEndpoint:
         self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(
+            self.pipeline,
+            scope,
+            send,
+            "responses",
+            lambda call: self._handle(call, scope, receive, send),
+        )
+
+    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self.pipeline
-        call = pipeline.begin(scope)
         ex = call.ex
-        ex.api = "responses"
+        body = await read_body(scope, receive, self.max_body_bytes)
         try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-            try:
-                raw = _decode(body)
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise bad_json(e) from None
-            if not isinstance(raw, dict):
-                raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-            if native.is_native(call.live, raw.get("model")):
-                await self._pass_through(call, raw, len(body), receive, send)
-                return
-            dec = translate.decode(raw)
-            owner = caller_id(scope)
-            earlier: list[dict[str, Any]] = []
-            if dec.previous_response_id is not None:
-                stored = await self.store.load(
-                    owner, dec.previous_response_id, "previous_response_id"
-                )
-                earlier = stored.messages
-            try:
-                req, chat = chat_request(dec.chat_body(earlier))
-            except InvalidRequest as e:
-                raise client_param(e) from None
-            pipeline.accept(call, req, chat, len(body))
-            await pipeline.prepare(call)
-            fields = {
-                "instructions": dec.instructions,
-                "previous_response_id": dec.previous_response_id,
-                "store": dec.store,
-            }
-            response_id, created = new_id("resp"), time.time()
-            conversation = [*earlier, *dec.messages]
-            if dec.stream:
-                opened = await pipeline.open_stream(call)
-                encoder = ResponsesStream(response_id, created, dec.echo, **fields)
-                if dec.store:  # stored (journaled) before the completed event leaves
+            raw = _decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise bad_json(e) from None
+        if not isinstance(raw, dict):
+            raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        if native.is_native(call.live, raw.get("model")):
+            await self._pass_through(call, raw, len(body), receive, send)
+            return
+        dec = translate.decode(raw)
+        owner = caller_id(scope)
+        earlier: list[dict[str, Any]] = []
+        if dec.previous_response_id is not None:
+            stored = await self.store.load(owner, dec.previous_response_id, "previous_response_id")
+            earlier = stored.messages
+        try:
+            req, chat = chat_request(dec.chat_body(earlier))
+        except InvalidRequest as e:
+            raise client_param(e) from None
+        pipeline.accept(call, req, chat, len(body))
+        await pipeline.prepare(call)
+        fields = {
+            "instructions": dec.instructions,
+            "previous_response_id": dec.previous_response_id,
+            "store": dec.store,
+        }
+        response_id, created = new_id("resp"), time.time()
+        conversation = [*earlier, *dec.messages]
+        if dec.stream:
+            opened = await pipeline.open_stream(call)
+            encoder = ResponsesStream(response_id, created, dec.echo, **fields)
+            if dec.store:  # stored (journaled) before the completed event leaves
 
-                    async def keep(response: dict[str, Any]) -> bool:
-                        return await self._save(owner, response, conversation)
+                async def keep(response: dict[str, Any]) -> bool:
+                    return await self._save(owner, response, conversation)
 
-                    encoder.keep = keep
-                await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
-                if encoder.response is not None:  # complete (or cut by the token limit)
-                    self._answered(call, encoder.response)
-                return
-            result = await pipeline.complete(call)
-            response = from_completion(result, response_id, created, dec.echo, **fields)
-            headers = [*call.headers, overhead(ex)]
-            if dec.store and not await self._save(owner, response, conversation):  # too big
-                response["store"] = False
-                headers.append((STORED_HEADER, b"false"))
-            await send_bytes(send, 200, _encode(response), headers)
-            self._answered(call, response)
-        except (APIError, RecursionError) as exc:
-            await self._refuse(send, exc, call)
-        except ClientDisconnected:
-            ex.status, ex.error = 499, "client_disconnected"
-        except Exception:
-            pipeline.crashed(call)
-            await send_error(
-                send,
-                APIError("The gateway failed to process the request."),
-                [*call.headers, overhead(ex)],
-            )
-        finally:
-            pipeline.end(call)
+                encoder.keep = keep
+            await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
+            if encoder.response is not None:  # complete (or cut by the token limit)
+                self._answered(call, encoder.response)
+            return
+        result = await pipeline.complete(call)
+        response = from_completion(result, response_id, created, dec.echo, **fields)
+        headers = [*call.headers, overhead(ex)]
+        if dec.store and not await self._save(owner, response, conversation):  # too big
+            response["store"] = False
+            headers.append((STORED_HEADER, b"false"))
+        await send_bytes(send, 200, _encode(response), headers)
+        self._answered(call, response)
 
     async def _pass_through(
         self, call: Call, raw: dict[str, Any], size: int, receive: Receive, send: Send
@@ -177,11 +169,6 @@ class ResponsesEndpoint:
     ) -> bool:
         messages = [*conversation, *as_chat_messages(response["output"])]
         return await self.store.save(owner, response, messages)
-
-    async def _refuse(self, send: Send, exc: APIError | RecursionError, call: Call) -> None:
-        e = exc if isinstance(exc, APIError) else bad_json(exc)
-        self.pipeline.refused(call, e)
-        await send_error(send, e, [*call.headers, overhead(call.ex)])
 
 
 def build(store: ResponseStore) -> tuple[list[Route], list[Operation]]:

@@ -1,0 +1,61 @@
+"""What every face (an inbound API on the pipeline) does around its own work: the call begun
+and settled, refusals and failures answered in the face's error shape, a client that left
+counted. The chat face writes the same out inline (its hot path), calling `refuse`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ailb.api.schemas import bad_json
+from ailb.asgi import ClientDisconnected, Scope, Send, send_error
+from ailb.errors import APIError
+from ailb.pipeline.call import Call, Headers
+from ailb.pipeline.core import Pipeline
+from ailb.pipeline.exchange import overhead
+
+ErrorSender = Callable[[Send, APIError, Headers], Awaitable[None]]
+
+
+async def serve(
+    pipeline: Pipeline,
+    scope: Scope,
+    send: Send,
+    api: str,
+    handle: Callable[[Call], Awaitable[None]],
+    send_err: ErrorSender = send_error,
+) -> None:
+    """One request of the `api` face, its work done by `handle`."""
+    call = pipeline.begin(scope)
+    call.ex.api = api
+    try:
+        await handle(call)
+    except (APIError, RecursionError) as exc:
+        # Answered from another frame: a local naming the exception here would make a cycle
+        # (its traceback holds this frame), keeping the request's body until the collector
+        # runs.
+        await refuse(pipeline, send, exc, call, send_err)
+    except ClientDisconnected:
+        call.ex.status, call.ex.error = 499, "client_disconnected"
+    except Exception:
+        pipeline.crashed(call)
+        await send_err(
+            send,
+            APIError("The gateway failed to process the request."),
+            [*call.headers, overhead(call.ex)],
+        )
+    finally:
+        pipeline.end(call)
+
+
+async def refuse(
+    pipeline: Pipeline,
+    send: Send,
+    exc: APIError | RecursionError,
+    call: Call,
+    send_err: ErrorSender = send_error,
+) -> None:
+    # RecursionError: JSON nested just shallower than the decoder's limit, too deep for a
+    # provider's translation or the encoder deeper in the stack (about 1,000 levels).
+    e = exc if isinstance(exc, APIError) else bad_json(exc)
+    pipeline.refused(call, e)
+    await send_err(send, e, [*call.headers, overhead(call.ex)])
