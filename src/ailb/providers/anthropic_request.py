@@ -28,6 +28,7 @@ from typing import Any
 from ailb.errors import InvalidRequest
 from ailb.providers.anthropic_messages import messages_of
 from ailb.providers.base import UnsupportedFeature
+from ailb.providers.functions import legacy_tools
 
 PROVIDER = "anthropic"
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
@@ -300,18 +301,7 @@ def _tools_and_choice(
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """(Anthropic tools, Anthropic tool_choice or None for the default)."""
     if legacy:
-        if body.get("tools") is not None or body.get("tool_choice") is not None:
-            raise InvalidRequest(
-                "Use either the legacy `functions`/`function_call` or `tools`/`tool_choice`.",
-                param="functions",
-            )
-        functions = body.get("functions") or []
-        if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
-            raise InvalidRequest("`functions` must be a list of objects.", param="functions")
-        raw = [{"type": "function", "function": f} for f in functions]
-        raw_choice: Any = body.get("function_call")
-        if isinstance(raw_choice, dict):
-            raw_choice = {"type": "function", "function": raw_choice}
+        raw, raw_choice = legacy_tools(body)
         param, prefix = "function_call", "functions"
     else:
         raw = list(body.get("tools") or ())

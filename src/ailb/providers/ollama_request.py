@@ -26,6 +26,7 @@ from typing import Any
 
 from ailb.errors import InvalidRequest
 from ailb.providers.base import UnsupportedFeature
+from ailb.providers.functions import legacy_tools
 
 PROVIDER = "ollama"
 
@@ -291,18 +292,7 @@ def _tools_and_choice(
     """(the function tools offered, the choice: none, auto or required, the name of the one
     function forced or None)."""
     if legacy:
-        if body.get("tools") is not None or body.get("tool_choice") is not None:
-            raise InvalidRequest(
-                "Use either the legacy `functions`/`function_call` or `tools`/`tool_choice`.",
-                param="functions",
-            )
-        functions = body.get("functions") or []
-        if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
-            raise InvalidRequest("`functions` must be a list of objects.", param="functions")
-        tools = [{"type": "function", "function": f} for f in functions]
-        raw_choice: Any = body.get("function_call")
-        if isinstance(raw_choice, dict):
-            raw_choice = {"type": "function", "function": raw_choice}
+        tools, raw_choice = legacy_tools(body)
         param = "function_call"
     else:
         tools = list(body.get("tools") or ())
