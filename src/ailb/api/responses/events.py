@@ -195,26 +195,32 @@ class ResponsesStream:
             delta=piece,
         )
 
+    def _open_message(self, out: list[bytes], kind: str, part: dict[str, Any]) -> _Item:
+        """A message item (text or refusal) and its one content part, after closing what came
+        before it (reasoning, the other kind of message)."""
+        self._close_reasoning(out)
+        self._close_text(out)
+        item = self._open(kind, "msg")
+        self._event(
+            out,
+            "response.output_item.added",
+            output_index=item.index,
+            item=message_item(item.id, [], "in_progress"),
+        )
+        self._event(
+            out,
+            "response.content_part.added",
+            item_id=item.id,
+            output_index=item.index,
+            content_index=0,
+            part=part,
+        )
+        return item
+
     def _text(self, out: list[bytes], piece: str, logprobs: list[Any]) -> None:
         item = self.text_item
         if item is None:
-            self._close_reasoning(out)
-            self._close_text(out)  # a refusal before it
-            item = self.text_item = self._open("message", "msg")
-            self._event(
-                out,
-                "response.output_item.added",
-                output_index=item.index,
-                item=message_item(item.id, [], "in_progress"),
-            )
-            self._event(
-                out,
-                "response.content_part.added",
-                item_id=item.id,
-                output_index=item.index,
-                content_index=0,
-                part=text_part(""),
-            )
+            item = self.text_item = self._open_message(out, "message", text_part(""))
         item.text += piece
         item.logprobs += logprobs
         self._event(
@@ -230,23 +236,7 @@ class ResponsesStream:
     def _refusal(self, out: list[bytes], piece: str) -> None:
         item = self.refusal
         if item is None:
-            self._close_reasoning(out)
-            self._close_text(out)
-            item = self.refusal = self._open("refusal", "msg")
-            self._event(
-                out,
-                "response.output_item.added",
-                output_index=item.index,
-                item=message_item(item.id, [], "in_progress"),
-            )
-            self._event(
-                out,
-                "response.content_part.added",
-                item_id=item.id,
-                output_index=item.index,
-                content_index=0,
-                part=refusal_part(""),
-            )
+            item = self.refusal = self._open_message(out, "refusal", refusal_part(""))
         item.text += piece
         self._event(
             out,
