@@ -25,6 +25,7 @@ import numpy as np
 
 from ailb.datadir import private_dir, private_file
 from ailb.embeddings.minilm import Array
+from ailb.storage.sqlite_rows import insert_rows
 from ailb.vectorstore.chroma import Record, StoreUnavailable, Where
 
 # A plain rowid table: records arrive in time order and are appended. (WITHOUT ROWID, keyed by
@@ -161,10 +162,7 @@ class SqliteTurnStore:
 
         def run(db: sqlite3.Connection) -> None:
             with db:  # one transaction: a batch is stored whole or not at all
-                db.executemany(
-                    "INSERT OR REPLACE INTO memory_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                insert_rows(db, "INSERT OR REPLACE INTO memory_records VALUES {rows}", rows, 10)
 
         await self._call(run)
 

@@ -24,6 +24,7 @@ from ailb.billing.records import UsageQuery, UsageRecord, UsageRow
 from ailb.datadir import private_dir, private_file
 from ailb.storage import StoredResponse, StoreUnavailable, usage_row
 from ailb.storage import sqlite_ledger as ledger
+from ailb.storage.sqlite_rows import insert_rows
 
 T = TypeVar("T")
 
@@ -148,9 +149,11 @@ class SqliteStore:
         with self._errors(), self._write() as conn:
             # Expired documents go as new ones come (the index makes it cheap when none has).
             conn.execute("DELETE FROM responses WHERE expires <= ?", (time.time(),))
-            conn.executemany(
-                "INSERT OR REPLACE INTO responses (id, owner, expires, doc) VALUES (?, ?, ?, ?)",
+            insert_rows(
+                conn,
+                "INSERT OR REPLACE INTO responses (id, owner, expires, doc) VALUES {rows}",
                 items,
+                4,
             )
 
     def _delete_response(self, response_id: str, owner: str, now: float) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from ailb.billing.records import UsageRecord, encode_record
+from ailb.storage.sqlite_rows import insert_rows
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS usage_records (
@@ -70,8 +71,6 @@ ADD_MINUTES = (
     " completion_tokens = completion_tokens + excluded.completion_tokens,"
     " cost_usd = cost_usd + excluded.cost_usd"
 )
-MINUTE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
-MAX_ROWS_PER_STATEMENT = 512  # x 8 values: within SQLite's default limit of 32,766
 V1_CHUNK = 10_000
 TS_MAX = float(2**40)  # year 36812
 
@@ -147,17 +146,7 @@ def insert_batch(
     for minute, group in minutes:
         conn.execute("INSERT INTO usage_records VALUES (?, ?, ?)", (minute, batch, _array(group)))
     rows = [(k, m, model, *s) for (k, m, model), s in sums.items()]
-    # Multi-row statements, not executemany: executemany takes the GIL back for every row,
-    # and against a busy event loop each of those waits out the switch interval.
-    i = 0
-    while i < len(rows):
-        n = min(MAX_ROWS_PER_STATEMENT, 1 << ((len(rows) - i).bit_length() - 1))  # few shapes
-        chunk = rows[i : i + n]
-        conn.execute(
-            ADD_MINUTES.format(rows=",".join([MINUTE_ROW] * n)),
-            [v for row in chunk for v in row],
-        )
-        i += n
+    insert_rows(conn, ADD_MINUTES, rows, 8)
     return len(records)
 
 
