@@ -241,8 +241,20 @@ def invalid_field(e: msgspec.ValidationError) -> InvalidRequest:
 
 def chat_request(raw: dict[str, Any]) -> tuple[ChatCompletionRequest, dict[str, Any]]:
     """A request another face (Responses, Messages, Completions) translated into chat terms,
-    validated as a chat request: the same checks, the same errors."""
-    return parse_chat_request(msgspec.json.encode(raw))
+    validated as a chat request: the same checks, the same errors (converted as it is, not
+    through JSON: `raw` is the body the pipeline goes on with)."""
+    try:
+        req = msgspec.convert(raw, ChatCompletionRequest)
+    except msgspec.ValidationError as e:
+        retried = with_integral_floats(raw, ChatCompletionRequest)
+        if retried is None:
+            raise invalid_field(e) from None
+        req, raw = retried
+    except RecursionError as e:
+        raise bad_json(e) from None
+    if req.tools:
+        check_tools(req.tools)
+    return req, raw
 
 
 def check_tools(tools: list[dict[str, Any]]) -> None:

@@ -196,6 +196,7 @@ class Router:
         self._affinity_size = affinity_size
         self.selections: dict[str, Counter[str]] = {}
         self._index: dict[str, list[DeploymentState]] = {}
+        self.native_responses: frozenset[str] = frozenset()
         self._pools: dict[tuple[str, int], _Pool] = {}
         # Pools for prompts too long for some deployments, keyed by the deployments that fit:
         # few distinct sets exist, and caching them keeps round-robin positions moving.
@@ -211,6 +212,11 @@ class Router:
             for model in d.models:
                 index.setdefault(model, []).append(d)
         self._index = index
+        # Models whose every deployment speaks the Responses API itself: that face passes their
+        # requests through (asked per request, so worked out here).
+        self.native_responses = frozenset(
+            m for m, deps in index.items() if all(d.config.responses == "native" for d in deps)
+        )
         self._epoch.bump()
 
     def models(self) -> dict[str, list[DeploymentState]]:

@@ -23,10 +23,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def is_native(live: LiveConfig, model: Any) -> bool:
-    if not isinstance(model, str):
-        return False
-    deployments = live.router.models().get(model) or []
-    return bool(deployments) and all(d.config.responses == "native" for d in deployments)
+    return isinstance(model, str) and model in live.router.native_responses
 
 
 def admission_body(raw: dict[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,9 @@ with a 400 naming the field, never dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from ailb.api.responses.reply import ECHOED
 from ailb.errors import InvalidRequest
 
 # Tools OpenAI runs on its own side: nothing here can run them on another provider.
@@ -46,18 +46,38 @@ SAME_NAME = (
 )  # fmt: skip
 
 
-@dataclass
 class Decoded:
     """`params`: the chat body's fields but its messages; `messages`: this request's input as
-    chat messages (without the instructions, which a follow-up does not inherit)."""
+    chat messages (without the instructions, which a follow-up does not inherit); `echo`: what
+    the Response object repeats."""
 
-    params: dict[str, Any]
-    messages: list[dict[str, Any]]
-    instructions: str | None = None
-    previous_response_id: str | None = None
-    store: bool = True
-    stream: bool = False
-    echo: dict[str, Any] = field(default_factory=dict)  # what the Response object repeats
+    __slots__ = (
+        "echo",
+        "instructions",
+        "messages",
+        "params",
+        "previous_response_id",
+        "store",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        messages: list[dict[str, Any]],
+        instructions: str | None = None,
+        previous_response_id: str | None = None,
+        store: bool = True,
+        stream: bool = False,
+        echo: dict[str, Any] | None = None,
+    ) -> None:
+        self.params = params
+        self.messages = messages
+        self.instructions = instructions
+        self.previous_response_id = previous_response_id
+        self.store = store
+        self.stream = stream
+        self.echo = {} if echo is None else echo
 
     def chat_body(self, earlier: list[dict[str, Any]]) -> dict[str, Any]:
         """The chat request: instructions, then the stored conversation, then this input."""
@@ -73,25 +93,43 @@ def system_message(text: str) -> dict[str, Any]:
     return {"role": "system", "content": text}
 
 
+SAME = frozenset(SAME_NAME)
+# Refused unless false (a client may send them off).
+NOT_SUPPORTED = ("background", "conversation", "prompt", "max_tool_calls")
+# Fields translated one by one (most requests send none of them but `metadata`).
+TRANSLATED = frozenset(
+    ("tools", "tool_choice", "text", "max_output_tokens", "reasoning", "top_logprobs")
+)
+
+
 def decode(raw: dict[str, Any]) -> Decoded:
-    """The request's chat parameters and input messages (the body is a JSON object)."""
-    body = {k: v for k, v in raw.items() if v is not None}
-    for name in body:
-        if name not in ACCEPTED:
-            raise bad(name, f"Unsupported parameter: '{name}'.", "unsupported_parameter")
-    for name in ("background", "conversation", "prompt", "max_tool_calls"):
-        if name in body and body[name] is not False:
-            raise bad(
-                name,
-                f"'{name}' is not supported by this gateway"
-                + (" (use previous_response_id)." if name == "conversation" else "."),
-                "unsupported_parameter",
-            )
+    """The request's chat parameters and input messages (the body is a JSON object). Written
+    for few steps per field: it runs on every request of the face."""
+    body = raw if None not in raw.values() else {k: v for k, v in raw.items() if v is not None}
+    names = body.keys()
+    if not names <= ACCEPTED:
+        name = next(n for n in body if n not in ACCEPTED)
+        raise bad(name, f"Unsupported parameter: '{name}'.", "unsupported_parameter")
+    if not names.isdisjoint(NOT_SUPPORTED):
+        for name in NOT_SUPPORTED:
+            if name in body and body[name] is not False:
+                raise bad(
+                    name,
+                    f"'{name}' is not supported by this gateway"
+                    + (" (use previous_response_id)." if name == "conversation" else "."),
+                    "unsupported_parameter",
+                )
     if "model" not in body:
         raise bad("model", "Missing required parameter: 'model'.", "missing_required_parameter")
     if "input" not in body:
         raise bad("input", "Missing required parameter: 'input'.", "missing_required_parameter")
-    params = {k: body[k] for k in SAME_NAME if k in body}
+    params: dict[str, Any] = {}
+    echo: dict[str, Any] = {}
+    for k, v in body.items():
+        if k in SAME:
+            params[k] = v
+        if k in ECHOED and (v or not isinstance(v, dict | list)):
+            echo[k] = v
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise bad("instructions", "Invalid value for 'instructions': expected a string.")
@@ -101,6 +139,24 @@ def decode(raw: dict[str, Any]) -> Decoded:
             raise bad("metadata", "Invalid value for 'metadata': expected an object.")
         if "session_id" not in params and isinstance(metadata.get("session_id"), str):
             params["session_id"] = metadata["session_id"]  # for clients that cannot add fields
+    if not names.isdisjoint(TRANSLATED):
+        translate_fields(body, params)
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise bad("previous_response_id", "Invalid value for 'previous_response_id'.")
+    store = body.get("store", True)
+    if store is not True and store is not False:
+        raise bad("store", "Invalid value for 'store': expected a boolean.")
+    stream = body.get("stream", False)
+    if stream is not True and stream is not False:
+        raise bad("stream", "Invalid value for 'stream': expected a boolean.")
+    value = body["input"]
+    messages = [{"role": "user", "content": value}] if type(value) is str else input_messages(value)
+    return Decoded(params, messages, instructions, previous, store, stream, echo)
+
+
+def translate_fields(body: dict[str, Any], params: dict[str, Any]) -> None:
+    """The fields whose chat counterpart has another name or shape, into `params`."""
     if "tools" in body:
         params["tools"] = tools(body["tools"])
     if "tool_choice" in body:
@@ -114,32 +170,6 @@ def decode(raw: dict[str, Any]) -> Decoded:
     if "top_logprobs" in body:
         params["logprobs"] = True
         params["top_logprobs"] = body["top_logprobs"]
-    previous = body.get("previous_response_id")
-    if previous is not None and not isinstance(previous, str):
-        raise bad("previous_response_id", "Invalid value for 'previous_response_id'.")
-    store = body.get("store", True)
-    stream = body.get("stream", False)
-    for name, value in (("store", store), ("stream", stream)):
-        if not isinstance(value, bool):
-            raise bad(name, f"Invalid value for '{name}': expected a boolean.")
-    echo = {
-        k: body[k]
-        for k in (
-            "model", "tools", "tool_choice", "text", "max_output_tokens", "reasoning",
-            "temperature", "top_p", "user", "metadata", "parallel_tool_calls", "truncation",
-            "service_tier", "prompt_cache_key", "safety_identifier", "top_logprobs",
-        )
-        if k in body
-    }  # fmt: skip
-    return Decoded(
-        params=params,
-        messages=input_messages(body["input"]),
-        instructions=instructions,
-        previous_response_id=previous,
-        store=store,
-        stream=stream,
-        echo=echo,
-    )
 
 
 # --- input ----------------------------------------------------------------------------------
