@@ -46,7 +46,7 @@ from ailb.api.messages_schema import Message as MessageObject
 from ailb.api.openapi import Operation, document
 from ailb.api.responses import face as responses_face
 from ailb.api.responses.face import RESPONSES_PATH, ResponsesEndpoint
-from ailb.api.responses.store import ResponseStore
+from ailb.api.responses.store import BATCH_SECONDS, LOCAL_BATCH_SECONDS, ResponseStore
 from ailb.api.schemas import (
     SSE_EVENT_SCHEMA,
     ChatCompletion,
@@ -406,6 +406,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         runtime.store,
         env.responses_ttl,
         Journal(os.path.join(env.data_dir, "responses-journal"), StoredResponse, "responses"),
+        BATCH_SECONDS if settings.database_url else LOCAL_BATCH_SECONDS,
     )
     # The faces' POST endpoints: served by the Gateway directly, without Starlette's routing.
     posts: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ailb.api.responses.reply import completion_fields, whole
 from ailb.api.responses.store import (
     BATCH_SECONDS,
     MAX_DOCUMENT_BYTES,
@@ -190,3 +192,54 @@ def test_documents_a_crashed_process_left_unwritten_are_stored_at_the_next_start
             await backend.close()
 
     asyncio.run(restarted())
+
+
+def test_a_document_keeps_only_what_is_not_a_default_and_loads_whole(tmp_path: Path):
+    """The document is most of what storing costs: fields a Response has by default and the
+    answer's own message (its output gives it) are not written, and come back on load."""
+    completion = {
+        "model": "m",
+        "choices": [{"message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    fields = completion_fields(completion, "resp_abc", 1.0, {"model": "m"})
+
+    async def scenario() -> None:
+        backend = SqliteStore(str(tmp_path / "ailb.db"))
+        await backend.open()
+        try:
+            store = await started(backend, 60, tmp_path / "store")
+            assert await store.save("o", fields, MESSAGES)
+            await store.flush()
+            doc = await backend.get_response("resp_abc", "o", time.time())
+            assert doc is not None
+            for absent in (b'"top_p"', b'"truncation"', b'"tools"'):
+                assert absent not in doc
+            assert doc.endswith(b'"m":[{"role":"user","content":"hi"}]}')  # not the answer
+            loaded = await store.load("o", "resp_abc")
+            assert loaded.response == whole(fields)
+            assert loaded.response["top_p"] is None and loaded.response["tools"] == []
+            assert loaded.messages == [*MESSAGES, {"role": "assistant", "content": "Hi!"}]
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_document_of_the_earlier_version_is_still_served(tmp_path: Path):
+    earlier = {"id": "resp_old", "object": "response", "output": [], "top_p": 0.5}
+    conversation = [*MESSAGES, {"role": "assistant", "content": "before"}]
+    doc = json.dumps({"response": earlier, "messages": conversation}).encode()
+
+    async def scenario() -> None:
+        backend = SqliteStore(str(tmp_path / "ailb.db"))
+        await backend.open()
+        try:
+            await backend.put_responses([StoredResponse("resp_old", "o", time.time() + 60, doc)])
+            store = await started(backend, 60, tmp_path / "store")
+            loaded = await store.load("o", "resp_old")
+            assert loaded.response == earlier and loaded.messages == conversation
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())

@@ -19,7 +19,7 @@ from ailb.api.openapi import Operation, path_param
 from ailb.api.responses import native
 from ailb.api.responses import request as translate
 from ailb.api.responses.events import ResponsesStream
-from ailb.api.responses.reply import answer_text, as_chat_messages, from_completion, new_id
+from ailb.api.responses.reply import answer_text, completion_fields, non_default, whole
 from ailb.api.responses.schemas import (
     RESPONSES_SSE_SCHEMA,
     DeletedResponse,
@@ -96,7 +96,8 @@ class ResponsesEndpoint:
             await self._pass_through(call, raw, len(body), receive, send)
             return
         dec = translate.decode(raw)
-        owner = caller_id(scope)
+        # Only stored responses have an owner to find them by.
+        owner = caller_id(scope) if dec.store or dec.previous_response_id is not None else ""
         earlier: list[dict[str, Any]] = []
         if dec.previous_response_id is not None:
             stored = await self.store.load(owner, dec.previous_response_id, "previous_response_id")
@@ -107,34 +108,45 @@ class ResponsesEndpoint:
             raise client_param(e) from None
         pipeline.accept(call, req, chat, len(body))
         await pipeline.prepare(call)
-        fields = {
-            "instructions": dec.instructions,
-            "previous_response_id": dec.previous_response_id,
-            "store": dec.store,
-        }
-        response_id, created = new_id("resp"), time.time()
+        # The request's id makes the response's (and its items') unique: no other draw.
+        response_id, created = "resp_" + ex.request_id.partition("_")[2], time.time()
         conversation = [*earlier, *dec.messages]
         if dec.stream:
             opened = await pipeline.open_stream(call)
-            encoder = ResponsesStream(response_id, created, dec.echo, **fields)
+            encoder = ResponsesStream(
+                response_id,
+                created,
+                dec.echo,
+                instructions=dec.instructions,
+                previous_response_id=dec.previous_response_id,
+                store=dec.store,
+            )
             if dec.store:  # stored (journaled) before the completed event leaves
 
                 async def keep(response: dict[str, Any]) -> bool:
-                    return await self._save(owner, response, conversation)
+                    return await self.store.save(owner, non_default(response), conversation)
 
                 encoder.keep = keep
             await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
             if encoder.response is not None:  # complete (or cut by the token limit)
-                self._answered(call, encoder.response)
+                self._answered(call, encoder.response["output"])
             return
         result = await pipeline.complete(call)
-        response = from_completion(result, response_id, created, dec.echo, **fields)
+        fields = completion_fields(
+            result,
+            response_id,
+            created,
+            dec.echo,
+            dec.instructions,
+            dec.previous_response_id,
+            dec.store,
+        )
         headers = [*call.headers, overhead(ex)]
-        if dec.store and not await self._save(owner, response, conversation):  # too big
-            response["store"] = False
+        if dec.store and not await self.store.save(owner, fields, conversation):  # too big
+            fields["store"] = False
             headers.append((STORED_HEADER, b"false"))
-        await send_bytes(send, 200, _encode(response), headers)
-        self._answered(call, response)
+        await send_bytes(send, 200, _encode(whole(fields)), headers)
+        self._answered(call, fields["output"])
 
     async def _pass_through(
         self, call: Call, raw: dict[str, Any], size: int, receive: Receive, send: Send
@@ -157,18 +169,14 @@ class ResponsesEndpoint:
         body = _encode(result[NATIVE])
         await send_bytes(send, 200, body, [*call.headers, overhead(call.ex)])
 
-    def _answered(self, call: Call, response: dict[str, Any]) -> None:
-        """Memory and the content log get the answer's text."""
-        text = answer_text(response["output"])
+    def _answered(self, call: Call, output: list[dict[str, Any]]) -> None:
+        """Memory and the content log get the answer's text (when either wants it)."""
+        if call.ex.messages is None and call.owner is None:
+            return
+        text = answer_text(output)
         if call.ex.messages is not None:
             call.ex.answer = text
         self.pipeline.remember(call, text)
-
-    async def _save(
-        self, owner: str, response: dict[str, Any], conversation: list[dict[str, Any]]
-    ) -> bool:
-        messages = [*conversation, *as_chat_messages(response["output"])]
-        return await self.store.save(owner, response, messages)
 
 
 def build(store: ResponseStore) -> tuple[list[Route], list[Operation]]:

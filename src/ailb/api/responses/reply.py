@@ -23,11 +23,29 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{time.time_ns():016x}{random.getrandbits(64):016x}"
 
 
-def response_object(
+# A Response's fields, in OpenAI's order, as they are when the request did not set them. Copied
+# per response (shallowly: nothing changes a response's nested values once it is made).
+RESPONSE_DEFAULTS: dict[str, Any] = {
+    "id": None, "object": "response", "created_at": 0, "status": None, "background": False,
+    "error": None, "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+    "metadata": {}, "model": None, "output": [], "parallel_tool_calls": True,
+    "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+    "service_tier": None, "store": True, "temperature": None,
+    "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
+    "truncation": "disabled", "usage": None, "user": None,
+}  # fmt: skip
+# The request's fields a Response repeats (ailb.api.responses.request.decode picks them; a
+# falsy object or list there reads as the default).
+ECHOED = frozenset(RESPONSE_DEFAULTS) - {
+    "id", "object", "created_at", "status", "background", "error", "incomplete_details",
+    "instructions", "output", "previous_response_id", "store", "usage",
+}  # fmt: skip
+
+
+def response_fields(
     response_id: str,
     created_at: float,
     echo: dict[str, Any],
-    *,
     status: str,
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None = None,
@@ -38,37 +56,48 @@ def response_object(
     finish_reason: str | None = None,
     error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A Response: what the client asked for (echoed, as OpenAI does) and what came back."""
-    reason = INCOMPLETE.get(finish_reason or "")
-    if reason is not None and status == "completed":
-        status = "incomplete"
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(created_at),
-        "status": status,
-        "background": False,
-        "error": error,
-        "incomplete_details": {"reason": reason} if reason else None,
-        "instructions": instructions,
-        "max_output_tokens": echo.get("max_output_tokens"),
-        "metadata": echo.get("metadata") or {},
-        "model": model or echo.get("model"),
-        "output": output,
-        "parallel_tool_calls": echo.get("parallel_tool_calls", True),
-        "previous_response_id": previous_response_id,
-        "reasoning": echo.get("reasoning") or {"effort": None, "summary": None},
-        "service_tier": echo.get("service_tier"),
-        "store": store,
-        "temperature": echo.get("temperature"),
-        "text": echo.get("text") or {"format": {"type": "text"}},
-        "tool_choice": echo.get("tool_choice", "auto"),
-        "tools": echo.get("tools") or [],
-        "top_p": echo.get("top_p"),
-        "truncation": echo.get("truncation", "disabled"),
-        "usage": usage,
-        "user": echo.get("user"),
-    }
+    """A Response's fields that are not RESPONSE_DEFAULTS: what the client asked for (`echo`:
+    its fields in ECHOED, repeated as OpenAI does) and what came back. What is stored."""
+    fields = {**echo, "id": response_id, "created_at": int(created_at), "output": output}
+    reason = INCOMPLETE.get(finish_reason) if finish_reason else None
+    if reason is not None:
+        fields["incomplete_details"] = {"reason": reason}
+        if status == "completed":
+            status = "incomplete"
+    fields["status"] = status
+    if model:
+        fields["model"] = model
+    if usage is not None:
+        fields["usage"] = usage
+    if error is not None:
+        fields["error"] = error
+    if instructions is not None:
+        fields["instructions"] = instructions
+    if previous_response_id is not None:
+        fields["previous_response_id"] = previous_response_id
+    if not store:
+        fields["store"] = False
+    return fields
+
+
+def whole(fields: dict[str, Any]) -> dict[str, Any]:
+    """The Response object of its fields (response_fields): every field, in OpenAI's order."""
+    return {**RESPONSE_DEFAULTS, **fields}
+
+
+def response_object(
+    response_id: str, created_at: float, echo: dict[str, Any], **kw: Any
+) -> dict[str, Any]:
+    """The whole Response (response_fields' arguments)."""
+    return whole(response_fields(response_id, created_at, echo, **kw))
+
+
+_MISSING = object()
+
+
+def non_default(response: dict[str, Any]) -> dict[str, Any]:
+    """A whole Response's fields that are not RESPONSE_DEFAULTS (response_fields' result)."""
+    return {k: v for k, v in response.items() if RESPONSE_DEFAULTS.get(k, _MISSING) != v}
 
 
 def usage_of(chat: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -76,13 +105,15 @@ def usage_of(chat: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     prompt = int(chat.get("prompt_tokens") or 0)
     completion = int(chat.get("completion_tokens") or 0)
-    cached = (chat.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (chat.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    details = chat.get("prompt_tokens_details")
+    cached = int(details.get("cached_tokens") or 0) if details else 0
+    details = chat.get("completion_tokens_details")
+    reasoning = int(details.get("reasoning_tokens") or 0) if details else 0
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": int(cached), "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": int(reasoning)},
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": int(chat.get("total_tokens") or prompt + completion),
     }
 
@@ -143,55 +174,96 @@ def reasoning_text(message: dict[str, Any]) -> str:
 
 
 def output_items(
-    message: dict[str, Any], logprobs: list[Any] | None = None
+    message: dict[str, Any], logprobs: list[Any] | None = None, suffix: str | None = None
 ) -> list[dict[str, Any]]:
-    """A chat answer's message as Response output items: reasoning, text, function calls."""
+    """A chat answer's message as Response output items: reasoning, text, function calls.
+    `suffix`: what makes the items' ids unique (the response's own, when it has one)."""
+    if suffix is None:
+        suffix = new_id("")[1:]
     out: list[dict[str, Any]] = []
-    thought = reasoning_text(message)
-    if thought:
-        out.append(reasoning_item(new_id("rs"), thought))
+    if "reasoning_content" in message or "reasoning" in message:
+        thought = reasoning_text(message)
+        if thought:
+            out.append(reasoning_item("rs_" + suffix, thought))
     content = message.get("content")
     parts: list[dict[str, Any]] = []
-    if isinstance(content, str) and content:
-        parts.append(text_part(content, logprobs))
+    if type(content) is str:
+        if content:
+            parts.append(
+                {
+                    "type": "output_text",
+                    "text": content,
+                    "annotations": [],
+                    "logprobs": logprobs or [],
+                }
+            )
     elif isinstance(content, list):  # some servers answer in parts
         text = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if text:
             parts.append(text_part(text))
-    if message.get("refusal"):
-        parts.append(refusal_part(message["refusal"]))
+    refusal = message.get("refusal")
+    if refusal:
+        parts.append(refusal_part(refusal))
     if parts:
-        out.append(message_item(new_id("msg"), parts, "completed"))
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") or {}
         out.append(
-            function_item(
-                new_id("fc"),
-                call.get("id") or new_id("call"),
-                fn.get("name") or "",
-                fn.get("arguments") or "",
-                "completed",
-            )
+            {
+                "id": "msg_" + suffix,
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": parts,
+            }
         )
+    calls = message.get("tool_calls")
+    if calls:
+        for i, call in enumerate(calls):
+            fn = call.get("function") or {}
+            out.append(
+                function_item(
+                    f"fc_{suffix}_{i}",
+                    call.get("id") or new_id("call"),
+                    fn.get("name") or "",
+                    fn.get("arguments") or "",
+                    "completed",
+                )
+            )
     return out
+
+
+def completion_fields(
+    result: dict[str, Any],
+    response_id: str,
+    created_at: float,
+    echo: dict[str, Any],
+    instructions: str | None = None,
+    previous_response_id: str | None = None,
+    store: bool = True,
+) -> dict[str, Any]:
+    """A whole chat.completion as a Response's fields (response_fields)."""
+    choices = result.get("choices")
+    choice = choices[0] if choices else {}
+    logprobs = token_logprobs(choice) if choice.get("logprobs") else None
+    output = output_items(choice.get("message") or {}, logprobs, response_id.partition("_")[2])
+    return response_fields(
+        response_id,
+        created_at,
+        echo,
+        "completed",
+        output,
+        usage_of(result.get("usage")),
+        result.get("model"),
+        instructions,
+        previous_response_id,
+        store,
+        choice.get("finish_reason"),
+    )
 
 
 def from_completion(
     result: dict[str, Any], response_id: str, created_at: float, echo: dict[str, Any], **kw: Any
 ) -> dict[str, Any]:
-    choices = result.get("choices") or [{}]
-    choice = choices[0]
-    return response_object(
-        response_id,
-        created_at,
-        echo,
-        status="completed",
-        output=output_items(choice.get("message") or {}, token_logprobs(choice)),
-        usage=usage_of(result.get("usage")),
-        model=result.get("model"),
-        finish_reason=choice.get("finish_reason"),
-        **kw,
-    )
+    """A whole chat.completion as a Response object."""
+    return whole(completion_fields(result, response_id, created_at, echo, **kw))
 
 
 def as_chat_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Each stored response is one document in the gateway's own store (SQLite in AILB_DATA_DIR, or
 PostgreSQL with DATABASE_URL): the Response object as answered, and the conversation that led
 to it as chat messages (the earlier responses' too, without instructions), which a follow-up
-prepends. Documents belong to the caller (identity.caller_id, as memory's sessions do): another
-key finds nothing. They expire after AILB_RESPONSES_TTL seconds.
+prepends. A document keeps only what it must (the response's fields that are not defaults,
+the conversation before the answer, which its output gives): written on every request, its
+size is most of what storing costs. Documents belong to the caller (identity.caller_id, as
+memory's sessions do): another key finds nothing. They expire after AILB_RESPONSES_TTL seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from ailb.api.responses.reply import as_chat_messages, whole
 from ailb.errors import APIError, ServiceUnavailable
 from ailb.journal import Journal
 from ailb.storage import Store, StoredResponse, StoreUnavailable
@@ -26,11 +29,15 @@ log = logging.getLogger("ailb.responses")
 # or large inline images stop being stored here rather than growing without bound.
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 # Documents saved and not yet written (ResponseStore): past this, answers wait for the writer.
-MAX_UNWRITTEN = 2000
+MAX_UNWRITTEN = 10000
 # The writer gathers a batch this long (or to BATCH_ROWS): a transaction's fixed cost (the
-# thread hand-off, BEGIN, COMMIT) spread over many documents rather than one or two.
+# thread hand-off, BEGIN, COMMIT, the pages every commit rewrites) spread over many documents.
+# A store other instances share (PostgreSQL) is written sooner, so that a follow-up through
+# another instance finds the response; only the answering instance reads SQLite, and finds
+# unwritten documents in memory.
 BATCH_SECONDS = 0.02
-BATCH_ROWS = 500
+LOCAL_BATCH_SECONDS = 0.25
+BATCH_ROWS = 2000
 
 
 class Stored(msgspec.Struct):
@@ -38,8 +45,30 @@ class Stored(msgspec.Struct):
     messages: list[dict[str, Any]]  # the conversation up to and including this response
 
 
+class Document(msgspec.Struct, omit_defaults=True):
+    """As stored: `r`, the response's fields (reply.response_fields); `m`, the conversation
+    before its answer. Documents of an earlier version hold `response` and `messages` whole."""
+
+    r: dict[str, Any] | None = None
+    m: list[dict[str, Any]] | None = None
+    response: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+
+
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(Stored).decode
+_decode_document = msgspec.json.Decoder(Document).decode
+
+
+def document(fields: dict[str, Any], conversation: list[dict[str, Any]]) -> bytes:
+    return _encode(Document(fields, conversation))
+
+
+def _decode(doc: bytes) -> Stored:
+    found = _decode_document(doc)
+    if found.r is None:  # an earlier version's document
+        return Stored(found.response or {}, found.messages or [])
+    response = whole(found.r)
+    return Stored(response, [*(found.m or ()), *as_chat_messages(response["output"])])
 
 
 class ResponseNotFound(APIError):
@@ -71,10 +100,17 @@ class ResponseStore:
     milliseconds after the answer (README). Unwritten documents are bounded: past
     MAX_UNWRITTEN a save waits for the writer."""
 
-    def __init__(self, store: Store, ttl: float, journal: Journal[StoredResponse]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl: float,
+        journal: Journal[StoredResponse],
+        batch_seconds: float = BATCH_SECONDS,
+    ) -> None:
         self.store = store
         self.ttl = ttl
         self.journal = journal
+        self.batch_seconds = batch_seconds
         self._unwritten: dict[str, StoredResponse] = {}  # response id -> its document
         self._queued: list[tuple[StoredResponse, str | None]] = []  # with its segment
         self._writer: asyncio.Task[None] | None = None
@@ -111,21 +147,22 @@ class ResponseStore:
         return _decode(doc)
 
     async def save(
-        self, owner: str, response: dict[str, Any], messages: list[dict[str, Any]]
+        self, owner: str, fields: dict[str, Any], conversation: list[dict[str, Any]]
     ) -> bool:
-        """Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES (logged; the
-        answer still goes out, marked `store: false` where it has not left yet: the client
-        paid for it)."""
-        doc = _encode(Stored(response, messages))
+        """Keep a response (its `fields`: reply.response_fields) and the `conversation` before
+        its answer. Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES
+        (logged; the answer still goes out, marked `store: false` where it has not left yet:
+        the client paid for it)."""
+        doc = document(fields, conversation)
         if len(doc) > MAX_DOCUMENT_BYTES:
             log.warning(
                 "response_not_stored",
-                extra={"id": response["id"], "bytes": len(doc), "limit": MAX_DOCUMENT_BYTES},
+                extra={"id": fields["id"], "bytes": len(doc), "limit": MAX_DOCUMENT_BYTES},
             )
             return False
         if len(self._unwritten) >= MAX_UNWRITTEN:
             await self.flush()  # the store is slower than the answers: hold them back
-        item = StoredResponse(response["id"], owner, time.time() + self.ttl, doc)
+        item = StoredResponse(fields["id"], owner, time.time() + self.ttl, doc)
         segment = self.journal.append(item)  # durable before the answer, as the ledger is
         self._unwritten[item.id] = item
         self._queued.append((item, segment))
@@ -141,7 +178,7 @@ class ResponseStore:
     async def _write(self) -> None:
         while self._queued:
             if len(self._queued) < BATCH_ROWS:
-                await asyncio.sleep(BATCH_SECONDS)
+                await asyncio.sleep(self.batch_seconds)
             queued, self._queued = self._queued, []
             batch = [item for item, _ in queued]
             try:
