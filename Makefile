@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install native run test test-fast lint format bench bench-faces clean
+.PHONY: install native run test test-fast lint format bench bench-faces bench-instructions clean
 
 # The accounting hot path (keys, rate limits, usage recording) compiled to C with mypyc where a
 # C compiler is present: it runs on every request with a key, and compiled it costs about a
@@ -67,6 +67,9 @@ bench: install  ## side-by-side benchmark against direct, Portkey and LiteLLM (n
 
 bench-faces: install  ## each inbound API's requests/s against chat's, in one run (needs ../shared)
 	bench/faces/run.sh
+
+bench-instructions: install  ## machine instructions per request by face (valgrind; needs ../shared)
+	bench/instructions/run.sh
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache build
