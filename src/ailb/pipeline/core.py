@@ -144,7 +144,8 @@ class Pipeline:
             call.gate = DeploymentGate(
                 self.limits, call.ex.request_id, needs.prompt_tokens + completion
             )
-        if self.context.wanted(call):
+        named = req.session_id is not None or req.rag_collection is not None  # most name neither
+        if named and self.context.wanted(call):
             before = call.body["messages"]
             await self.context.add(call, router)
             if call.reserved is not None and call.body["messages"] is not before:

@@ -150,44 +150,30 @@ class Failover:
         state = _Attempts(self._clock() + self.request_timeout)
         self.budget.begin()
         try:
-            return await self._run_attempts(
-                plan, body, request_id, call, stream, state, discard, gate
-            )
+            while True:
+                try:
+                    if plan.hedging and len(plan) > 1:
+                        return await self._run_hedged(
+                            plan, body, request_id, call, stream, state, discard, gate
+                        )
+                    return await self._run_sequential(plan, body, request_id, call, state, gate)
+                except _AllFull:
+                    # Every deployment is at its own rate limit: wait for the first to have
+                    # room when that is soon, else tell the client when to come back.
+                    wait = min(state.full)
+                    state.full.clear()
+                    if wait > MAX_CAPACITY_WAIT_S or self._clock() + wait >= state.deadline:
+                        raise RateLimited(
+                            "Every deployment of this model is at its rate limit; retry after "
+                            "the indicated time.",
+                            code="deployment_rate_limited",
+                            headers={"retry-after": str(max(1, math.ceil(wait)))},
+                        ) from None
+                    await asyncio.sleep(wait)
         finally:
-            self._release(state)
+            if state.held:
+                self._release(state)
             self.budget.end()
-
-    async def _run_attempts(
-        self,
-        plan: Plan,
-        body: dict[str, Any],
-        request_id: str,
-        call: Call,
-        stream: bool,
-        state: _Attempts,
-        discard: Callable[[Any], Awaitable[None]] | None,
-        gate: Gate | None,
-    ) -> tuple[Any, Target, int, float]:
-        while True:
-            try:
-                if plan.hedging and len(plan) > 1:
-                    return await self._run_hedged(
-                        plan, body, request_id, call, stream, state, discard, gate
-                    )
-                return await self._run_sequential(plan, body, request_id, call, state, gate)
-            except _AllFull:
-                # Every deployment is at its own rate limit: wait for the first to have room
-                # when that is soon, else tell the client when to come back.
-                wait = min(state.full)
-                state.full.clear()
-                if wait > MAX_CAPACITY_WAIT_S or self._clock() + wait >= state.deadline:
-                    raise RateLimited(
-                        "Every deployment of this model is at its rate limit; retry after the "
-                        "indicated time.",
-                        code="deployment_rate_limited",
-                        headers={"retry-after": str(max(1, math.ceil(wait)))},
-                    ) from None
-                await asyncio.sleep(wait)
 
     async def _run_sequential(
         self,
@@ -211,7 +197,8 @@ class Failover:
                     state.full.append(wait)
                     i += 1
                     continue
-            if not self._may_retry(plan, state, request_id, d):
+            # A first attempt, or one after a retry slot is held, always goes (_may_retry).
+            if state.errors and not state.held and not self._may_retry(plan, state, request_id, d):
                 break
             state.count += 1
             started = time.perf_counter()
@@ -238,7 +225,8 @@ class Failover:
                 # Still in flight: the caller ends it when the answer is delivered.
                 return result, target, state.count, started
             finally:
-                self._release(state)  # a retry's slot is over with its attempt
+                if state.held:  # a retry's slot is over with its attempt
+                    self._release(state)
             d.end()
             self._failed(plan, target, err, state, request_id)
             if await self._wait_out_429(plan, i, err, state):
