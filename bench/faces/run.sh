@@ -3,7 +3,7 @@
 # target: /v1/responses translated to chat and /v1/messages passed through to an Anthropic-
 # format upstream each at >= 85 % of chat, with zero errors). Rounds alternate the faces so
 # the machine's drift hits them alike; the median round counts. Loopback only, bounded.
-#   BENCH_SECONDS=10 seconds per case   FACE_ROUNDS=3
+#   BENCH_SECONDS=10 seconds per case   FACE_ROUNDS=5
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
@@ -11,7 +11,7 @@ SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 command -v wrk >/dev/null || "$SHARED/setup_peers.sh"
 PY=${PEERS_DIR:-/tmp/ailb-peers}/venv-tools/bin/python; [ -x "$PY" ] || PY=$ROOT/.venv/bin/python
 OUT=${OUTDIR:-$ROOT/bench/results/faces-$(date +%Y%m%d-%H%M%S)}; mkdir -p "$OUT"
-DUR=${BENCH_SECONDS:-10}; ROUNDS=${FACE_ROUNDS:-3}
+DUR=${BENCH_SECONDS:-10}; ROUNDS=${FACE_ROUNDS:-5}
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 taskset -c 0 "$PY" "$SHARED/fake_upstream.py" --host 127.0.0.1 --port 9200 > "$OUT/openai_fake.log" 2>&1 &
@@ -30,8 +30,12 @@ for face in chat responses messages; do  # each face answers, with the fake's te
   echo "$out" | grep -q 'fixed reply from the fake upstream' || { echo "SANITY FAIL ($face): $out"; exit 1; }
 done
 printf "face\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsock_err\n" > "$OUT/faces.tsv"
-BODY_FILE="$HERE/body_chat.json" timeout 60 taskset -c 0 wrk -t1 -c10 -d3s -s "$SHARED/post.lua" \
-    "http://127.0.0.1:8090/v1/chat/completions" > "$OUT/warmup.txt" 2>&1
+# Every face warms up, not only chat: a face's first seconds grow its journal segments and its
+# tables (stored responses), which is start-up, not the steady state the rounds compare.
+for face in chat responses messages; do
+  BODY_FILE="$HERE/body_$face.json" timeout 60 taskset -c 0 wrk -t1 -c10 -d3s -s "$SHARED/post.lua" \
+      "http://127.0.0.1:8090${PATHS[$face]}" > "$OUT/warmup_$face.txt" 2>&1
+done
 for round in $(seq "$ROUNDS"); do
   for face in chat responses messages; do
     f="$OUT/${face}_$round.txt"
