@@ -259,3 +259,38 @@ def test_tool_result_after_previous_response_id(backend, client):
     assert second.output_text == "Sunny in Rome."
     sent = backend.sent_texts()
     assert "Weather in Rome?" in sent and "sunny" in sent and fc.call_id in sent
+
+
+def test_input_items_list_this_responses_own_input(backend, gateway_factory, client_for):
+    """GET /v1/responses/{id}/input_items through the SDK: this response's input only (not
+    the chain before it), newest first by default, paged with a cursor; another key gets 404."""
+    gw = gateway_factory(backend.config, backend.env)
+    client = client_for(gw)
+    call = ToolCall(name="get_weather", arguments='{"city":"Oslo"}', id="call_7")
+    backend.upstream.script(Reply(text="", tool_calls=[call], finish_reason="tool_calls"))
+    first = client.responses.create(model=backend.model, input="Weather in Oslo?", tools=TOOLS)
+    fc = next(item for item in first.output if item.type == "function_call")
+    backend.upstream.script(Reply(text="Sunny."))
+    second = client.responses.create(
+        model=backend.model,
+        previous_response_id=first.id,
+        input=[
+            {"type": "function_call_output", "call_id": fc.call_id, "output": "sunny, 21 C"},
+            {"role": "user", "content": [{"type": "input_text", "text": "And tomorrow?"}]},
+        ],
+        tools=TOOLS,
+    )
+    page = client.responses.input_items.list(second.id)
+    kinds = [item.type for item in page.data]
+    assert kinds == ["message", "function_call_output"]  # newest first
+    assert page.data[0].content[0].text == "And tomorrow?"
+    assert page.data[1].call_id == fc.call_id and page.data[1].output == "sunny, 21 C"
+    oldest_first = client.responses.input_items.list(second.id, order="asc", limit=1)
+    assert oldest_first.has_more and [i.type for i in oldest_first.data] == ["function_call_output"]
+    assert [i.type for i in oldest_first] == ["function_call_output", "message"]  # pages on
+    first_items = client.responses.input_items.list(first.id).data
+    assert [(i.type, i.content[0].text) for i in first_items] == [("message", "Weather in Oslo?")]
+    with pytest.raises(openai.NotFoundError):
+        client_for(gw, api_key="sk-someone-else").responses.input_items.list(second.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(second.id, limit=101)

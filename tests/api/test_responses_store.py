@@ -209,17 +209,22 @@ def test_a_document_keeps_only_what_is_not_a_default_and_loads_whole(tmp_path: P
         await backend.open()
         try:
             store = await started(backend, 60, tmp_path / "store")
-            assert await store.save("o", fields, MESSAGES)
+            earlier = [
+                {"role": "user", "content": "before"},
+                {"role": "assistant", "content": "ok"},
+            ]
+            assert await store.save("o", fields, [*earlier, *MESSAGES], len(MESSAGES))
             await store.flush()
             doc = await backend.get_response("resp_abc", "o", time.time())
             assert doc is not None
             for absent in (b'"top_p"', b'"truncation"', b'"tools"'):
                 assert absent not in doc
-            assert doc.endswith(b'"m":[{"role":"user","content":"hi"}]}')  # not the answer
+            assert b'"m":[' in doc and b"Hi!" not in doc.split(b'"m":[')[1]  # not the answer
             loaded = await store.load("o", "resp_abc")
             assert loaded.response == whole(fields)
             assert loaded.response["top_p"] is None and loaded.response["tools"] == []
-            assert loaded.messages == [*MESSAGES, {"role": "assistant", "content": "Hi!"}]
+            assert loaded.messages == [*earlier, *MESSAGES, {"role": "assistant", "content": "Hi!"}]
+            assert loaded.inputs == MESSAGES  # this response's own input, for input_items
         finally:
             await backend.close()
 
@@ -239,6 +244,7 @@ def test_a_document_of_the_earlier_version_is_still_served(tmp_path: Path):
             store = await started(backend, 60, tmp_path / "store")
             loaded = await store.load("o", "resp_old")
             assert loaded.response == earlier and loaded.messages == conversation
+            assert loaded.inputs == conversation  # no answer in its output to leave out
         finally:
             await backend.close()
 

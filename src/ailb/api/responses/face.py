@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ailb.api.common import JSONResponse
 from ailb.api.face import serve
 from ailb.api.openapi import Operation, path_param
-from ailb.api.responses import native
+from ailb.api.responses import items, native
 from ailb.api.responses import request as translate
 from ailb.api.responses.events import ResponsesStream
 from ailb.api.responses.reply import answer_text, completion_fields, non_default, whole
@@ -39,6 +39,7 @@ from ailb.providers.openai_responses import NATIVE
 
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PATH = "/v1/responses/{response_id}"
+INPUT_ITEMS_PATH = "/v1/responses/{response_id}/input_items"
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -124,7 +125,9 @@ class ResponsesEndpoint:
             if dec.store:  # stored (journaled) before the completed event leaves
 
                 async def keep(response: dict[str, Any]) -> bool:
-                    return await self.store.save(owner, non_default(response), conversation)
+                    return await self.store.save(
+                        owner, non_default(response), conversation, len(dec.messages)
+                    )
 
                 encoder.keep = keep
             await relay(pipeline.runtime, pipeline.ledger, call, opened, receive, send, encoder)
@@ -142,7 +145,8 @@ class ResponsesEndpoint:
             dec.store,
         )
         headers = [*call.headers, overhead(ex)]
-        if dec.store and not await self.store.save(owner, fields, conversation):  # too big
+        kept = dec.store and await self.store.save(owner, fields, conversation, len(dec.messages))
+        if dec.store and not kept:  # too big
             fields["store"] = False
             headers.append((STORED_HEADER, b"false"))
         await send_bytes(send, 200, _encode(whole(fields)), headers)
@@ -191,11 +195,19 @@ def build(store: ResponseStore) -> tuple[list[Route], list[Operation]]:
         await store.delete(caller_id(request.scope), response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
+    async def list_input_items(request: Request) -> JSONResponse:
+        response_id = request.path_params["response_id"]
+        limit, order, after, before = items.page_params(dict(request.query_params))
+        stored = await store.load(caller_id(request.scope), response_id)
+        found = items.input_items(stored.inputs, response_id.partition("_")[2])
+        return JSONResponse(items.page(found, limit, order, after, before))
+
     param = [path_param("response_id", "The id of a stored response (resp_…)")]
     return (
         [
             Route(RESPONSE_PATH, get_response, methods=["GET"]),
             Route(RESPONSE_PATH, delete_response, methods=["DELETE"]),
+            Route(INPUT_ITEMS_PATH, list_input_items, methods=["GET"]),
         ],
         [
             Operation(
@@ -205,6 +217,15 @@ def build(store: ResponseStore) -> tuple[list[Route], list[Operation]]:
                 "OpenAI-compatible",
                 response=Response,
                 errors=(404, 503),
+                parameters=param,
+            ),
+            Operation(
+                "GET",
+                INPUT_ITEMS_PATH,
+                "A stored response's input items, as a list page (limit 1-100, default 20; "
+                "order desc or asc; after and before item ids)",
+                "OpenAI-compatible",
+                errors=(400, 404, 503),
                 parameters=param,
             ),
             Operation(

@@ -43,6 +43,9 @@ BATCH_ROWS = 2000
 class Stored(msgspec.Struct):
     response: dict[str, Any]
     messages: list[dict[str, Any]]  # the conversation up to and including this response
+    # This response's own input (the end of the conversation before its answer), as chat
+    # messages: what GET /v1/responses/{id}/input_items lists.
+    inputs: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class Document(msgspec.Struct, omit_defaults=True):
@@ -51,6 +54,7 @@ class Document(msgspec.Struct, omit_defaults=True):
 
     r: dict[str, Any] | None = None
     m: list[dict[str, Any]] | None = None
+    n: int | None = None  # how many of m are this response's own input (its last ones)
     response: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
 
@@ -59,16 +63,22 @@ _encode = msgspec.json.Encoder().encode
 _decode_document = msgspec.json.Decoder(Document).decode
 
 
-def document(fields: dict[str, Any], conversation: list[dict[str, Any]]) -> bytes:
-    return _encode(Document(fields, conversation))
+def document(
+    fields: dict[str, Any], conversation: list[dict[str, Any]], inputs: int | None = None
+) -> bytes:
+    return _encode(Document(fields, conversation, inputs))
 
 
 def _decode(doc: bytes) -> Stored:
     found = _decode_document(doc)
-    if found.r is None:  # an earlier version's document
-        return Stored(found.response or {}, found.messages or [])
+    if found.r is None:  # an earlier version's document: its input is not told apart
+        response, messages = found.response or {}, found.messages or []
+        answer = len(as_chat_messages(response.get("output") or []))
+        return Stored(response, messages, messages[: len(messages) - answer])
     response = whole(found.r)
-    return Stored(response, [*(found.m or ()), *as_chat_messages(response["output"])])
+    before = found.m or []
+    inputs = before if found.n is None else before[len(before) - found.n :]
+    return Stored(response, [*before, *as_chat_messages(response["output"])], inputs)
 
 
 class ResponseNotFound(APIError):
@@ -147,13 +157,18 @@ class ResponseStore:
         return _decode(doc)
 
     async def save(
-        self, owner: str, fields: dict[str, Any], conversation: list[dict[str, Any]]
+        self,
+        owner: str,
+        fields: dict[str, Any],
+        conversation: list[dict[str, Any]],
+        inputs: int | None = None,
     ) -> bool:
         """Keep a response (its `fields`: reply.response_fields) and the `conversation` before
         its answer. Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES
         (logged; the answer still goes out, marked `store: false` where it has not left yet:
-        the client paid for it)."""
-        doc = document(fields, conversation)
+        the client paid for it). `inputs`: how many of the conversation's last messages are
+        this request's own input (None: all of them)."""
+        doc = document(fields, conversation, inputs)
         if len(doc) > MAX_DOCUMENT_BYTES:
             log.warning(
                 "response_not_stored",
