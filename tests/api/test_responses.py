@@ -294,3 +294,7 @@ def test_input_items_list_this_responses_own_input(backend, gateway_factory, cli
         client_for(gw, api_key="sk-someone-else").responses.input_items.list(second.id)
     with pytest.raises(openai.BadRequestError):
         client.responses.input_items.list(second.id, limit=101)
+    backend.upstream.script(Reply(text="Streamed."))
+    events = list(client.responses.create(model=backend.model, input="Stream it", stream=True))
+    streamed = client.responses.input_items.list(events[-1].response.id).data
+    assert [(i.type, i.content[0].text) for i in streamed] == [("message", "Stream it")]
