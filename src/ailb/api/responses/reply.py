@@ -181,22 +181,14 @@ def output_items(
     if suffix is None:
         suffix = new_id("")[1:]
     out: list[dict[str, Any]] = []
-    if "reasoning_content" in message or "reasoning" in message:
-        thought = reasoning_text(message)
-        if thought:
-            out.append(reasoning_item("rs_" + suffix, thought))
+    thought = reasoning_text(message)
+    if thought:
+        out.append(reasoning_item("rs_" + suffix, thought))
     content = message.get("content")
     parts: list[dict[str, Any]] = []
     if type(content) is str:
         if content:
-            parts.append(
-                {
-                    "type": "output_text",
-                    "text": content,
-                    "annotations": [],
-                    "logprobs": logprobs or [],
-                }
-            )
+            parts.append(text_part(content, logprobs))
     elif isinstance(content, list):  # some servers answer in parts
         text = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if text:
@@ -205,15 +197,7 @@ def output_items(
     if refusal:
         parts.append(refusal_part(refusal))
     if parts:
-        out.append(
-            {
-                "id": "msg_" + suffix,
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": parts,
-            }
-        )
+        out.append(message_item("msg_" + suffix, parts, "completed"))
     calls = message.get("tool_calls")
     if calls:
         for i, call in enumerate(calls):
