@@ -21,7 +21,7 @@ from ailb.api.completions_translate import (
     text_chunk,
     text_completion,
 )
-from ailb.api.face import serve
+from ailb.api.face import Face
 from ailb.api.schemas import AILB_FIELDS, chat_request, parse_body
 from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
 from ailb.errors import InvalidRequest
@@ -171,22 +171,12 @@ class CompletionStream:
         return stream_error_frame(message, code)
 
 
-class CompletionsEndpoint:
+class CompletionsEndpoint(Face):
     def __init__(self, pipeline: Pipeline, max_body_bytes: int) -> None:
-        self.pipeline = pipeline
-        self.max_body_bytes = max_body_bytes
+        super().__init__(pipeline, max_body_bytes, "completions")
         self.attempts = Attempts()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(
-            self.pipeline,
-            scope,
-            send,
-            "completions",
-            lambda call: self._handle(call, scope, receive, send),
-        )
-
-    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self.pipeline
         ex = call.ex
         body = await read_body(scope, receive, self.max_body_bytes)

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
-from ailb.api.face import serve
+from ailb.api.face import Face
 from ailb.api.schemas import parse_body
 from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
 from ailb.errors import InvalidRequest
@@ -151,18 +151,14 @@ def encode_vectors(answer: dict[str, Any], base64_wanted: bool) -> dict[str, Any
     return answer
 
 
-class EmbeddingsEndpoint:
+class EmbeddingsEndpoint(Face):
     def __init__(self, pipeline: Pipeline, max_body_bytes: int) -> None:
-        self.pipeline = pipeline
-        self.max_body_bytes = max_body_bytes
+        super().__init__(pipeline, max_body_bytes, "embeddings")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def handle(call: Call) -> None:
-            body = await read_body(scope, receive, self.max_body_bytes)
-            req, raw = parse_embedding_request(body)
-            self.pipeline.accept_embedding(call, raw, len(body))
-            answer = await self.pipeline.embed(call)
-            encoded = _encode(encode_vectors(answer, req.encoding_format == "base64"))
-            await send_bytes(send, 200, encoded, [*call.headers, overhead(call.ex)])
-
-        await serve(self.pipeline, scope, send, "embeddings", handle)
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await read_body(scope, receive, self.max_body_bytes)
+        req, raw = parse_embedding_request(body)
+        self.pipeline.accept_embedding(call, raw, len(body))
+        answer = await self.pipeline.embed(call)
+        encoded = _encode(encode_vectors(answer, req.encoding_format == "base64"))
+        await send_bytes(send, 200, encoded, [*call.headers, overhead(call.ex)])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ailb.api.schemas import bad_json
-from ailb.asgi import ClientDisconnected, Scope, Send, send_error
+from ailb.asgi import ClientDisconnected, Receive, Scope, Send, send_error
 from ailb.errors import APIError
 from ailb.pipeline.call import Call, Headers
 from ailb.pipeline.core import Pipeline
@@ -59,3 +59,33 @@ async def refuse(
     e = exc if isinstance(exc, APIError) else bad_json(exc)
     pipeline.refused(call, e)
     await send_err(send, e, [*call.headers, overhead(call.ex)])
+
+
+class Face:
+    """An inbound API's POST endpoint: `handle` is the face's own work, done inside `serve`
+    (`api`: the name its requests are counted under; `send_err`: its error shape)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        max_body_bytes: int,
+        api: str,
+        send_err: ErrorSender = send_error,
+    ) -> None:
+        self.pipeline = pipeline
+        self.max_body_bytes = max_body_bytes
+        self.api = api
+        self.send_err = send_err
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(
+            self.pipeline,
+            scope,
+            send,
+            self.api,
+            lambda call: self.handle(call, scope, receive, send),
+            self.send_err,
+        )
+
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError

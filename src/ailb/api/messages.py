@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ailb.api.face import serve
+from ailb.api.face import Face
 from ailb.api.messages_reply import (
     PASSED,
     MessagesStream,
@@ -134,22 +134,11 @@ class Attempts:
         return provider.stream(payload)
 
 
-class MessagesEndpoint:
+class MessagesEndpoint(Face):
     def __init__(self, pipeline: Pipeline, max_body_bytes: int) -> None:
-        self.pipeline = pipeline
-        self.max_body_bytes = max_body_bytes
+        super().__init__(pipeline, max_body_bytes, "messages", send_anthropic_error)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(
-            self.pipeline,
-            scope,
-            send,
-            "messages",
-            lambda call: self._handle(call, scope, receive, send),
-            send_anthropic_error,
-        )
-
-    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self.pipeline
         ex = call.ex
         # Where the anthropic SDK looks for a request's id (`_request_id`, in its errors too).

@@ -170,48 +170,27 @@ T = TypeVar("T")
 
 AILB_FIELDS = ("session_id", "rag_collection", "rag_top_k")
 
-_decode_typed = msgspec.json.Decoder(ChatCompletionRequest).decode
 _decode_any = msgspec.json.Decoder().decode
+_decode_chat = msgspec.json.Decoder(ChatCompletionRequest).decode
 _AT = re.compile(r"- at `\$\.?([^`]*)`")
-
-
-def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-    """The validated request and the raw body (for pass-through of fields not modelled)."""
-    try:
-        raw = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise bad_json(e) from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    try:
-        req = _decode_typed(body)
-    except msgspec.ValidationError as e:
-        retried = with_integral_floats(raw, ChatCompletionRequest)
-        if retried is not None:
-            req, raw = retried
-            if req.tools:
-                check_tools(req.tools)
-            return req, raw
-        raise invalid_field(e) from None
-    except RecursionError as e:
-        raise bad_json(e) from None
-    if req.tools:
-        check_tools(req.tools)
-    return req, raw
-
 
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-def parse_body(body: bytes, kind: type[S]) -> tuple[S, dict[str, Any]]:
-    """A face's request body validated as `kind`, and the raw object (fields not modelled pass
-    through): chat's errors for bad JSON and for invalid or missing fields."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as its JSON object, or the 400 every face answers for anything else."""
     try:
         raw = _decode_any(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         raise bad_json(e) from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return raw
+
+
+def validated(raw: dict[str, Any], kind: type[S]) -> tuple[S, dict[str, Any]]:
+    """`raw` as `kind`, and the object that was converted (`raw`, or `raw` with whole-number
+    floats as ints when only that made it fit): chat's errors for invalid or missing fields."""
     try:
         return msgspec.convert(raw, kind), raw
     except msgspec.ValidationError as e:
@@ -219,6 +198,38 @@ def parse_body(body: bytes, kind: type[S]) -> tuple[S, dict[str, Any]]:
         if retried is None:
             raise invalid_field(e) from None
         return retried
+    except RecursionError as e:
+        raise bad_json(e) from None
+
+
+def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """The validated request and the raw body (for pass-through of fields not modelled).
+    json_object and chat_request written out: the chat hot path, where the two calls between
+    them cost 4k machine instructions (about 1 % of a request)."""
+    try:
+        raw = _decode_any(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise bad_json(e) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        req = _decode_chat(body)
+    except msgspec.ValidationError as e:
+        retried = with_integral_floats(raw, ChatCompletionRequest)
+        if retried is None:
+            raise invalid_field(e) from None
+        req, raw = retried
+    except RecursionError as e:
+        raise bad_json(e) from None
+    if req.tools:
+        check_tools(req.tools)
+    return req, raw
+
+
+def parse_body(body: bytes, kind: type[S]) -> tuple[S, dict[str, Any]]:
+    """A face's request body validated as `kind`, and the raw object (fields not modelled pass
+    through): chat's errors for bad JSON and for invalid or missing fields."""
+    return validated(json_object(body), kind)
 
 
 def invalid_field(e: msgspec.ValidationError) -> InvalidRequest:
@@ -240,18 +251,10 @@ def invalid_field(e: msgspec.ValidationError) -> InvalidRequest:
 
 
 def chat_request(raw: dict[str, Any]) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-    """A request another face (Responses, Messages, Completions) translated into chat terms,
-    validated as a chat request: the same checks, the same errors (converted as it is, not
-    through JSON: `raw` is the body the pipeline goes on with)."""
-    try:
-        req = msgspec.convert(raw, ChatCompletionRequest)
-    except msgspec.ValidationError as e:
-        retried = with_integral_floats(raw, ChatCompletionRequest)
-        if retried is None:
-            raise invalid_field(e) from None
-        req, raw = retried
-    except RecursionError as e:
-        raise bad_json(e) from None
+    """A chat request's JSON object validated, and the object the pipeline goes on with. Other
+    faces (Responses, Messages, Completions) pass their request translated into chat terms: the
+    same checks, the same errors."""
+    req, raw = validated(raw, ChatCompletionRequest)
     if req.tools:
         check_tools(req.tools)
     return req, raw

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from ailb.api.common import JSONResponse
-from ailb.api.face import serve
+from ailb.api.face import Face
 from ailb.api.openapi import Operation, path_param
 from ailb.api.responses import items, native
 from ailb.api.responses import request as translate
@@ -27,7 +27,7 @@ from ailb.api.responses.schemas import (
     ResponsesRequest,
 )
 from ailb.api.responses.store import ResponseStore
-from ailb.api.schemas import bad_json, chat_request
+from ailb.api.schemas import chat_request, json_object
 from ailb.asgi import Receive, Scope, Send, read_body, send_bytes
 from ailb.auth.identity import caller_id
 from ailb.errors import InvalidRequest
@@ -42,7 +42,6 @@ RESPONSE_PATH = "/v1/responses/{response_id}"
 INPUT_ITEMS_PATH = "/v1/responses/{response_id}/input_items"
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 # A chat field a translated request failed on, by the name the client sent it under.
 CLIENT_NAMES = {
@@ -68,31 +67,16 @@ def client_param(err: InvalidRequest) -> InvalidRequest:
     return err
 
 
-class ResponsesEndpoint:
+class ResponsesEndpoint(Face):
     def __init__(self, pipeline: Pipeline, max_body_bytes: int, store: ResponseStore) -> None:
-        self.pipeline = pipeline
-        self.max_body_bytes = max_body_bytes
+        super().__init__(pipeline, max_body_bytes, "responses")
         self.store = store
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(
-            self.pipeline,
-            scope,
-            send,
-            "responses",
-            lambda call: self._handle(call, scope, receive, send),
-        )
-
-    async def _handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self.pipeline
         ex = call.ex
         body = await read_body(scope, receive, self.max_body_bytes)
-        try:
-            raw = _decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise bad_json(e) from None
-        if not isinstance(raw, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        raw = json_object(body)
         if native.is_native(call.live, raw.get("model")):
             await self._pass_through(call, raw, len(body), receive, send)
             return
