@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from openai import omit
 from openai._models import construct_type
@@ -14,7 +15,15 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from ailb.api.responses.events import ResponsesStream
-from ailb.api.responses.reply import as_chat_messages, from_completion, usage_of
+from ailb.api.responses.reply import (
+    RESPONSE_DEFAULTS,
+    as_chat_messages,
+    completion_fields,
+    from_completion,
+    usage_of,
+    whole,
+    whole_json,
+)
 
 ECHO = {"model": "m"}
 USAGE = {
@@ -80,6 +89,26 @@ def test_completion_as_response(message, finish, kinds, status, text):
         assert resp.incomplete_details.reason == "max_output_tokens"
     calls = [i for i in resp.output if i.type == "function_call"]
     assert [c.call_id for c in calls] == [c["id"] for c in message.get("tool_calls") or []]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"instructions": "Be brief.", "previous_response_id": "resp_0", "store": False},
+    ],
+)
+def test_whole_json_is_the_whole_response(kw):
+    """The answer's JSON is made from the fields' own (encoded once, for the stored document
+    too): the same object as whole(), every field present once."""
+    fields = completion_fields(completion({"role": "assistant", "content": "hi"}, "length"),
+                               "resp_1", 100.0, ECHO, **kw)  # fmt: skip
+    body = whole_json(fields, msgspec.json.encode(fields))
+    assert json.loads(body) == whole(fields)
+    assert body.count(b'"object":') == 1 and body.count(b'"store":') == 1
+    strict(json.loads(body))
+    every = {**RESPONSE_DEFAULTS, **fields}  # nothing left to add
+    assert whole_json(every, msgspec.json.encode(every)) == msgspec.json.encode(every)
 
 
 def test_usage():

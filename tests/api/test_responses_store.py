@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from ailb.api.responses.reply import completion_fields, whole
@@ -18,6 +19,7 @@ from ailb.api.responses.store import (
     ResponseNotFound,
     ResponseStore,
     ServiceUnavailable,
+    document,
 )
 from ailb.journal import Journal
 from ailb.storage import StoredResponse, StoreUnavailable
@@ -229,6 +231,17 @@ def test_a_document_keeps_only_what_is_not_a_default_and_loads_whole(tmp_path: P
             await backend.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("inputs", [None, 0, 2])
+def test_a_document_from_fields_already_encoded_is_the_same_document(inputs):
+    """The face hands the store the fields' JSON it answered with (one encoding for both):
+    the document is byte for byte the one made from the fields."""
+    completion = {"model": "m", "choices": [{"message": {"role": "assistant", "content": "é"}}]}
+    fields = completion_fields(completion, "resp_abc", 1.0, {"model": "m", "user": "u"})
+    conversation = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    encoded = msgspec.json.encode(fields)
+    assert document(fields, conversation, inputs, encoded) == document(fields, conversation, inputs)
 
 
 def test_a_document_of_the_earlier_version_is_still_served(tmp_path: Path):

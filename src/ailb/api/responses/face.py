@@ -19,7 +19,7 @@ from ailb.api.openapi import Operation, path_param
 from ailb.api.responses import items, native
 from ailb.api.responses import request as translate
 from ailb.api.responses.events import ResponsesStream
-from ailb.api.responses.reply import answer_text, completion_fields, non_default, whole
+from ailb.api.responses.reply import answer_text, completion_fields, non_default, whole_json
 from ailb.api.responses.schemas import (
     RESPONSES_SSE_SCHEMA,
     DeletedResponse,
@@ -95,7 +95,7 @@ class ResponsesEndpoint(Face):
         await pipeline.prepare(call)
         # The request's id makes the response's (and its items') unique: no other draw.
         response_id, created = "resp_" + ex.request_id.partition("_")[2], time.time()
-        conversation = [*earlier, *dec.messages]
+        conversation = [*earlier, *dec.messages] if dec.store else dec.messages
         if dec.stream:
             opened = await pipeline.open_stream(call)
             encoder = ResponsesStream(
@@ -128,12 +128,15 @@ class ResponsesEndpoint(Face):
             dec.previous_response_id,
             dec.store,
         )
+        encoded = _encode(fields)
         headers = [*call.headers, overhead(ex)]
-        kept = dec.store and await self.store.save(owner, fields, conversation, len(dec.messages))
-        if dec.store and not kept:  # too big
+        if dec.store and not await self.store.save(
+            owner, fields, conversation, len(dec.messages), encoded
+        ):  # too big
             fields["store"] = False
+            encoded = _encode(fields)
             headers.append((STORED_HEADER, b"false"))
-        await send_bytes(send, 200, _encode(whole(fields)), headers)
+        await send_bytes(send, 200, whole_json(fields, encoded), headers)
         self._answered(call, fields["output"])
 
     async def _pass_through(

@@ -64,9 +64,16 @@ _decode_document = msgspec.json.Decoder(Document).decode
 
 
 def document(
-    fields: dict[str, Any], conversation: list[dict[str, Any]], inputs: int | None = None
+    fields: dict[str, Any],
+    conversation: list[dict[str, Any]],
+    inputs: int | None = None,
+    encoded: bytes | None = None,
 ) -> bytes:
-    return _encode(Document(fields, conversation, inputs))
+    """A Document's JSON; `encoded`: the fields' JSON when the caller has it already."""
+    if encoded is None:
+        return _encode(Document(fields, conversation, inputs))
+    tail = b"}" if inputs is None else b',"n":' + str(inputs).encode() + b"}"
+    return b'{"r":' + encoded + b',"m":' + _encode(conversation) + tail
 
 
 def _decode(doc: bytes) -> Stored:
@@ -162,13 +169,15 @@ class ResponseStore:
         fields: dict[str, Any],
         conversation: list[dict[str, Any]],
         inputs: int | None = None,
+        encoded: bytes | None = None,
     ) -> bool:
         """Keep a response (its `fields`: reply.response_fields) and the `conversation` before
         its answer. Whether it is kept: False when the document is over MAX_DOCUMENT_BYTES
         (logged; the answer still goes out, marked `store: false` where it has not left yet:
         the client paid for it). `inputs`: how many of the conversation's last messages are
-        this request's own input (None: all of them)."""
-        doc = document(fields, conversation, inputs)
+        this request's own input (None: all of them); `encoded`: the fields' JSON, when the
+        caller has encoded them already."""
+        doc = document(fields, conversation, inputs, encoded)
         if len(doc) > MAX_DOCUMENT_BYTES:
             log.warning(
                 "response_not_stored",
