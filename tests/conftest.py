@@ -53,6 +53,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_prices_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One file of looked-up prices for every gateway of the session (each test's own data
+    directory would start a lookup child, about a second, per gateway with a priced provider).
+    A test that looks at the lookup itself sets AILB_PRICES_CACHE to its own file."""
+    path = str(tmp_path_factory.mktemp("prices") / "prices.json")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AILB_PRICES_CACHE", path)
+        yield
+
+
 @pytest.fixture
 def openai_upstream() -> Iterator[FakeServer]:
     server = fake_openai().start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -87,6 +88,8 @@ def env_for(
     written out."""
     values = dict(env or {})
     values.setdefault("AILB_DATA_DIR", str(tmp_path / "ailb_memory"))
+    if os.environ.get("AILB_PRICES_CACHE"):  # the session's (tests/conftest.py)
+        values.setdefault("AILB_PRICES_CACHE", os.environ["AILB_PRICES_CACHE"])
     values.setdefault("HOST", "127.0.0.1")  # the gRPC server binds it (HTTP: our own socket)
     values.setdefault("GRPC_PORT", "0")
     if config_yaml is not None:

@@ -91,6 +91,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
         "redis_failure_mode": "open",
         "key_rotation_grace": 3600.0,
         "responses_ttl": 2592000.0,
+        "prices_cache": "",
         "signature_window": 300.0,
         "shutdown_grace": 20,
     }

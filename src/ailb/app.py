@@ -68,6 +68,7 @@ from ailb.auth.authenticator import Authenticator
 from ailb.auth.keyring import KeyRing
 from ailb.auth.manager import KeyManager
 from ailb.auth.principal import SCOPE_KEY
+from ailb.billing.catalog import CACHE_FILE, Pricer
 from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
@@ -364,7 +365,11 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
     runtime = Runtime(
         live=live,
         metrics=gateway_metrics,
-        health=HealthMonitor(live.router, interval=env.health_interval),
+        health=HealthMonitor(
+            live.router,
+            interval=env.health_interval,
+            pricer=Pricer(env.prices_cache or os.path.join(env.data_dir, CACHE_FILE)),
+        ),
         vectors=vectors,
         memory=MemoryService(env, memory_backend(env, vectors, embedder))
         if env.enable_memory and embedder is not None

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     from ailb.install_check import add_parser as add_check_install
 
     add_check_install(sub)
+    from ailb.billing.prices_cli import add_parser as add_prices
+
+    add_prices(sub)
     return p
 
 
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from ailb.install_check import run as check_install
 
         return check_install(args)
+    if command == "prices":
+        from ailb.billing.prices_cli import run as show_prices
+
+        return show_prices(args)
     if command == "cluster":
         from ailb.cluster.cli import run as run_cluster
 

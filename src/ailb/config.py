@@ -117,8 +117,10 @@ class DeploymentConfig(_Strict, frozen=True):
     aliases: dict[ModelName, ModelName] = msgspec.field(default_factory=dict)
     weight: Annotated[int, Meta(ge=0, le=1000)] = 1
     priority: Annotated[int, Meta(ge=0)] = 0
-    input_cost_per_1m: NonNegative = 0.0
-    output_cost_per_1m: NonNegative = 0.0
+    # USD per million tokens; unset: the price library's for the model (ailb.billing.catalog),
+    # nothing for local providers (ollama, mock).
+    input_cost_per_1m: NonNegative | None = None
+    output_cost_per_1m: NonNegative | None = None
     rpm: Annotated[int, Meta(gt=0)] | None = None
     tpm: Annotated[int, Meta(gt=0)] | None = None
     context_window: Annotated[int, Meta(gt=0)] | None = None
@@ -265,6 +267,7 @@ class EnvSettings(_Strict, frozen=True):
     redis_failure_mode: Literal["open", "closed"] = "open"
     key_rotation_grace: Annotated[float, Meta(ge=0, le=30 * 86400)] = 3600.0
     responses_ttl: Annotated[float, Meta(gt=0, le=365 * 86400)] = 30 * 86400.0
+    prices_cache: str = ""  # empty: prices.json in data_dir
     signature_window: Annotated[float, Meta(gt=0, le=3600)] = 300.0
     shutdown_grace: Annotated[int, Meta(ge=0, le=3600)] = 20  # whole seconds, as uvicorn takes
 
@@ -618,6 +621,13 @@ ENV_VARS: dict[str, tuple[str | None, str, str]] = {
         "redis_failure_mode",
         "open",
         "Redis unreachable: open (count in-process meanwhile, logged) or closed (answer 503).",
+    ),
+    "AILB_PRICES_CACHE": (
+        "prices_cache",
+        "",
+        "File keeping the prices looked up in the `genai-prices` library, per library version "
+        "(a lookup starts a child process, about a second); unset: `prices.json` in "
+        "AILB_DATA_DIR.",
     ),
     "AILB_RESPONSES_TTL": (
         "responses_ttl",

@@ -381,6 +381,13 @@ def test_usage_cached_tokens_are_cache_reads() -> None:
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 60,
     }
+    usage["prompt_tokens_details"] = {"cached_tokens": 60, "cache_write_tokens": 30}
+    assert to_message(completion({"content": "x"}, usage=usage), "m", "i")["usage"] == {
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cache_creation_input_tokens": 30,
+        "cache_read_input_tokens": 60,
+    }
 
 
 # --- stream ---------------------------------------------------------------------------------------

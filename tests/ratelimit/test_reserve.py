@@ -127,12 +127,12 @@ def test_model_terms_take_the_dearest_price_and_the_tightest_output() -> None:
     a = deployment("a", input_cost_per_1m=1, output_cost_per_1m=4, max_output_tokens=8192)
     b = deployment("b", input_cost_per_1m=3, output_cost_per_1m=2, context_window=32_000)
     c = deployment("c", max_output_tokens=2048, context_window=128_000)
-    assert model_terms([a, b, c]) == ModelTerms(3e-6, 4e-6, 2048, 128_000)
+    assert model_terms("m", [a, b, c]) == ModelTerms(3e-6, 4e-6, 2048, 128_000)
     cache = TermsCache()
     index = {"m": [a, b, c]}
     assert cache.get(index, "m") is cache.get(index, "m")
     assert cache.get(index, "nope") is None
-    assert cache.get({"m": [a]}, "m") == model_terms([a])  # a new index: read again
+    assert cache.get({"m": [a]}, "m") == model_terms("m", [a])  # a new index: read again
 
 
 def test_context_bytes_counts_only_what_was_added() -> None:

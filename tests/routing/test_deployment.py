@@ -82,7 +82,7 @@ def test_snapshot_reports_health_errors_latency_tokens_and_cost() -> None:
     d.record_success(0.050)
     d.record_failure(status(500))
     d.record_failure(status(429, retry_after=7.0))
-    assert d.record_usage(1_000_000, 500_000) == pytest.approx(2.0 + 4.0)
+    assert d.record_usage("m", 1_000_000, 500_000) == pytest.approx(2.0 + 4.0)
     snap = d.snapshot()
     assert snap["health"] == "cooling_down"
     assert snap["cooldown_for_s"] == 7.0 and snap["ejected_for_s"] == 0.0
@@ -92,6 +92,7 @@ def test_snapshot_reports_health_errors_latency_tokens_and_cost() -> None:
     assert snap["tokens"] == {"prompt": 1_000_000, "completion": 500_000}
     assert snap["cost_usd"] == 6.0
     assert snap["ejections"] == 0 and snap["models"] == ["m"]
+    assert snap["prices"]["m"]["source"] == "config" and snap["unpriced_models"] == []
 
 
 # --- passive ejection -----------------------------------------------------------------------

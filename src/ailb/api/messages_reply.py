@@ -44,11 +44,13 @@ def usage_of(u: Any) -> dict[str, int]:
     u = u if isinstance(u, dict) else {}
     prompt = int(u.get("prompt_tokens") or 0)
     details = u.get("prompt_tokens_details")
-    cached = int((details.get("cached_tokens") or 0) if isinstance(details, dict) else 0)
+    details = details if isinstance(details, dict) else {}
+    cached = int(details.get("cached_tokens") or 0)
+    written = int(details.get("cache_write_tokens") or 0)
     return {
-        "input_tokens": max(prompt - cached, 0),
+        "input_tokens": max(prompt - cached - written, 0),
         "output_tokens": int(u.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
 

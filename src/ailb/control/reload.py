@@ -242,7 +242,9 @@ class Reloader:
         # Until the swap, carried-over deployments keep telling the running router about
         # health changes (building the new one made them report to it).
         running.router.attach()
-        monitor = HealthMonitor(live.router, interval=new.env.health_interval)
+        monitor = HealthMonitor(
+            live.router, interval=new.env.health_interval, pricer=runtime.health.pricer
+        )
         try:
             # Probes (and discovers the models of) new deployments before they take traffic.
             await monitor.start()

@@ -23,9 +23,14 @@ def account(
 ) -> None:
     """Tokens and cost: the provider's figures, else the documented estimate (about four
     characters a token, of what was actually delivered)."""
+    cached = written = 0
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         prompt = usage["prompt_tokens"]
         completion = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details")
+        if details:  # cache reads (and Anthropic's cache writes) are priced on their own
+            cached = details.get("cached_tokens") or 0
+            written = details.get("cache_write_tokens") or 0
     else:
         completion_chars = streamed_chars
         if result is not None:
@@ -36,7 +41,7 @@ def account(
         prompt, completion = needs.prompt_tokens, (completion_chars + 3) // 4
         ex.estimated = True
     ex.prompt_tokens, ex.completion_tokens = prompt, completion
-    ex.cost = dep.record_usage(prompt, completion)
+    ex.cost = dep.record_usage(ex.model or "", prompt, completion, cached, written)
 
 
 class Ledger:

@@ -48,16 +48,21 @@ ERROR_STATUSES = {
 
 
 def to_usage(u: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic usage as OpenAI's: cache reads and writes are part of the prompt."""
+    """Anthropic usage as OpenAI's: cache reads and writes are part of the prompt. Writes are
+    told apart (`cache_write_tokens`, the name OpenAI's Responses usage gives them): Anthropic
+    bills them above plain input."""
     cache_read = int(u.get("cache_read_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + int(u.get("cache_creation_input_tokens") or 0)
-    prompt += cache_read
+    cache_write = int(u.get("cache_creation_input_tokens") or 0)
+    prompt = int(u.get("input_tokens") or 0) + cache_write + cache_read
     completion = int(u.get("output_tokens") or 0)
+    details = {"cached_tokens": cache_read}
+    if cache_write:
+        details["cache_write_tokens"] = cache_write
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cache_read},
+        "prompt_tokens_details": details,
     }
 
 

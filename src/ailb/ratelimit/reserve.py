@@ -44,11 +44,12 @@ class ModelTerms:
     largest_window: int | None  # the largest configured context window (None: none set)
 
 
-def model_terms(deployments: Sequence[DeploymentState]) -> ModelTerms:
+def model_terms(model: str, deployments: Sequence[DeploymentState]) -> ModelTerms:
     windows = [d.config.context_window for d in deployments if d.config.context_window]
+    dearest = [d.price(model).dearest() for d in deployments]
     return ModelTerms(
-        max(d.config.input_cost_per_1m for d in deployments) / 1e6,
-        max(d.config.output_cost_per_1m for d in deployments) / 1e6,
+        max(i for i, _ in dearest) / 1e6,
+        max(o for _, o in dearest) / 1e6,
         min(d.config.max_output_tokens for d in deployments),
         max(windows) if windows else None,
     )
@@ -70,7 +71,7 @@ class TermsCache:
             deployments = index.get(model)
             if not deployments:
                 return None  # no such model: refused before any cost (and not kept)
-            terms = self._terms[model] = model_terms(deployments)
+            terms = self._terms[model] = model_terms(model, deployments)
         return terms
 
 

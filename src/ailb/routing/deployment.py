@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ailb.billing.prices import FREE, LOCAL_PROVIDERS, UNPRICED, Price
 from ailb.config import DeploymentConfig
 from ailb.providers.base import Provider, UpstreamError
 
@@ -35,6 +36,13 @@ class LatencyWindow:
 
     def __len__(self) -> int:
         return len(self._samples)
+
+
+def configured_price(config: DeploymentConfig) -> Price:
+    """A deployment's price from its configuration alone: its rates where set, nothing for a
+    local provider, unknown (costing nothing, said so) otherwise."""
+    base = FREE if config.provider in LOCAL_PROVIDERS else UNPRICED
+    return base.with_overrides(config.input_cost_per_1m, config.output_cost_per_1m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +102,14 @@ class DeploymentState:
     failovers: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     cooldown_until: float = 0.0  # after a 429: not selected until then
     epoch: HealthEpoch = field(default_factory=HealthEpoch)  # shared with the router
+    # Public model name -> its price, set by ailb.billing.catalog.Pricer once looked up.
+    prices: dict[str, Price] = field(default_factory=dict)
+    default_price: Price = UNPRICED  # a model not (yet) priced: the configuration's alone
 
     def __post_init__(self) -> None:
         self.models = self.config.served_models()
         self.embedding = self.config.embedding_names()
+        self.default_price = configured_price(self.config)
 
     @property
     def name(self) -> str:
@@ -146,12 +158,17 @@ class DeploymentState:
             self.epoch.bump()
         self.probe_ok = True
 
-    def record_usage(self, prompt: int, completion: int) -> float:
+    def price(self, model: str) -> Price:
+        """What `model` (a public name) costs here: priced by ailb.billing.catalog, else what
+        the configuration alone says."""
+        return self.prices.get(model, self.default_price)
+
+    def record_usage(
+        self, model: str, prompt: int, completion: int, cached: int = 0, written: int = 0
+    ) -> float:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
-        cost = (
-            prompt * self.config.input_cost_per_1m + completion * self.config.output_cost_per_1m
-        ) / 1_000_000
+        cost = self.prices.get(model, self.default_price).cost(prompt, completion, cached, written)
         self.cost_usd += cost
         return cost
 
@@ -217,4 +234,6 @@ class DeploymentState:
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "cost_usd": round(self.cost_usd, 6),
             "models": sorted(self.models),
+            "prices": {m: self.price(m).describe() for m in sorted(self.models)},
+            "unpriced_models": sorted(m for m in self.models if not self.price(m).known),
         }

@@ -434,7 +434,7 @@ class Failover:
                 # The loser of a hedge: cancelled, but it was sent and its prompt was paid for.
                 task.cancel()
                 target.deployment.end()
-                target.deployment.record_usage(plan.prompt_tokens, 0)
+                target.deployment.record_usage(plan.model, plan.prompt_tokens, 0)
             for outcome in await asyncio.gather(*running, return_exceptions=True):
                 if discard is not None and not isinstance(outcome, BaseException):
                     await discard(outcome)  # it finished too, a moment too late

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from ailb.aio import cancel_and_wait
 from ailb.providers.base import UpstreamError
@@ -25,8 +26,13 @@ class HealthMonitor:
         router: Router,
         interval: float,
         probe_timeout: float = 10.0,
+        pricer: Callable[[Sequence[DeploymentState]], Awaitable[None]] | None = None,
     ) -> None:
         self.router = router
+        # Looks up the deployments' prices (ailb.billing.catalog.Pricer): at start, and for
+        # models discovered later.
+        self.pricer = pricer
+        self._pricing: set[asyncio.Task[None]] = set()
         self.interval = interval
         self.probe_timeout = probe_timeout
         self._task: asyncio.Task[None] | None = None
@@ -53,6 +59,10 @@ class HealthMonitor:
             if discovered != d.models:
                 d.models = discovered
                 self.router.rebuild_index()
+                if self.pricer is not None:
+                    task = asyncio.create_task(self.price([d]))
+                    self._pricing.add(task)
+                    task.add_done_callback(self._pricing.discard)
                 log.info(
                     "models_discovered", extra={"deployment": d.name, "models": len(discovered)}
                 )
@@ -70,6 +80,18 @@ class HealthMonitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(first), initial_wait)
         self._task = asyncio.create_task(self._loop(first))
+        await self.price(list(self.router.deployments.values()))
+
+    async def price(self, deployments: Sequence[DeploymentState]) -> None:
+        """Prices for `deployments`; the router (and the budgets' terms) read them anew."""
+        if self.pricer is None:
+            return
+        try:
+            await self.pricer(deployments)
+        except Exception:  # a pricing bug must not stop start-up or discovery
+            log.exception("pricing_failed")
+            return
+        self.router.rebuild_index()
 
     async def _loop(self, first: asyncio.Future[None]) -> None:
         with contextlib.suppress(Exception):
@@ -84,3 +106,5 @@ class HealthMonitor:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        for task in list(self._pricing):
+            await cancel_and_wait(task)

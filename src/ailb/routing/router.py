@@ -121,6 +121,7 @@ class _Pool:
         "first_by_priority",
         "frontier",
         "min_window",
+        "model",
         "panic",
         "pool",
         "reserve",
@@ -134,6 +135,7 @@ class _Pool:
     def __init__(self) -> None:
         self.epoch = -1
         self.valid_until = 0.0
+        self.model = ""
         # Why nothing can be planned, as a maker of a fresh exception: one object raised again
         # and again would grow its traceback by the raising frames each time, and with them
         # every request's body (DESIGN §8).
@@ -399,6 +401,7 @@ class Router:
         return entry
 
     def _fill(self, model: str, entry: _Pool, eligible: list[DeploymentState], now: float) -> None:
+        entry.model = model
         if entry.error is not None:
             return
         weighted = [d for d in eligible if self.weight(d, model) > 0]
@@ -419,7 +422,7 @@ class Router:
         state = self._rr_state.setdefault(model, {})
         entry.rr = [state.get(d.name, 0.0) for d in entry.pool]
         entry.unmeasured = [d for d in entry.pool if d.speed is None]
-        entry.frontier = _cost_frontier(entry.pool)
+        entry.frontier = _cost_frontier(entry.pool, model)
         entry.first_by_priority = min(entry.pool, key=_priority)  # stable: config order ties
 
     def _remember(self, session_id: str, name: str) -> None:
@@ -432,7 +435,7 @@ class Router:
         self, strategy: RoutingStrategy, model: str, needs: Needs
     ) -> Callable[[DeploymentState], Any]:
         if strategy is RoutingStrategy.COST_OPTIMIZED:
-            return lambda d: (_cost(d, needs), _latency(d))
+            return lambda d: (_cost(d, model, needs), _latency(d))
         if strategy is RoutingStrategy.LATENCY_OPTIMIZED:
             return _latency
         return lambda d: (d.config.priority, d.in_flight / max(1, self.weight(d, model)))
@@ -449,7 +452,7 @@ class Router:
         if strategy is RoutingStrategy.LATENCY_OPTIMIZED:
             return self._latency_optimized(entry)
         if strategy is RoutingStrategy.COST_OPTIMIZED:
-            return min(entry.frontier, key=lambda d: (_cost(d, needs), _latency(d)))
+            return min(entry.frontier, key=lambda d: (_cost(d, entry.model, needs), _latency(d)))
         assert entry.first_by_priority is not None
         return entry.first_by_priority
 
@@ -509,11 +512,9 @@ def _latency(d: DeploymentState) -> float:
     return d.speed if d.speed is not None else 0.0
 
 
-def _cost(d: DeploymentState, needs: Needs) -> float:
+def _cost(d: DeploymentState, model: str, needs: Needs) -> float:
     out_tokens = needs.max_tokens or 256  # typical answer when the client sets no limit
-    return (
-        needs.prompt_tokens * d.config.input_cost_per_1m + out_tokens * d.config.output_cost_per_1m
-    )
+    return d.price(model).cost(needs.prompt_tokens, out_tokens)
 
 
 def _capable(d: DeploymentState, needs: Needs) -> bool:
@@ -543,16 +544,18 @@ def _fits(d: DeploymentState, needs: Needs) -> bool:
     return cw is None or needs.prompt_tokens + needs.max_tokens <= cw
 
 
-def _cost_frontier(pool: list[DeploymentState]) -> list[DeploymentState]:
-    """Deployments no other beats on both input and output price: the only possible cheapest
-    for any mix of tokens."""
+def _cost_frontier(pool: list[DeploymentState], model: str) -> list[DeploymentState]:
+    """Deployments no other beats on both input and output price (of `model`, tiers included):
+    the only possible cheapest for any mix of tokens."""
+    prices = [(d, d.price(model)) for d in pool]
     out = []
-    for d in pool:
-        ci, co = d.config.input_cost_per_1m, d.config.output_cost_per_1m
+    for d, p in prices:
         dominated = any(
-            (e.config.input_cost_per_1m <= ci and e.config.output_cost_per_1m <= co)
-            and (e.config.input_cost_per_1m < ci or e.config.output_cost_per_1m < co)
-            for e in pool
+            e.input <= p.input
+            and e.output <= p.output
+            and (e.input < p.input or e.output < p.output)
+            and not e.tiers  # one with tiers may be dearer above them: not beaten for sure
+            for _, e in prices
         )
         if not dominated:
             out.append(d)

@@ -120,11 +120,12 @@ def usage_of(chat: dict[str, Any] | None) -> dict[str, Any] | None:
     completion = int(chat.get("completion_tokens") or 0)
     details = chat.get("prompt_tokens_details")
     cached = int(details.get("cached_tokens") or 0) if details else 0
+    written = int(details.get("cache_write_tokens") or 0) if details else 0
     details = chat.get("completion_tokens_details")
     reasoning = int(details.get("reasoning_tokens") or 0) if details else 0
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": int(chat.get("total_tokens") or prompt + completion),
