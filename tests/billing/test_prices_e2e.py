@@ -78,6 +78,15 @@ def test_unconfigured_prices_come_from_the_library(gw, client_for):
     # cost_optimized: every request to the cheaper deployment, priced by the library
     assert priced["requests"] == 4 and deployments["dear"]["requests"] == 0
     assert priced["cost_usd"] == pytest.approx(expected, abs=1e-6)
+    metrics = httpx2.get(
+        gw.url + "/metrics", headers={"authorization": f"Bearer {MASTER}"}, timeout=10
+    ).text
+    (line,) = [
+        m
+        for m in metrics.splitlines()
+        if m.startswith("ailb_cost_usd_total{") and 'deployment="priced"' in m
+    ]
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(expected, rel=1e-6)
     assert priced["prices"]["gpt-4o-mini"]["source"].startswith("genai-prices ")
     assert priced["unpriced_models"] == ["mystery-model"]  # said so, and $0
     assert deployments["dear"]["prices"]["gpt-4o-mini"]["source"] == "config"
