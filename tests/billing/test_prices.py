@@ -185,3 +185,46 @@ def test_the_pricer_applies_the_library_price_and_the_configured_rates(tmp_path:
     assert plain.record_usage("gpt-4o-mini", 1_000_000, 0) == pytest.approx(library.input)
     mixed = cheap.price("gpt-4o-mini")
     assert (mixed.input, mixed.output, mixed.source) == (0.01, library.output, CONFIG)
+
+
+def test_ailb_prices_shows_each_models_price_and_source(tmp_path, monkeypatch, capsys):
+    from ailb.cli import main
+
+    (tmp_path / "ailb.yaml").write_text(
+        """
+deployments:
+  - name: oa
+    provider: openai
+    api_key_env: PRICES_TEST_KEY
+    models: [gpt-4o-mini, mystery-model]
+  - name: cheap
+    provider: openai
+    base_url: http://127.0.0.1:9/v1
+    models: [gpt-4o-mini]
+    input_cost_per_1m: 0.01
+    output_cost_per_1m: 0.02
+  - name: local
+    provider: ollama
+    models: [llama3.2]
+"""
+    )
+    monkeypatch.setenv("AILB_CONFIG", str(tmp_path / "ailb.yaml"))
+    monkeypatch.setenv("AILB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PRICES_TEST_KEY", "sk-test")
+    assert main(["prices", "--json"]) == 0
+    rows = {
+        (r["deployment"], r["model"]): r
+        for r in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert rows[("oa", "gpt-4o-mini")]["source"] == f"genai-prices {library_version()}"
+    assert rows[("oa", "gpt-4o-mini")]["input_per_1m"] > 0
+    assert rows[("oa", "mystery-model")]["source"] == "unknown"
+    assert (
+        rows[("cheap", "gpt-4o-mini")]["input_per_1m"],
+        rows[("cheap", "gpt-4o-mini")]["source"],
+    ) == (0.01, "config")
+    assert rows[("local", "llama3.2")]["source"] == "local"
+    assert main(["prices", "mystery-model"]) == 0  # one model, as a table, on every deployment
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["model", "deployment"]
+    assert [line.split()[1] for line in table[1:]] == ["oa", "cheap", "local"]
