@@ -177,9 +177,12 @@ def test_a_failing_lookup_leaves_models_unpriced_and_says_so(tmp_path, monkeypat
     assert d.snapshot()["unpriced_models"] == ["gpt-4o-mini"]
 
 
-def test_the_pricer_applies_the_library_price_and_the_configured_rates(tmp_path: Path) -> None:
+def test_the_pricer_applies_the_library_price_and_the_configured_rates(tmp_path, caplog) -> None:
     plain, cheap = deployment(), deployment("openai", input_cost_per_1m=0.01)
-    asyncio.run(Pricer(str(tmp_path / "p.json"))([plain, cheap]))
+    caplog.set_level("INFO", "ailb.prices")
+    asyncio.run(Pricer(str(tmp_path / "p.json"))([plain, cheap, deployment("mock")]))
+    (loaded,) = [r for r in caplog.records if r.message == "prices_loaded"]
+    assert (loaded.models, loaded.unknown, loaded.local_free, loaded.configured) == (3, 0, 1, 1)
     library = plain.price("gpt-4o-mini")
     assert library.known and library.model == "gpt-4o-mini"
     assert plain.record_usage("gpt-4o-mini", 1_000_000, 0) == pytest.approx(library.input)

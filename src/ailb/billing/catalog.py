@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ailb.billing.prices import LOCAL_PROVIDERS, UNPRICED, Price, Tier
+from ailb.billing.prices import CONFIG, LOCAL, LOCAL_PROVIDERS, UNPRICED, Price, Tier
 from ailb.routing.deployment import DeploymentState
 
 log = logging.getLogger("ailb.prices")
@@ -262,8 +262,16 @@ class Pricer:
                     "output_cost_per_1m are set for their deployment",
                 },
             )
-        priced = sum(1 for d in deployments for m in d.models if d.price(m).known)
-        log.info("prices_loaded", extra={"models": priced, "unknown": len(unknown)})
+        sources = [d.price(m).source for d in deployments for m in d.models]
+        log.info(
+            "prices_loaded",
+            extra={
+                "models": len(sources),
+                "unknown": len(unknown),
+                "local_free": sources.count(LOCAL),  # ollama and mock: $0 unless configured
+                "configured": sources.count(CONFIG),
+            },
+        )
 
 
 def main() -> None:
