@@ -68,7 +68,7 @@ from ailb.auth.authenticator import Authenticator
 from ailb.auth.keyring import KeyRing
 from ailb.auth.manager import KeyManager
 from ailb.auth.principal import SCOPE_KEY
-from ailb.billing.catalog import CACHE_FILE, Pricer
+from ailb.billing.catalog import Pricer, prices_file
 from ailb.billing.usage import UsageRecorder
 from ailb.config import Settings, load_settings
 from ailb.control.reload import Reloader, SettingsLoader
@@ -368,7 +368,7 @@ def create_app(settings: Settings, load: SettingsLoader | None = None) -> Gatewa
         health=HealthMonitor(
             live.router,
             interval=env.health_interval,
-            pricer=Pricer(env.prices_cache or os.path.join(env.data_dir, CACHE_FILE)),
+            pricer=Pricer(prices_file(env)),
         ),
         vectors=vectors,
         memory=MemoryService(env, memory_backend(env, vectors, embedder))

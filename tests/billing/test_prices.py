@@ -79,11 +79,12 @@ def test_a_url_the_library_knows_prices_as_that_provider() -> None:
         ("http://localhost:11434", None),
         ("http://10.1.2.3:8000/v1", None),
         ("https://api.groq.com/openai/v1/", "https://api.groq.com/openai/v1"),
+        ("https://api.openai.com/v1/", None),  # the type's own: looked up by type
         (None, None),
     ],
 )
 def test_local_addresses_are_not_looked_up_by_url(url: str | None, looked_up_as: str | None):
-    assert catalog._claimable(url) == looked_up_as
+    assert catalog._claimable("openai", url) == looked_up_as
 
 
 # --- the price itself ------------------------------------------------------------------------

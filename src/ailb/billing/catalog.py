@@ -4,7 +4,8 @@ shipped inside the package: nothing is fetched).
 The library's data is large: importing it takes about a second and 40 MB that the process never
 gives back, which the gateway's start-up and idle footprint cannot carry. So prices are looked
 up in a child process (`python -m ailb.billing.catalog`: queries as JSON on stdin, prices on
-stdout) and kept in AILB_DATA_DIR/prices.json for the library version that found them: a
+stdout) and kept in AILB_PRICES_CACHE (AILB_DATA_DIR/prices.json) for the library version
+that found them: a
 gateway starts a child only for models it has not priced before, and a new library version
 prices everything again.
 
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ailb.billing.prices import CONFIG, LOCAL, LOCAL_PROVIDERS, UNPRICED, Price, Tier
+from ailb.config import DEFAULT_BASE_URLS, EnvSettings
 from ailb.routing.deployment import DeploymentState
 
 log = logging.getLogger("ailb.prices")
@@ -44,10 +46,15 @@ CHILD_TIMEOUT_S = 60.0
 PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 
 
-def _claimable(url: str | None) -> str | None:
-    """A base URL as looked up: None for one on this machine or a private network (no
-    provider's API lives there, and tests' random ports would each miss the cache)."""
-    if not url:
+def prices_file(env: EnvSettings) -> str:
+    return env.prices_cache or os.path.join(env.data_dir, CACHE_FILE)
+
+
+def _claimable(provider: str, url: str | None) -> str | None:
+    """A base URL as looked up: None for the provider type's own (looked up by type) and for
+    one on this machine or a private network (no provider's API lives there, and tests' random
+    ports would each miss the cache)."""
+    if not url or url.rstrip("/") == DEFAULT_BASE_URLS.get(provider):
         return None
     host = urlsplit(url).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
@@ -126,15 +133,13 @@ def resolve_here(queries: Iterable[Query]) -> dict[str, Price]:
     """Look the queries up with the library, in this process (the child; `ailb prices`)."""
     from genai_prices import data_snapshot  # a second and 40 MB: see the module's notes
 
-    from ailb.config import DEFAULT_BASE_URLS
-
     snapshot = data_snapshot.get_snapshot()
     source = f"{LIBRARY} {library_version()}"
     now = datetime.now(UTC)
     out: dict[str, Price] = {}
     for q in queries:
         attempts: list[tuple[str | None, str | None]] = []
-        if q.base_url and q.base_url.rstrip("/") != DEFAULT_BASE_URLS.get(q.provider):
+        if q.base_url:  # (_claimable: not the provider type's own)
             attempts.append((None, q.base_url))
         if q.provider in PROVIDER_IDS:
             attempts.append((PROVIDER_IDS[q.provider], None))
@@ -232,21 +237,21 @@ class Pricer:
 
     async def __call__(self, deployments: Sequence[DeploymentState]) -> None:
         queries = {
-            (d.name, public): Query(d.config.provider, _claimable(d.config.base_url), upstream)
+            (d.name, public): Query(
+                d.config.provider, _claimable(d.config.provider, d.config.base_url), upstream
+            )
             for d in deployments
             for public, upstream in d.models.items()
         }
         found = await resolve(queries.values(), self.cache_path)
         unknown = []
         for d in deployments:
+            rates = d.config.input_cost_per_1m, d.config.output_cost_per_1m
             prices = {}
             for public in d.models:
                 price = found.get(queries[(d.name, public)].key)
                 if price is not None:  # (a local provider's: the configured price applies)
-                    config = d.config
-                    prices[public] = price.with_overrides(
-                        config.input_cost_per_1m, config.output_cost_per_1m
-                    )
+                    prices[public] = price.with_overrides(*rates)
             d.prices = prices
             unknown += [(d.name, m) for m in sorted(d.models) if not d.price(m).known]
         if self.quiet:

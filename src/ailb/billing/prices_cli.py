@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
-from ailb.billing.catalog import CACHE_FILE, Pricer
+from ailb.billing.catalog import Pricer, prices_file
 from ailb.config import ConfigError, load_settings
 from ailb.providers import build_provider
 from ailb.routing.deployment import DeploymentState
@@ -29,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"ailb: configuration error: {e}", file=sys.stderr)
         return 2
-    env = settings.env
     deployments = [
         DeploymentState(config=c, provider=build_provider(c, settings.credentials.get(c.name)))
         for c in settings.deployments
@@ -38,33 +36,31 @@ def run(args: argparse.Namespace) -> int:
         for d in deployments:
             if args.model not in d.models:  # what it would cost there
                 d.models = {args.model: args.model}
-    pricer = Pricer(env.prices_cache or os.path.join(env.data_dir, CACHE_FILE), quiet=True)
-    asyncio.run(pricer(deployments))
-    rows = [
-        {"model": model, "deployment": d.name, "provider": d.config.provider}
-        | d.price(model).describe()
+    asyncio.run(Pricer(prices_file(settings.env), quiet=True)(deployments))
+    priced = [
+        (d, model, d.price(model))
         for d in deployments
         for model in sorted(d.models)
         if not args.model or model == args.model
     ]
     discovered = [d.name for d in deployments if not d.models]
     if args.json:
-        for row in rows:
-            print(json.dumps(row))
+        for d, model, price in priced:
+            row = {"model": model, "deployment": d.name, "provider": d.config.provider}
+            print(json.dumps(row | price.describe()))
         return 0
-    if not rows:
+    if not priced:
         print("no models configured" + (f" (discovered at run time: {', '.join(discovered)})"
                                          if discovered else ""))  # fmt: skip
         return 0
     print(f"{'model':32} {'deployment':16} {'input/1M':>9} {'output/1M':>9} "
           f"{'cached/1M':>9}  source")  # fmt: skip
-    for r in rows:
-        tiers = " (+tiers over " + ", ".join(
-            str(t["above_input_tokens"]) for t in r.get("tiers", ())  # type: ignore[attr-defined]
-        ) + " input tokens)" if r.get("tiers") else ""  # fmt: skip
+    for d, model, p in priced:
+        cached = p.input if p.cache_read is None else p.cache_read
+        over = ", ".join(str(t.start) for t in p.tiers)
+        tiers = f" (+tiers over {over} input tokens)" if over else ""
         print(
-            f"{r['model']:32} {r['deployment']:16} {r['input_per_1m']:>9g} "
-            f"{r['output_per_1m']:>9g} {r['cache_read_per_1m']:>9g}  {r['source']}{tiers}"
+            f"{model:32} {d.name:16} {p.input:>9g} {p.output:>9g} {cached:>9g}  {p.source}{tiers}"
         )
     if discovered and not args.model:
         print(f"models discovered at run time (not shown): {', '.join(discovered)}")

@@ -168,7 +168,7 @@ class DeploymentState:
     ) -> float:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
-        cost = self.prices.get(model, self.default_price).cost(prompt, completion, cached, written)
+        cost = self.price(model).cost(prompt, completion, cached, written)
         self.cost_usd += cost
         return cost
 
